@@ -1,0 +1,15 @@
+// Package config reads, defaults and validates viberq's settings from the environment
+// (all names start with VIBERQ_, see Describe for the full list).
+//
+// Load takes the environment lookup as a parameter (tests pass a map; main passes
+// os.Getenv through FromEnv): there are no globals and nothing is read in init. A bad
+// setting is reported as one line naming the variable and the rule; several bad
+// settings are reported together on that one line.
+//
+// Credentials are held as Secret, which prints "[REDACTED]" through fmt, JSON, text
+// and slog (zerolog uses String and MarshalJSON), so the whole Config, its Summary and
+// its LogFields are safe to log. The raw value is read explicitly with Reveal.
+//
+// The package imports only the standard library. It does not build Redis or HTTP
+// clients; it exposes the parsed fields (see Redis) and the callers build clients.
+package config
