@@ -1,0 +1,451 @@
+package provider
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultMaxCallbackBytes is the body limit of the callback handlers when they are
+// given a limit <= 0.
+const DefaultMaxCallbackBytes = 64 << 10
+
+// StatusCallback is what the provider POSTs to a message's callback_url. The payload
+// is undocumented (reference §7), so parsing is tolerant (Q12): JSON or form data,
+// message_id as a number or a numeric string, extra fields ignored. Treat it as a
+// hint and confirm by polling receive-viber, the source of truth.
+type StatusCallback struct {
+	MessageID    MessageID
+	Status       ViberStatus
+	SMSMessageID *MessageID // nil when absent, null, "" or 0
+	SMSStatus    *SMSStatus // nil when absent, null or ""
+	// Raw is the body as received, so that unknown payloads can be logged verbatim
+	// (Q12). It holds whatever the sender put there.
+	Raw []byte
+}
+
+// Outcome combines both legs of the callback (see Combine).
+func (c StatusCallback) Outcome(hasSMSFallback bool) Outcome {
+	return Combine(c.Status, c.SMSStatus, hasSMSFallback)
+}
+
+// Reply is a two-way user reply to a 206/208 message (reference §6, Q13).
+type Reply struct {
+	// MessageToken is the token of the reply, kept as the decimal text the provider
+	// sent: Viber tokens can exceed 2^53, so it is never a float.
+	MessageToken string
+	PhoneNumber  string    // as sent by the provider; mask it with MaskPhone before logging
+	Time         time.Time // UTC; zero when the provider sent none
+	Text         string
+	TrackingData string // e.g. "tracking_id:100035", from message.tracking_data or the top level
+	// TrackingID is the id extracted from TrackingData ("tracking_id:(\d+)"), or a
+	// tracking_id field; it links the reply to our outbound message_id. "" if none.
+	TrackingID string
+}
+
+// CallbackError is a callback body that cannot be parsed. Field names the missing or
+// bad field ("" when the body as a whole is unusable).
+type CallbackError struct {
+	Kind    string // "status callback" or "reply"
+	Field   string
+	Problem string
+}
+
+// Error returns e.g. "status callback: message_id: missing".
+func (e *CallbackError) Error() string {
+	if e.Field == "" {
+		return e.Kind + ": " + e.Problem
+	}
+	return e.Kind + ": " + e.Field + ": " + e.Problem
+}
+
+const (
+	kindStatus = "status callback"
+	kindReply  = "reply"
+)
+
+// payload gives uniform access to a JSON object or form values.
+type payload struct {
+	obj  map[string]any // JSON, numbers as json.Number
+	form url.Values
+}
+
+// parsePayload decodes body as JSON (application/json, */*+json, text/json) or as
+// form data (application/x-www-form-urlencoded). Any other or missing content type is
+// sniffed: a body starting with '{' is JSON, anything else form data.
+func parsePayload(kind, contentType string, body []byte) (payload, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	trimmed := bytes.TrimSpace(body)
+	isJSON := len(trimmed) > 0 && trimmed[0] == '{'
+	switch {
+	case mt == "application/x-www-form-urlencoded":
+		isJSON = false
+	case mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json"):
+		isJSON = true
+	}
+	if len(trimmed) == 0 {
+		return payload{}, &CallbackError{Kind: kind, Problem: "empty body"}
+	}
+	if isJSON {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.UseNumber()
+		var obj map[string]any
+		if err := dec.Decode(&obj); err != nil || obj == nil {
+			return payload{}, &CallbackError{Kind: kind, Problem: "body is not a JSON object"}
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			return payload{}, &CallbackError{Kind: kind, Problem: "trailing data after the JSON object"}
+		}
+		return payload{obj: obj}, nil
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return payload{}, &CallbackError{Kind: kind, Problem: "body is neither JSON nor form data"}
+	}
+	return payload{form: form}, nil
+}
+
+// value returns the raw value of the first present name: json.Number, string, bool,
+// map, slice for JSON; string for forms. nil values count as absent.
+func (p payload) value(names ...string) (any, string, bool) {
+	for _, n := range names {
+		if p.obj != nil {
+			if v, ok := p.obj[n]; ok && v != nil {
+				return v, n, true
+			}
+			continue
+		}
+		if vs, ok := p.form[n]; ok && len(vs) > 0 {
+			return vs[0], n, true
+		}
+	}
+	return nil, names[0], false
+}
+
+// object returns a nested JSON object (e.g. "message"); nil for forms or non-objects.
+func (p payload) object(name string) payload {
+	if m, ok := p.obj[name].(map[string]any); ok {
+		return payload{obj: m}
+	}
+	return payload{}
+}
+
+// scalar returns a number's text or a string; "" is absent. Other JSON kinds are an
+// error naming the field.
+func (p payload) scalar(kind string, names ...string) (string, bool, error) {
+	v, name, ok := p.value(names...)
+	if !ok {
+		return "", false, nil
+	}
+	switch x := v.(type) {
+	case json.Number:
+		return string(x), true, nil
+	case string:
+		if !utf8.ValidString(x) {
+			return "", false, &CallbackError{Kind: kind, Field: name, Problem: "invalid UTF-8"}
+		}
+		return x, x != "", nil
+	}
+	return "", false, &CallbackError{Kind: kind, Field: name, Problem: "must be a number or a string"}
+}
+
+func (p payload) empty() bool { return p.obj == nil && p.form == nil }
+
+// ParseStatusCallback parses a status callback (Q12). contentType is the request's
+// Content-Type. message_id and status are required (numbers or numeric strings);
+// sms_message_id and sms_message_status are optional (absent, null or "" give nil).
+// Unknown status codes are kept as they are (they mean pending, Q3/Q4). Errors are
+// *CallbackError naming the field.
+func ParseStatusCallback(contentType string, body []byte) (StatusCallback, error) {
+	p, err := parsePayload(kindStatus, contentType, body)
+	if err != nil {
+		return StatusCallback{}, err
+	}
+	cb := StatusCallback{Raw: body}
+	id, ok, err := callbackID(p, kindStatus, "message_id")
+	if err != nil {
+		return StatusCallback{}, err
+	}
+	if !ok {
+		return StatusCallback{}, &CallbackError{Kind: kindStatus, Field: "message_id", Problem: "missing"}
+	}
+	if id == 0 {
+		return StatusCallback{}, &CallbackError{Kind: kindStatus, Field: "message_id", Problem: "must be positive"}
+	}
+	cb.MessageID = id
+	st, ok, err := callbackInt(p, kindStatus, "status")
+	if err != nil {
+		return StatusCallback{}, err
+	}
+	if !ok {
+		return StatusCallback{}, &CallbackError{Kind: kindStatus, Field: "status", Problem: "missing"}
+	}
+	cb.Status = ViberStatus(st)
+	if id, ok, err := callbackID(p, kindStatus, "sms_message_id"); err != nil {
+		return StatusCallback{}, err
+	} else if ok && id != 0 {
+		cb.SMSMessageID = &id
+	}
+	if st, ok, err := callbackInt(p, kindStatus, "sms_message_status"); err != nil {
+		return StatusCallback{}, err
+	} else if ok {
+		s := SMSStatus(st)
+		cb.SMSStatus = &s
+	}
+	return cb, nil
+}
+
+func callbackID(p payload, kind, name string) (MessageID, bool, error) {
+	s, ok, err := p.scalar(kind, name)
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	id, err := ParseMessageID(strings.TrimSpace(s))
+	if err != nil {
+		return 0, false, &CallbackError{Kind: kind, Field: name, Problem: "must be a non-negative integer or numeric string"}
+	}
+	return id, true, nil
+}
+
+func callbackInt(p payload, kind, name string) (int, bool, error) {
+	s, ok, err := p.scalar(kind, name)
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	s = strings.TrimSpace(s)
+	n, err := strconv.ParseInt(s, 10, 32)
+	if err != nil || n < 0 || strings.HasPrefix(s, "+") {
+		return 0, false, &CallbackError{Kind: kind, Field: name, Problem: "must be a non-negative integer"}
+	}
+	return int(n), true, nil
+}
+
+var trackingIDRe = regexp.MustCompile(`tracking_id:\s*(\d+)`)
+
+// Epoch bounds for Reply.Time: values above msThreshold are milliseconds (Q13);
+// anything beyond year 9999 is rejected.
+const (
+	msThreshold = 1e12
+	maxEpochMS  = 253402300799999
+)
+
+// ParseReply parses a two-way reply (reference §6, Q13): JSON or form data.
+// message_token (required) is kept as a string even when it is a JSON number larger
+// than 2^53; phone_number (required) is a string or a number; time is epoch seconds,
+// or milliseconds when above 10^12 (a decimal point is allowed); message.text falls
+// back to a top-level text (or message given as a plain string); tracking_data is
+// taken from message or from the top level, and TrackingID from
+// "tracking_id:(\d+)" in it or else from a tracking_id field. In form data the nested
+// names may be written message[text] or message.text. Errors are *CallbackError
+// naming the field.
+func ParseReply(contentType string, body []byte) (Reply, error) {
+	p, err := parsePayload(kindReply, contentType, body)
+	if err != nil {
+		return Reply{}, err
+	}
+	var rp Reply
+	tok, ok, err := p.scalar(kindReply, "message_token")
+	if err != nil {
+		return Reply{}, err
+	}
+	if !ok {
+		return Reply{}, &CallbackError{Kind: kindReply, Field: "message_token", Problem: "missing"}
+	}
+	if n, isNum := mustValue(p, "message_token").(json.Number); isNum && !allDigits(string(n)) {
+		return Reply{}, &CallbackError{Kind: kindReply, Field: "message_token", Problem: "must be an integer or a string"}
+	}
+	rp.MessageToken = tok
+
+	phone, ok, err := p.scalar(kindReply, "phone_number")
+	if err != nil {
+		return Reply{}, err
+	}
+	if !ok {
+		return Reply{}, &CallbackError{Kind: kindReply, Field: "phone_number", Problem: "missing"}
+	}
+	rp.PhoneNumber = phone
+
+	if ts, ok, err := p.scalar(kindReply, "time"); err != nil {
+		return Reply{}, err
+	} else if ok {
+		t, err := parseEpoch(strings.TrimSpace(ts))
+		if err != nil {
+			return Reply{}, &CallbackError{Kind: kindReply, Field: "time", Problem: err.Error()}
+		}
+		rp.Time = t
+	}
+
+	msg := p.object("message")
+	lookups := []payload{msg, p}
+	text, err := firstScalar(lookups, "text", "message[text]", "message.text")
+	if err != nil {
+		return Reply{}, err
+	}
+	if text == "" {
+		if s, ok := mustValue(p, "message").(string); ok {
+			text = s
+		}
+	}
+	rp.Text = text
+	if rp.TrackingData, err = firstScalar(lookups, "tracking_data", "message[tracking_data]", "message.tracking_data"); err != nil {
+		return Reply{}, err
+	}
+	if m := trackingIDRe.FindStringSubmatch(rp.TrackingData); m != nil {
+		if len(m[1]) <= 19 {
+			rp.TrackingID = m[1]
+		}
+	} else {
+		id, err := firstScalar(lookups, "tracking_id", "message[tracking_id]", "message.tracking_id")
+		if err != nil {
+			return Reply{}, err
+		}
+		if allDigits(id) && len(id) <= 19 {
+			rp.TrackingID = id
+		}
+	}
+	return rp, nil
+}
+
+func mustValue(p payload, name string) any {
+	v, _, _ := p.value(name)
+	return v
+}
+
+// firstScalar returns the first present scalar among the payloads and names.
+func firstScalar(ps []payload, names ...string) (string, error) {
+	for _, p := range ps {
+		if p.empty() {
+			continue
+		}
+		s, ok, err := p.scalar(kindReply, names...)
+		if err != nil {
+			return "", err
+		}
+		if ok {
+			return s, nil
+		}
+	}
+	return "", nil
+}
+
+// parseEpoch reads seconds, or milliseconds above 10^12 (Q13).
+func parseEpoch(s string) (time.Time, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(s, "xXpP_") {
+		return time.Time{}, errors.New("must be an epoch number")
+	}
+	ms := f * 1000
+	if f > msThreshold {
+		ms = f
+	}
+	if ms < 0 || ms > maxEpochMS {
+		return time.Time{}, errors.New("out of range")
+	}
+	return time.UnixMilli(int64(ms)).UTC(), nil
+}
+
+// IsReply tells a two-way reply from a status callback by key presence (Q13): the
+// body (JSON, or form data when it does not start with '{') has a non-empty
+// message_token and phone_number.
+func IsReply(body []byte) bool {
+	p, err := parsePayload(kindReply, "", body)
+	if err != nil {
+		return false
+	}
+	_, ok1, err1 := p.scalar(kindReply, "message_token")
+	_, ok2, err2 := p.scalar(kindReply, "phone_number")
+	return ok1 && ok2 && err1 == nil && err2 == nil
+}
+
+// StatusCallbackHandler adapts fn to an http.Handler for the callback_url endpoint.
+// It reads at most maxBody bytes (DefaultMaxCallbackBytes when <= 0) and answers 413
+// when the body is larger, 400 when ParseStatusCallback fails, 500 when fn returns an
+// error (the provider may retry), 200 otherwise. POST and PUT carry the payload in the
+// body, GET in the query string; other methods get 405. fn may be nil.
+func StatusCallbackHandler(maxBody int64, fn func(*http.Request, StatusCallback) error) http.Handler {
+	return callbackHandler(maxBody, ParseStatusCallback, fn)
+}
+
+// ReplyHandler is StatusCallbackHandler for two-way replies (ParseReply).
+func ReplyHandler(maxBody int64, fn func(*http.Request, Reply) error) http.Handler {
+	return callbackHandler(maxBody, ParseReply, fn)
+}
+
+func callbackHandler[T any](maxBody int64, parse func(string, []byte) (T, error), fn func(*http.Request, T) error) http.Handler {
+	if maxBody <= 0 {
+		maxBody = DefaultMaxCallbackBytes
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var (
+			body []byte
+			ct   = r.Header.Get("Content-Type")
+		)
+		switch r.Method {
+		case http.MethodPost, http.MethodPut:
+			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+					return
+				}
+				http.Error(w, "cannot read body", http.StatusBadRequest)
+				return
+			}
+			body = b
+		case http.MethodGet:
+			if int64(len(r.URL.RawQuery)) > maxBody {
+				http.Error(w, "query too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			body, ct = []byte(r.URL.RawQuery), "application/x-www-form-urlencoded"
+		default:
+			w.Header().Set("Allow", "GET, POST, PUT")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		v, err := parse(ct, body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if fn != nil {
+			if err := fn(r, v); err != nil {
+				http.Error(w, "internal error", http.StatusInternalServerError)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+}
+
+// MaskPhone hides the middle of a phone number for logs: "380501234567" becomes
+// "380*****4567" (first 3 and last 4 characters kept when at least 3 are hidden).
+// Shorter values keep only their last 2 characters (at least 3 hidden), and values of
+// 4 or fewer characters are hidden entirely. The length is preserved.
+func MaskPhone(p string) string {
+	r := []rune(p)
+	n := len(r)
+	keepHead, keepTail := 0, 0
+	switch {
+	case n >= 10:
+		keepHead, keepTail = 3, 4
+	case n >= 5:
+		keepTail = 2
+	}
+	for i := keepHead; i < n-keepTail; i++ {
+		r[i] = '*'
+	}
+	return string(r)
+}

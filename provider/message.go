@@ -1,0 +1,55 @@
+package provider
+
+// MessageType is the vendor's message_type.
+type MessageType int
+
+// Message types of reference §3.1. 206 and 208 are two-way (Q19: gated by configuration upstream).
+const (
+	TypeText                  MessageType = 106 // text only
+	TypeTextImageButton       MessageType = 108 // text + image + button
+	TypeTwoWayText            MessageType = 206 // text only, two-way
+	TypeTwoWayTextImageButton MessageType = 208 // text + image + button, two-way
+)
+
+// SourceType is the vendor's source_type.
+type SourceType int
+
+// Source types of reference §3.1.
+const (
+	SourcePromotional   SourceType = 1
+	SourceTransactional SourceType = 2
+)
+
+// Limits of reference §3 and Q6/Q11.
+const (
+	MaxSourceAddrLen    = 20
+	MaxDestinationLen   = 20
+	MaxTextLen          = 1000
+	MaxButtonCaptionLen = 30
+	MaxSMSGSM7Len       = 160   // septets, extension characters count 2
+	MaxSMSUCS2Len       = 70    // UTF-16 code units
+	MinValidityPeriod   = 40    // seconds
+	MaxValidityPeriod   = 21600 // seconds (6 h)
+)
+
+// Message is one send-viber request. Field names and JSON tags are the vendor's;
+// the same JSON is used in viberq's task payload (tasks.SendArgs.Message), so apps in
+// other languages can write it.
+//
+// Only the fields that MessageType uses go on the wire (Q7): see WireJSON.
+type Message struct {
+	SourceAddr      string      `json:"source_addr"`
+	DestinationAddr string      `json:"destination_addr"` // digits only, international format, no '+' (Q9)
+	MessageType     MessageType `json:"message_type"`
+	Text            string      `json:"text"`
+	TextSMS         string      `json:"text_sms,omitempty"`
+	Image           string      `json:"image,omitempty"`
+	ButtonCaption   string      `json:"button_caption,omitempty"`
+	ButtonAction    string      `json:"button_action,omitempty"`
+	SourceType      SourceType  `json:"source_type"`
+	CallbackURL     string      `json:"callback_url,omitempty"`
+	ValidityPeriod  int         `json:"validity_period,omitempty"` // seconds, 40..21600
+}
+
+// HasSMSFallback reports whether the message carries a text_sms (Viber + SMS).
+func (m Message) HasSMSFallback() bool { return m.TextSMS != "" }

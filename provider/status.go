@@ -1,0 +1,167 @@
+package provider
+
+import "strconv"
+
+// ViberStatus is the Viber leg status of reference §5.1 (Q3).
+type ViberStatus int
+
+// Viber statuses. 20 is Unknown (the Go SDK's 26 is a bug, reference §5.1).
+const (
+	ViberSent        ViberStatus = 0
+	ViberDelivered   ViberStatus = 1
+	ViberError       ViberStatus = 2
+	ViberRejected    ViberStatus = 3
+	ViberUndelivered ViberStatus = 4
+	ViberPending     ViberStatus = 5
+	ViberUnknown     ViberStatus = 20
+)
+
+// SMSStatus is the SMS leg status (sms_message_status) of reference §5.2 (Q4):
+// SMPP message_state numbering.
+type SMSStatus int
+
+// SMS leg statuses.
+const (
+	SMSUnknown       SMSStatus = 0
+	SMSEnroute       SMSStatus = 1
+	SMSDelivered     SMSStatus = 2
+	SMSExpired       SMSStatus = 3
+	SMSDeleted       SMSStatus = 4
+	SMSUndeliverable SMSStatus = 5
+	SMSAccepted      SMSStatus = 6
+	SMSUnknown7      SMSStatus = 7
+	SMSRejected      SMSStatus = 8
+)
+
+// Outcome combines both legs (DESIGN §3, Q5).
+type Outcome int
+
+// Outcomes.
+const (
+	OutcomePending Outcome = iota
+	OutcomeDeliveredViber
+	OutcomeDeliveredSMS
+	OutcomeUndelivered
+)
+
+// String returns the lowercase name of the status ("sent", "delivered", "error",
+// "rejected", "undelivered", "pending", "unknown"), or "status(N)" for a code the
+// reference does not list (Q3).
+func (s ViberStatus) String() string {
+	switch s {
+	case ViberSent:
+		return "sent"
+	case ViberDelivered:
+		return "delivered"
+	case ViberError:
+		return "error"
+	case ViberRejected:
+		return "rejected"
+	case ViberUndelivered:
+		return "undelivered"
+	case ViberPending:
+		return "pending"
+	case ViberUnknown:
+		return "unknown"
+	}
+	return "status(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Final reports whether the Viber leg will not change any more: delivered (1), error
+// (2), rejected (3) and undelivered (4). Sent (0), pending (5), unknown (20) and any
+// unlisted code are not final (Q3): the poller decides when to give up on them.
+func (s ViberStatus) Final() bool {
+	return s == ViberDelivered || s.Failed()
+}
+
+// Failed reports whether the Viber leg failed for good: error (2), rejected (3) or
+// undelivered (4). With an SMS fallback the SMS leg may still follow (Q5).
+func (s ViberStatus) Failed() bool {
+	return s == ViberError || s == ViberRejected || s == ViberUndelivered
+}
+
+// String returns the lowercase SMPP-style name of the SMS leg status ("unknown",
+// "enroute", "delivered", "expired", "deleted", "undeliverable", "accepted",
+// "rejected"), or "sms_status(N)" for an unlisted code (Q4).
+func (s SMSStatus) String() string {
+	switch s {
+	case SMSUnknown, SMSUnknown7:
+		return "unknown"
+	case SMSEnroute:
+		return "enroute"
+	case SMSDelivered:
+		return "delivered"
+	case SMSExpired:
+		return "expired"
+	case SMSDeleted:
+		return "deleted"
+	case SMSUndeliverable:
+		return "undeliverable"
+	case SMSAccepted:
+		return "accepted"
+	case SMSRejected:
+		return "rejected"
+	}
+	return "sms_status(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Final reports whether the SMS leg will not change any more: delivered (2) or one of
+// the failures (3, 4, 5, 8). Enroute (1), accepted (6), unknown (0, 7) and any
+// unlisted code count as pending (Q4).
+func (s SMSStatus) Final() bool {
+	return s == SMSDelivered || s.Failed()
+}
+
+// Failed reports whether the SMS leg failed for good: expired (3), deleted (4),
+// undeliverable (5) or rejected (8) (Q4).
+func (s SMSStatus) Failed() bool {
+	switch s {
+	case SMSExpired, SMSDeleted, SMSUndeliverable, SMSRejected:
+		return true
+	}
+	return false
+}
+
+// String returns "pending", "delivered_viber", "delivered_sms" or "undelivered"
+// ("outcome(N)" for a value outside the enum).
+func (o Outcome) String() string {
+	switch o {
+	case OutcomePending:
+		return "pending"
+	case OutcomeDeliveredViber:
+		return "delivered_viber"
+	case OutcomeDeliveredSMS:
+		return "delivered_sms"
+	case OutcomeUndelivered:
+		return "undelivered"
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Final reports whether the outcome is final: anything but pending.
+func (o Outcome) Final() bool {
+	return o == OutcomeDeliveredViber || o == OutcomeDeliveredSMS || o == OutcomeUndelivered
+}
+
+// Combine derives the overall result of a message from its two legs (DESIGN §3, Q5):
+//
+//   - delivered via Viber if the Viber status is 1;
+//   - delivered via SMS if the SMS status is 2;
+//   - undelivered if the Viber leg failed (2, 3, 4) and either the message has no SMS
+//     fallback or the SMS leg failed (3, 4, 5, 8);
+//   - pending otherwise, including every unknown code (never a crash).
+//
+// sms is nil while the provider reports no SMS status. The "no SMS leg appeared
+// within the TTL plus a grace period" rule of Q5 needs a clock and belongs to the
+// poller, not here.
+func Combine(viber ViberStatus, sms *SMSStatus, hasSMSFallback bool) Outcome {
+	switch {
+	case viber == ViberDelivered:
+		return OutcomeDeliveredViber
+	case sms != nil && *sms == SMSDelivered:
+		return OutcomeDeliveredSMS
+	case viber.Failed() && (!hasSMSFallback || (sms != nil && sms.Failed())):
+		return OutcomeUndelivered
+	}
+	return OutcomePending
+}
