@@ -1,0 +1,23 @@
+package dtsim
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+// NewTestServer starts a Sim for cfg behind an httptest.Server and closes both with
+// tb.Cleanup (the Sim first, so hanging answers end). Clients use base URL
+// srv.URL + "/v1/api".
+func NewTestServer(tb testing.TB, cfg Config) (*Sim, *httptest.Server) {
+	tb.Helper()
+	s := New(cfg)
+	srv := httptest.NewServer(s)
+	tb.Cleanup(func() {
+		s.Close()
+		srv.Close()
+	})
+	return s, srv
+}
+
+// BasePath is the path clients put after the host: base URL = server URL + BasePath.
+const BasePath = "/v1/api"
