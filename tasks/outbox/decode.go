@@ -1,0 +1,472 @@
+package outbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/viberq/viberq/provider"
+	"github.com/viberq/viberq/tasks"
+)
+
+// FieldMessage is the entry field that holds a whole JSON document.
+const FieldMessage = "message"
+
+// kind is how a field's value is read.
+type kind int
+
+const (
+	kindString kind = iota // a JSON string
+	kindDigits             // a JSON string, or a JSON integer kept as its digits (destination_addr)
+	kindInt                // a JSON integer, or a string holding one
+	kindTTL                // a Go duration string ("90s"), or seconds as a number or a string
+)
+
+// fieldKinds lists every accepted field: id, ttl and the provider.Message JSON names.
+var fieldKinds = map[string]kind{
+	"id":               kindString,
+	"ttl":              kindTTL,
+	"source_addr":      kindString,
+	"destination_addr": kindDigits,
+	"message_type":     kindInt,
+	"text":             kindString,
+	"text_sms":         kindString,
+	"image":            kindString,
+	"button_caption":   kindString,
+	"button_action":    kindString,
+	"source_type":      kindInt,
+	"callback_url":     kindString,
+	"validity_period":  kindInt,
+}
+
+// Fields returns the names of the accepted fields, sorted.
+func Fields() []string {
+	out := make([]string, 0, len(fieldKinds))
+	for k := range fieldKinds {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DecodeError is a document that cannot be read as a message at all: malformed JSON
+// (Problem) or fields viberq does not know (Unknown). Its text never quotes a value.
+type DecodeError struct {
+	// Problem says what is malformed, e.g. "body is not a JSON object"; "" when the
+	// only problem is Unknown.
+	Problem string
+	// Unknown lists the unknown field names, sorted.
+	Unknown []string
+}
+
+// Error returns e.g. `malformed JSON: unexpected end of input` or
+// `unknown fields: "colour", "phone"`.
+func (e *DecodeError) Error() string {
+	if e.Problem != "" {
+		return e.Problem
+	}
+	q := make([]string, len(e.Unknown))
+	for i, u := range e.Unknown {
+		q[i] = strconv.Quote(u)
+	}
+	if len(q) == 1 {
+		return "unknown field " + q[0]
+	}
+	return "unknown fields " + strings.Join(q, ", ")
+}
+
+// Reasons lists why a request was refused, as field/rule pairs: the fields of a
+// *provider.ValidationError, the unknown fields (rule "unknown field") or the
+// malformed document (field FieldMessage) of a *DecodeError, and "id" for
+// tasks.ErrIdempotencyConflict. Any other error gives one pair with an empty field.
+func Reasons(err error) []provider.FieldError {
+	var (
+		ve *provider.ValidationError
+		de *DecodeError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ve):
+		return append([]provider.FieldError(nil), ve.Fields...)
+	case errors.As(err, &de):
+		var out []provider.FieldError
+		if de.Problem != "" {
+			out = append(out, provider.FieldError{Field: FieldMessage, Rule: de.Problem})
+		}
+		for _, u := range de.Unknown {
+			out = append(out, provider.FieldError{Field: u, Rule: "unknown field"})
+		}
+		return out
+	case errors.Is(err, tasks.ErrIdempotencyConflict):
+		return []provider.FieldError{{Field: "id", Rule: tasks.ErrIdempotencyConflict.Error()}}
+	}
+	return []provider.FieldError{{Rule: err.Error()}}
+}
+
+// Permanent reports whether err means the request can never be enqueued as it is
+// (a *DecodeError, a *provider.ValidationError or tasks.ErrIdempotencyConflict), as
+// opposed to a transient failure such as Redis being unreachable.
+func Permanent(err error) bool {
+	var (
+		ve *provider.ValidationError
+		de *DecodeError
+	)
+	return errors.As(err, &ve) || errors.As(err, &de) || errors.Is(err, tasks.ErrIdempotencyConflict)
+}
+
+// DecodeJSON reads one message request from a JSON document, the body of
+// POST /v1/messages and the "message" field of an outbox entry:
+//
+//	{"id":"order-42","ttl":"90s","source_addr":"Shop","destination_addr":"380501234567",
+//	 "message_type":106,"source_type":2,"text":"Your code is 1234","text_sms":"Code 1234"}
+//
+// Every field is optional here (the Enqueuer decides what is required). id is the
+// idempotency key; ttl is a Go duration string ("90s", "1h") or a number of seconds
+// (number or string); message_type, source_type and validity_period are integers
+// (numbers, or strings holding one); destination_addr is a string of digits (a JSON
+// integer is accepted too); the others are strings. null is the same as absent.
+//
+// It returns a *DecodeError for malformed JSON, a document that is not an object, or
+// unknown fields; and a *provider.ValidationError when values have the wrong type,
+// listing those together with every other violation of provider.Message.Validate,
+// the id rule and the TTL range, so that one answer names every bad field. The request
+// decoded so far is returned with the error.
+func DecodeJSON(data []byte) (tasks.EnqueueRequest, error) {
+	raw, err := jsonObject(data)
+	if err != nil {
+		return tasks.EnqueueRequest{}, err
+	}
+	var (
+		d   decoder
+		unk []string
+	)
+	for name, v := range raw {
+		k, ok := fieldKinds[name]
+		if !ok {
+			unk = append(unk, name)
+			continue
+		}
+		s, present, rule := jsonScalar(k, v)
+		if rule != "" {
+			d.bad(name, rule)
+			continue
+		}
+		if present {
+			d.set(name, k, s)
+		}
+	}
+	if len(unk) > 0 {
+		sort.Strings(unk)
+		return d.req, &DecodeError{Unknown: unk}
+	}
+	return d.result()
+}
+
+// DecodeFields reads one message request from the fields of an outbox stream entry,
+// in one of two forms:
+//
+//   - a field "message" holding a JSON document as read by DecodeJSON, optionally with
+//     the fields "id" and/or "ttl" beside it (which must then agree with the document);
+//   - flat fields: "id", "ttl" and the provider.Message JSON names, each value a
+//     string (message_type, source_type and validity_period hold decimal integers).
+//
+// Empty values count as absent. Errors are as for DecodeJSON; in the flat form an
+// unknown field is a *DecodeError.
+func DecodeFields(values map[string]any) (tasks.EnqueueRequest, error) {
+	if doc, ok := values[FieldMessage]; ok {
+		return decodeWrapped(values, str(doc))
+	}
+	var (
+		d   decoder
+		unk []string
+	)
+	for name, v := range values {
+		k, ok := fieldKinds[name]
+		if !ok {
+			unk = append(unk, name)
+			continue
+		}
+		if s := str(v); s != "" {
+			d.set(name, k, s)
+		}
+	}
+	if len(unk) > 0 {
+		sort.Strings(unk)
+		return d.req, &DecodeError{Unknown: unk}
+	}
+	return d.result()
+}
+
+// decodeWrapped reads the "message" JSON form with optional id and ttl beside it.
+func decodeWrapped(values map[string]any, doc string) (tasks.EnqueueRequest, error) {
+	var unk []string
+	for name := range values {
+		if name != FieldMessage && name != "id" && name != "ttl" {
+			unk = append(unk, name)
+		}
+	}
+	if len(unk) > 0 {
+		sort.Strings(unk)
+		return tasks.EnqueueRequest{}, &DecodeError{Unknown: unk}
+	}
+	req, err := DecodeJSON([]byte(doc))
+	var de *DecodeError
+	if errors.As(err, &de) {
+		if de.Problem != "" {
+			return req, &DecodeError{Problem: "message: " + de.Problem, Unknown: de.Unknown}
+		}
+		return req, err
+	}
+	var extra []provider.FieldError
+	var ve *provider.ValidationError
+	if errors.As(err, &ve) {
+		extra = ve.Fields
+	}
+	if id := str(values["id"]); id != "" {
+		switch {
+		case req.ID == "":
+			req.ID = id
+		case req.ID != id:
+			extra = append(extra, provider.FieldError{Field: "id", Rule: "differs from the id inside message"})
+		}
+	}
+	if s := str(values["ttl"]); s != "" {
+		ttl, rule := parseTTL(s)
+		switch {
+		case rule != "":
+			extra = append(extra, provider.FieldError{Field: "ttl", Rule: rule})
+		case req.TTL == 0:
+			req.TTL = ttl
+		case req.TTL != ttl:
+			extra = append(extra, provider.FieldError{Field: "ttl", Rule: "differs from the ttl inside message"})
+		}
+	}
+	if len(extra) > 0 {
+		return req, &provider.ValidationError{Fields: dedupe(extra)}
+	}
+	return req, err
+}
+
+// jsonObject decodes data as one JSON object.
+func jsonObject(data []byte) (map[string]json.RawMessage, error) {
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, &DecodeError{Problem: "empty document: want a JSON object"}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var raw map[string]json.RawMessage
+	if err := dec.Decode(&raw); err != nil {
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &se):
+			return nil, &DecodeError{Problem: fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, se.Error())}
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return nil, &DecodeError{Problem: "malformed JSON: unexpected end of input"}
+		}
+		return nil, &DecodeError{Problem: "not a JSON object"}
+	}
+	if raw == nil {
+		return nil, &DecodeError{Problem: "not a JSON object"}
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, &DecodeError{Problem: "malformed JSON: data after the object"}
+	}
+	return raw, nil
+}
+
+// jsonScalar turns one JSON value into the text that decoder.set parses. present is
+// false for null; rule names a wrong type.
+func jsonScalar(k kind, v json.RawMessage) (s string, present bool, rule string) {
+	v = bytes.TrimSpace(v)
+	if len(v) == 0 || string(v) == "null" {
+		return "", false, ""
+	}
+	switch v[0] {
+	case '"':
+		if err := json.Unmarshal(v, &s); err != nil {
+			return "", false, "must be a valid JSON string"
+		}
+		return s, s != "", ""
+	case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9':
+		switch k {
+		case kindString:
+			return "", false, "must be a string"
+		case kindDigits:
+			if !allDigits(string(v)) {
+				return "", false, "must be a string of digits"
+			}
+		case kindInt:
+			if !isInteger(string(v)) {
+				return "", false, "must be an integer"
+			}
+		}
+		return string(v), true, ""
+	}
+	switch k {
+	case kindInt:
+		return "", false, "must be an integer"
+	case kindTTL:
+		return "", false, ttlRule
+	case kindDigits:
+		return "", false, "must be a string of digits"
+	}
+	return "", false, "must be a string"
+}
+
+// decoder accumulates a request and the type errors met on the way.
+type decoder struct {
+	req  tasks.EnqueueRequest
+	errs []provider.FieldError
+}
+
+func (d *decoder) bad(field, rule string) {
+	d.errs = append(d.errs, provider.FieldError{Field: field, Rule: rule})
+}
+
+// set parses s, the text of field name, into the request.
+func (d *decoder) set(name string, k kind, s string) {
+	m := &d.req.Message
+	switch k {
+	case kindInt:
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < math.MinInt32 || n > math.MaxInt32 {
+			d.bad(name, "must be an integer")
+			return
+		}
+		switch name {
+		case "message_type":
+			m.MessageType = provider.MessageType(n)
+		case "source_type":
+			m.SourceType = provider.SourceType(n)
+		case "validity_period":
+			m.ValidityPeriod = n
+		}
+		return
+	case kindTTL:
+		ttl, rule := parseTTL(s)
+		if rule != "" {
+			d.bad(name, rule)
+			return
+		}
+		d.req.TTL = ttl
+		return
+	}
+	switch name {
+	case "id":
+		d.req.ID = s
+	case "source_addr":
+		m.SourceAddr = s
+	case "destination_addr":
+		m.DestinationAddr = s
+	case "text":
+		m.Text = s
+	case "text_sms":
+		m.TextSMS = s
+	case "image":
+		m.Image = s
+	case "button_caption":
+		m.ButtonCaption = s
+	case "button_action":
+		m.ButtonAction = s
+	case "callback_url":
+		m.CallbackURL = s
+	}
+}
+
+// result returns the request, or with type errors a *provider.ValidationError that
+// also lists every other violation that can be found without the Enqueuer.
+func (d *decoder) result() (tasks.EnqueueRequest, error) {
+	if len(d.errs) == 0 {
+		return d.req, nil
+	}
+	all := append([]provider.FieldError(nil), d.errs...)
+	if d.req.ID != "" && !tasks.ValidID(d.req.ID) {
+		all = append(all, provider.FieldError{Field: "id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", tasks.MaxIDLen)})
+	}
+	if d.req.TTL != 0 && (d.req.TTL < tasks.MinTTL || d.req.TTL > tasks.MaxTTL) {
+		all = append(all, provider.FieldError{Field: "ttl", Rule: fmt.Sprintf("must be between %s and %s, got %s", tasks.MinTTL, tasks.MaxTTL, d.req.TTL)})
+	}
+	var ve *provider.ValidationError
+	if err := d.req.Message.Validate(); errors.As(err, &ve) {
+		all = append(all, ve.Fields...)
+	}
+	return d.req, &provider.ValidationError{Fields: dedupe(all)}
+}
+
+// dedupe keeps the first violation of each field (type errors come first, so a field
+// of the wrong type is not also reported as "is required").
+func dedupe(fs []provider.FieldError) []provider.FieldError {
+	seen := map[string]bool{}
+	out := fs[:0:0]
+	for _, f := range fs {
+		if seen[f.Field] {
+			continue
+		}
+		seen[f.Field] = true
+		out = append(out, f)
+	}
+	return out
+}
+
+const ttlRule = `must be a Go duration such as "90s" or "1h", or a number of seconds`
+
+var secondsRe = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
+
+// parseTTL reads a Go duration ("90s", "1h30m") or a number of seconds ("90", "90.5").
+func parseTTL(s string) (time.Duration, string) {
+	s = strings.TrimSpace(s)
+	if secondsRe.MatchString(s) {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f > 1e9 {
+			return 0, "is too large"
+		}
+		return time.Duration(f * float64(time.Second)), ""
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if strings.HasPrefix(s, "-") {
+			return 0, "must not be negative"
+		}
+		return 0, ttlRule
+	}
+	if d < 0 {
+		return 0, "must not be negative"
+	}
+	return d, ""
+}
+
+func str(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	}
+	return fmt.Sprint(v)
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func isInteger(s string) bool {
+	return allDigits(strings.TrimPrefix(s, "-"))
+}

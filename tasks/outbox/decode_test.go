@@ -1,0 +1,186 @@
+package outbox_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/viberq/viberq/provider"
+	"github.com/viberq/viberq/tasks"
+	"github.com/viberq/viberq/tasks/outbox"
+)
+
+func validMessage() provider.Message {
+	return provider.Message{
+		SourceAddr:      "Shop",
+		DestinationAddr: "380501234567",
+		MessageType:     provider.TypeText,
+		Text:            "Your code is 1234",
+		TextSMS:         "Code 1234",
+		SourceType:      provider.SourceTransactional,
+	}
+}
+
+func fieldsOf(t *testing.T, err error) map[string]string {
+	t.Helper()
+	var ve *provider.ValidationError
+	require.ErrorAs(t, err, &ve)
+	out := map[string]string{}
+	for _, f := range ve.Fields {
+		_, dup := out[f.Field]
+		require.False(t, dup, "field %s reported twice", f.Field)
+		out[f.Field] = f.Rule
+	}
+	return out
+}
+
+func TestDecodeJSON(t *testing.T) {
+	t.Parallel()
+
+	t.Run("AllFields", func(t *testing.T) {
+		t.Parallel()
+		req, err := outbox.DecodeJSON([]byte(`{"id":"order-42","ttl":"90s","source_addr":"Shop",
+			"destination_addr":"380501234567","message_type":106,"source_type":2,
+			"text":"Your code is 1234","text_sms":"Code 1234","callback_url":"https://cb.example.com/x"}`))
+		require.NoError(t, err)
+		want := validMessage()
+		want.CallbackURL = "https://cb.example.com/x"
+		require.Equal(t, tasks.EnqueueRequest{ID: "order-42", TTL: 90 * time.Second, Message: want}, req)
+	})
+
+	t.Run("LenientNumbersAndNulls", func(t *testing.T) {
+		t.Parallel()
+		req, err := outbox.DecodeJSON([]byte(`{"destination_addr":380501234567,"message_type":"106",
+			"source_type":"2","ttl":120,"image":null,"source_addr":"Shop","text":"hi"}`))
+		require.NoError(t, err)
+		require.Equal(t, "380501234567", req.Message.DestinationAddr)
+		require.Equal(t, provider.TypeText, req.Message.MessageType)
+		require.Equal(t, provider.SourceTransactional, req.Message.SourceType)
+		require.Equal(t, 120*time.Second, req.TTL)
+		require.Empty(t, req.Message.Image)
+	})
+
+	t.Run("TTLForms", func(t *testing.T) {
+		t.Parallel()
+		for in, want := range map[string]time.Duration{
+			`"1h"`: time.Hour, `"90"`: 90 * time.Second, `45`: 45 * time.Second,
+			`"1m30s"`: 90 * time.Second, `40.5`: 40500 * time.Millisecond,
+		} {
+			req, err := outbox.DecodeJSON([]byte(`{"ttl":` + in + `}`))
+			require.NoError(t, err, in)
+			require.Equal(t, want, req.TTL, in)
+		}
+	})
+
+	t.Run("Malformed", func(t *testing.T) {
+		t.Parallel()
+		for _, in := range []string{``, `  `, `{"text":`, `[1,2]`, `"x"`, `null`, `{"text":"a"} {}`, `{"text":"a",}`} {
+			_, err := outbox.DecodeJSON([]byte(in))
+			var de *outbox.DecodeError
+			require.ErrorAs(t, err, &de, "input %q", in)
+			require.NotEmpty(t, de.Problem, "input %q", in)
+			require.True(t, outbox.Permanent(err))
+		}
+	})
+
+	t.Run("UnknownFieldsNamed", func(t *testing.T) {
+		t.Parallel()
+		_, err := outbox.DecodeJSON([]byte(`{"text":"a","phone":"380501234567","Colour":"red"}`))
+		var de *outbox.DecodeError
+		require.ErrorAs(t, err, &de)
+		require.Equal(t, []string{"Colour", "phone"}, de.Unknown)
+		require.Contains(t, err.Error(), `"phone"`)
+		require.NotContains(t, err.Error(), "380501234567")
+	})
+
+	t.Run("WrongTypesListedWithEveryOtherViolation", func(t *testing.T) {
+		t.Parallel()
+		_, err := outbox.DecodeJSON([]byte(`{"message_type":"text","source_type":true,"text":5,
+			"ttl":"soon","destination_addr":"+380","image":"https://x/y.png"}`))
+		got := fieldsOf(t, err)
+		require.Contains(t, got, "message_type")
+		require.Contains(t, got, "source_type")
+		require.Equal(t, "must be a string", got["text"])
+		require.Contains(t, got, "ttl")
+		require.Contains(t, got, "destination_addr") // not digits: from Validate
+		require.Contains(t, got, "source_addr")      // missing: from Validate
+		require.NotContains(t, got["text"], "required")
+	})
+}
+
+func TestDecodeFields(t *testing.T) {
+	t.Parallel()
+
+	t.Run("Flat", func(t *testing.T) {
+		t.Parallel()
+		req, err := outbox.DecodeFields(map[string]any{
+			"id": "a-1", "ttl": "60", "source_addr": "Shop", "destination_addr": "380501234567",
+			"message_type": "106", "source_type": "2", "text": "Your code is 1234", "text_sms": "Code 1234",
+			"image": "",
+		})
+		require.NoError(t, err)
+		require.Equal(t, tasks.EnqueueRequest{ID: "a-1", TTL: time.Minute, Message: validMessage()}, req)
+	})
+
+	t.Run("FlatBadNumber", func(t *testing.T) {
+		t.Parallel()
+		_, err := outbox.DecodeFields(map[string]any{"message_type": "10x6", "text": "hi"})
+		got := fieldsOf(t, err)
+		require.Equal(t, "must be an integer", got["message_type"])
+		require.Contains(t, got, "destination_addr")
+	})
+
+	t.Run("FlatUnknown", func(t *testing.T) {
+		t.Parallel()
+		_, err := outbox.DecodeFields(map[string]any{"text": "hi", "to": "380501234567"})
+		var de *outbox.DecodeError
+		require.ErrorAs(t, err, &de)
+		require.Equal(t, []string{"to"}, de.Unknown)
+	})
+
+	t.Run("MessageWithIDBeside", func(t *testing.T) {
+		t.Parallel()
+		req, err := outbox.DecodeFields(map[string]any{
+			"message": `{"source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":2,"text":"Your code is 1234","text_sms":"Code 1234"}`,
+			"id":      "beside-1", "ttl": "2m",
+		})
+		require.NoError(t, err)
+		require.Equal(t, tasks.EnqueueRequest{ID: "beside-1", TTL: 2 * time.Minute, Message: validMessage()}, req)
+	})
+
+	t.Run("MessageIDConflict", func(t *testing.T) {
+		t.Parallel()
+		_, err := outbox.DecodeFields(map[string]any{"message": `{"id":"a","text":"x"}`, "id": "b"})
+		got := fieldsOf(t, err)
+		require.Contains(t, got["id"], "differs")
+	})
+
+	t.Run("MessageWithFlatFieldIsUnknown", func(t *testing.T) {
+		t.Parallel()
+		_, err := outbox.DecodeFields(map[string]any{"message": `{"text":"x"}`, "text": "y"})
+		var de *outbox.DecodeError
+		require.ErrorAs(t, err, &de)
+		require.Equal(t, []string{"text"}, de.Unknown)
+	})
+
+	t.Run("MessageMalformed", func(t *testing.T) {
+		t.Parallel()
+		_, err := outbox.DecodeFields(map[string]any{"message": `{"text":`})
+		reasons := outbox.Reasons(err)
+		require.Len(t, reasons, 1)
+		require.Equal(t, "message", reasons[0].Field)
+		require.Contains(t, reasons[0].Rule, "malformed")
+	})
+}
+
+func TestReasonsAndPermanent(t *testing.T) {
+	t.Parallel()
+	conflict := errors.Join(errors.New("enqueue x"), tasks.ErrIdempotencyConflict)
+	require.True(t, outbox.Permanent(conflict))
+	require.Equal(t, "id", outbox.Reasons(conflict)[0].Field)
+	transient := errors.New("dial tcp: connection refused")
+	require.False(t, outbox.Permanent(transient))
+	require.Nil(t, outbox.Reasons(nil))
+}

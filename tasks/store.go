@@ -1,0 +1,391 @@
+package tasks
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/viberq/viberq/provider"
+)
+
+// Store defaults.
+const (
+	// DefaultPrefix prefixes every key the Store writes.
+	DefaultPrefix = "viberq:"
+	// DefaultRetention is how long a record is kept after its last write.
+	DefaultRetention = 7 * 24 * time.Hour
+	// DefaultEventsMaxLen is the approximate cap of the events stream.
+	DefaultEventsMaxLen = 100_000
+)
+
+// ErrNotFound is returned for a message ID without a record (never created, or
+// expired after Retention).
+var ErrNotFound = errors.New("message record not found")
+
+// StoreOptions configures a Store. Zero values mean the defaults.
+type StoreOptions struct {
+	// Prefix of the keys "{prefix}msg:{id}" and "{prefix}events". Defaults to
+	// DefaultPrefix.
+	Prefix string
+	// Retention is the expiry of a record, refreshed on every write. Defaults to
+	// DefaultRetention.
+	Retention time.Duration
+	// EventsMaxLen caps the events stream (XADD MAXLEN ~). Defaults to
+	// DefaultEventsMaxLen.
+	EventsMaxLen int64
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Store reads and writes message records and appends to the events stream. It is
+// safe for concurrent use; every write is one atomic Lua script.
+//
+// The record and the stream are two keys: on Redis Cluster they would need one hash
+// slot, which Asynq does not support either; use a single node or Sentinel.
+type Store struct {
+	rdb       redis.UniversalClient
+	prefix    string
+	retention time.Duration
+	maxLen    int64
+	now       func() time.Time
+}
+
+// NewStore returns a Store on rdb.
+func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
+	s := &Store{
+		rdb:       rdb,
+		prefix:    cmp.Or(opts.Prefix, DefaultPrefix),
+		retention: cmp.Or(opts.Retention, DefaultRetention),
+		maxLen:    cmp.Or(opts.EventsMaxLen, DefaultEventsMaxLen),
+		now:       opts.Now,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+// Key returns the record key of message id.
+func (s *Store) Key(id string) string { return s.prefix + "msg:" + id }
+
+// EventsKey returns the key of the events stream.
+func (s *Store) EventsKey() string { return s.prefix + "events" }
+
+// Retention returns the record expiry.
+func (s *Store) Retention() time.Duration { return s.retention }
+
+// Get returns the record of message id, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, id string) (Record, error) {
+	h, err := s.rdb.HGetAll(ctx, s.Key(id)).Result()
+	if err != nil {
+		return Record{}, fmt.Errorf("get record %s: %w", id, err)
+	}
+	if len(h) == 0 {
+		return Record{}, fmt.Errorf("get record %s: %w", id, ErrNotFound)
+	}
+	return recordFromHash(id, h)
+}
+
+// createScript writes a record unless one exists.
+//
+// KEYS[1] record, KEYS[2] events stream
+// ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms,
+// ARGV[5..] field/value pairs
+// Returns 1 when created, else the existing record (HGETALL).
+var createScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return redis.call('HGETALL', KEYS[1])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+  'id', ARGV[3], 'from', '', 'to', 'queued', 'channel', '', 'provider_message_id', '', 'error', '', 'at', ARGV[4])
+return 1
+`)
+
+// Create writes rec in state queued with payloadHash, and appends its "queued" event,
+// unless a record with rec.ID exists; one atomic step. It returns created=true and
+// the record as written, or created=false and the existing record untouched.
+// Zero CreatedAt and UpdatedAt are set to the Store's clock.
+func (s *Store) Create(ctx context.Context, rec Record, payloadHash string) (created bool, existing Record, err error) {
+	if rec.ID == "" {
+		return false, Record{}, errors.New("create record: empty id")
+	}
+	now := s.now()
+	rec.State = StateQueued
+	rec.PayloadHash = payloadHash
+	if rec.CreatedAt.IsZero() {
+		rec.CreatedAt = now
+	}
+	if rec.UpdatedAt.IsZero() {
+		rec.UpdatedAt = now
+	}
+	fields := rec.hashFields()
+	args := make([]any, 0, 4+len(fields))
+	args = append(args, s.retention.Milliseconds(), s.maxLen, rec.ID, now.UnixMilli())
+	args = append(args, fields...)
+	res, err := createScript.Run(ctx, s.rdb, []string{s.Key(rec.ID), s.EventsKey()}, args...).Result()
+	if err != nil {
+		return false, Record{}, fmt.Errorf("create record %s: %w", rec.ID, err)
+	}
+	if n, ok := res.(int64); ok && n == 1 {
+		written, err := recordFromHash(rec.ID, fieldMap(fields))
+		return true, written, err
+	}
+	h, err := hashReply(res)
+	if err != nil {
+		return false, Record{}, fmt.Errorf("create record %s: %w", rec.ID, err)
+	}
+	existing, err = recordFromHash(rec.ID, h)
+	return false, existing, err
+}
+
+// Update lists the fields a Transition or an Update changes besides the state. Zero
+// values leave a field unchanged.
+type Update struct {
+	// Channel sets the delivery channel (ChannelViber, ChannelSMS).
+	Channel string
+	// ProviderMessageID sets the provider's message_id.
+	ProviderMessageID provider.MessageID
+	// ViberStatus, SMSMessageID and SMSStatus set the last statuses seen.
+	ViberStatus  *provider.ViberStatus
+	SMSMessageID *provider.MessageID
+	SMSStatus    *provider.SMSStatus
+	// Error sets the last error; a pointer to "" clears it. Keep it short.
+	Error *string
+	// IncAttempts adds one to attempts, IncPolls one to polls.
+	IncAttempts bool
+	IncPolls    bool
+	// Rerun allows dropped → queued or sending: an operator re-ran the archived task
+	// after a balance top-up (DESIGN §4, 402 row). Nothing else leaves a final state.
+	Rerun bool
+}
+
+func (u Update) pairs() []any {
+	var p []any
+	if u.Channel != "" {
+		p = append(p, fChannel, u.Channel)
+	}
+	if u.ProviderMessageID != 0 {
+		p = append(p, fProviderID, strconv.FormatInt(int64(u.ProviderMessageID), 10))
+	}
+	if u.ViberStatus != nil {
+		p = append(p, fViberStatus, strconv.Itoa(int(*u.ViberStatus)))
+	}
+	if u.SMSMessageID != nil {
+		p = append(p, fSMSID, strconv.FormatInt(int64(*u.SMSMessageID), 10))
+	}
+	if u.SMSStatus != nil {
+		p = append(p, fSMSStatus, strconv.Itoa(int(*u.SMSStatus)))
+	}
+	if u.Error != nil {
+		p = append(p, fError, *u.Error) // "" deletes the field
+	}
+	return p
+}
+
+// transitionScript is the compare-and-set of a record's state.
+//
+// KEYS[1] record, KEYS[2] events stream
+// ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms,
+// ARGV[5] target state ("" = keep the current one), ARGV[6] "1" = HINCRBY attempts,
+// ARGV[7] "1" = HINCRBY polls, ARGV[8] n from states, ARGV[9] n field pairs always
+// set, ARGV[10] n field pairs set only when the state changes, then the from states,
+// then the pairs. An empty value deletes its field.
+//
+// Returns -1 when there is no record, {0, record} when the current state is not one
+// of the from states (nothing written), {1, record after} otherwise. The event is
+// appended only when the state actually changes.
+var transitionScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return -1 end
+local nfrom, nset, nchg = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+local i = 11
+local allowed = false
+for _ = 1, nfrom do
+  if ARGV[i] == cur then allowed = true end
+  i = i + 1
+end
+if not allowed then
+  return {0, redis.call('HGETALL', KEYS[1])}
+end
+local function put(f, v)
+  if v == '' then redis.call('HDEL', KEYS[1], f) else redis.call('HSET', KEYS[1], f, v) end
+end
+for _ = 1, nset do put(ARGV[i], ARGV[i+1]); i = i + 2 end
+local to = ARGV[5]
+if to == '' then to = cur end
+if to ~= cur then
+  for _ = 1, nchg do put(ARGV[i], ARGV[i+1]); i = i + 2 end
+  redis.call('HSET', KEYS[1], 'state', to)
+end
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'polls', 1) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if to ~= cur then
+  local ev = redis.call('HMGET', KEYS[1], 'channel', 'provider_message_id', 'error')
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+    'id', ARGV[3], 'from', cur, 'to', to, 'channel', ev[1] or '',
+    'provider_message_id', ev[2] or '', 'error', ev[3] or '', 'at', ARGV[4])
+end
+return {1, redis.call('HGETALL', KEYS[1])}
+`)
+
+// Transition atomically moves the record of id from one of the states in from to
+// state to, applying upd, refreshing the expiry and appending one event when the
+// state changes. It stamps sent_at on every Transition to sending (a new attempt),
+// accepted_at on a move to accepted and final_at on a move to a final state, and
+// clears final_at on a rerun.
+//
+// It returns ok=false and the current record, writing nothing, when the current
+// state is not in from; ErrNotFound when there is no record; and
+// ErrIllegalTransition when some state in from can never reach to (see
+// CanTransition): a final record is never changed, except by a rerun of a dropped one.
+// Staying in the same non-final state (to in from) updates fields without an event.
+func (s *Store) Transition(ctx context.Context, id string, from []State, to State, upd Update) (rec Record, ok bool, err error) {
+	if err := checkTransition(from, to, upd.Rerun); err != nil {
+		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
+	}
+	now := s.now()
+	var set, chg []any
+	switch {
+	case to == StateSending: // also sending → sending: a new attempt
+		set = append(set, fSentAt, msString(now))
+	case to == StateAccepted:
+		chg = append(chg, fAcceptedAt, msString(now))
+	case to.Final():
+		chg = append(chg, fFinalAt, msString(now))
+	}
+	if !to.Final() && upd.Rerun {
+		chg = append(chg, fFinalAt, "")
+	}
+	return s.run(ctx, id, from, to, upd, set, chg, now)
+}
+
+// Update applies upd to the record of id if it is not final (queued, sending or
+// accepted), without changing its state and without an event. It returns ok=false
+// and the record, writing nothing, when the record is final; ErrNotFound when there
+// is none.
+func (s *Store) Update(ctx context.Context, id string, upd Update) (Record, bool, error) {
+	upd.Rerun = false
+	return s.run(ctx, id, nonFinal, "", upd, nil, nil, s.now())
+}
+
+func (s *Store) run(ctx context.Context, id string, from []State, to State, upd Update, set, chg []any, now time.Time) (Record, bool, error) {
+	set = append(set, upd.pairs()...)
+	args := make([]any, 0, 10+len(from)+len(set)+len(chg))
+	args = append(args, s.retention.Milliseconds(), s.maxLen, id, now.UnixMilli(), string(to),
+		boolArg(upd.IncAttempts), boolArg(upd.IncPolls), len(from), len(set)/2, len(chg)/2)
+	for _, f := range from {
+		args = append(args, string(f))
+	}
+	args = append(args, set...)
+	args = append(args, chg...)
+	res, err := transitionScript.Run(ctx, s.rdb, []string{s.Key(id), s.EventsKey()}, args...).Result()
+	if err != nil {
+		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
+	}
+	if n, isInt := res.(int64); isInt && n == -1 {
+		return Record{}, false, fmt.Errorf("transition %s: %w", id, ErrNotFound)
+	}
+	arr, isArr := res.([]any)
+	if !isArr || len(arr) != 2 {
+		return Record{}, false, fmt.Errorf("transition %s: unexpected script reply %T", id, res)
+	}
+	h, err := hashReply(arr[1])
+	if err != nil {
+		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
+	}
+	rec, err := recordFromHash(id, h)
+	if err != nil {
+		return Record{}, false, err
+	}
+	applied, _ := arr[0].(int64)
+	return rec, applied == 1, nil
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// hashReply converts a Lua HGETALL reply to a map.
+func hashReply(v any) (map[string]string, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr)%2 != 0 {
+		return nil, fmt.Errorf("unexpected hash reply %T", v)
+	}
+	h := make(map[string]string, len(arr)/2)
+	for i := 0; i < len(arr); i += 2 {
+		k, ok1 := arr[i].(string)
+		val, ok2 := arr[i+1].(string)
+		if !ok1 || !ok2 {
+			return nil, fmt.Errorf("unexpected hash reply element %T", arr[i+1])
+		}
+		h[k] = val
+	}
+	return h, nil
+}
+
+// fieldMap converts HSET pairs (all strings) to a map.
+func fieldMap(pairs []any) map[string]string {
+	h := make(map[string]string, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		h[pairs[i].(string)] = pairs[i+1].(string)
+	}
+	return h
+}
+
+// Event is one entry of the events stream: a state change of one message.
+type Event struct {
+	// StreamID is the Redis stream entry ID.
+	StreamID string
+	ID       string
+	// From is "" for the creation event (To queued).
+	From              State
+	To                State
+	Channel           string
+	ProviderMessageID provider.MessageID
+	Error             string
+	At                time.Time
+}
+
+// Events returns up to count events of the stream from the entry ID start
+// ("-" for the oldest) on, oldest first.
+func (s *Store) Events(ctx context.Context, start string, count int64) ([]Event, error) {
+	msgs, err := s.rdb.XRangeN(ctx, s.EventsKey(), start, "+", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	evs := make([]Event, 0, len(msgs))
+	for _, m := range msgs {
+		str := func(k string) string {
+			v, _ := m.Values[k].(string)
+			return v
+		}
+		ev := Event{
+			StreamID: m.ID, ID: str("id"), From: State(str("from")), To: State(str("to")),
+			Channel: str("channel"), Error: str("error"),
+		}
+		if v := str("provider_message_id"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("read events: entry %s: bad provider_message_id", m.ID)
+			}
+			ev.ProviderMessageID = provider.MessageID(n)
+		}
+		if n, err := strconv.ParseInt(str("at"), 10, 64); err == nil {
+			ev.At = time.UnixMilli(n).UTC()
+		}
+		evs = append(evs, ev)
+	}
+	return evs, nil
+}

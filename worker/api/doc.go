@@ -1,0 +1,56 @@
+// Package api is `viberq api`: one HTTP server for producers, the provider's
+// callbacks, operators and probes.
+//
+//	POST /v1/messages                 enqueue a message (bearer token)          202, 400, 401, 409, 413, 415, 422, 503
+//	GET  /v1/messages/{id}            the message record, status JSON (token)   200, 401, 404
+//	POST /callbacks/{token}/status    provider status callback                  200, 401, 404, 413, 503
+//	POST /callbacks/{token}/inbound   provider two-way reply                    200, 401, 404, 413, 503
+//	     /monitoring/                 the Asynq web UI (basic auth)             401 without credentials
+//	GET  /metrics                     Prometheus
+//	GET  /healthz                     the process is alive
+//	GET  /readyz                      Redis answers PING within 1s (else 503)
+//
+// # Messages
+//
+// The POST body is the JSON document of outbox.DecodeJSON: an optional "id", an
+// optional "ttl" (a Go duration such as "90s", or seconds) and the provider.Message
+// fields (source_addr, destination_addr, message_type, text, text_sms, image,
+// button_caption, button_action, source_type, callback_url). The idempotency key is
+// the Idempotency-Key header or the "id" field (both given and different: 422). The
+// Content-Type must be application/json (415), the body at most
+// config.API.MaxBodyBytes (413); malformed JSON and unknown fields are 400, naming
+// the fields. A message the Enqueuer refuses is 422 with every bad field:
+//
+//	{"error":"invalid message","fields":[{"field":"text","rule":"is required"}, ...]}
+//
+// The same key with another message is 409. Success is 202:
+//
+//	{"id":"order-42","duplicate":false,"queue":"critical","state":"queued","expires_at":"..."}
+//
+// # Callbacks
+//
+// The provider's callbacks authenticate with what is configured (config.Callback): a
+// secret path token (the token segment may come before or after the kind, so the URL
+// config.Callback.RevealURL builds from VIBERQ_CALLBACK_URL=https://host/callbacks/status
+// works as is), basic auth, or both. A wrong or missing token is 404, wrong basic
+// credentials 401; with neither configured the endpoints are 404. Both endpoints tell
+// a reply from a status by key presence (reference Q13).
+//
+// A status callback names our message by the "id" query parameter of its
+// callback_url (else through Options.ProviderIndex) and is applied through
+// Options.Status: a final status moves the record to its final state and appends the
+// event; the next poll then ends without calling the provider. Payloads that cannot
+// be parsed, unknown messages and records already final are logged (digits masked)
+// and answered 200 (reference Q12: polling stays the source of truth).
+//
+// A two-way reply is appended to the stream viberq:inbound (MAXLEN ~ 100000) with the
+// fields message_token, phone, time (RFC 3339), text, tracking_id (the provider
+// message_id it answers), message_id (our ID, when Options.ProviderIndex resolves it,
+// else "") and received_at. A repeated message_token within a day is stored once.
+//
+// # Security
+//
+// No token, password, full phone number or message text is written to a response,
+// a log line or an error: logs carry masked numbers, callback paths are never logged,
+// and the Asynq UI shows payloads masked (FormatPayload).
+package api

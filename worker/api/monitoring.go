@@ -1,0 +1,142 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/hibiken/asynqmon"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/viberq/viberq/provider"
+)
+
+// MonitoringPath is where the Asynq web UI is mounted.
+const MonitoringPath = "/monitoring"
+
+// redacted replaces credentials in the UI.
+const redacted = "[REDACTED]"
+
+// NewMonitoring returns the Asynq web UI (asynqmon v0.7.2) rooted at MonitoringPath,
+// on the shared Redis client rdb, with task payloads and results masked
+// (FormatPayload, FormatResult). It has no authentication of its own: the Server puts
+// basic auth in front of it. The returned handler must not be closed (asynqmon's Close
+// would close rdb, which its owner closes).
+func NewMonitoring(rdb redis.UniversalClient) http.Handler {
+	return asynqmon.New(asynqmon.Options{
+		RootPath:         MonitoringPath,
+		RedisConnOpt:     sharedRedis{rdb},
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
+		ResultFormatter:  asynqmon.ResultFormatterFunc(FormatResult),
+	})
+}
+
+// sharedRedis hands an existing client to asynqmon (asynq.RedisConnOpt). A plain
+// *redis.Client stays one, so asynqmon's Redis info page works.
+type sharedRedis struct{ c redis.UniversalClient }
+
+func (s sharedRedis) MakeRedisClient() any { return s.c }
+
+// FormatPayload renders a task payload for the UI: JSON with every phone number
+// (destination_addr, phone, phone_number) masked by provider.MaskPhone and credentials
+// (callback_url, and keys naming a password, secret, token or key) replaced by
+// [REDACTED]; anything that is not JSON shows as "<n bytes>".
+func FormatPayload(_ string, payload []byte) string {
+	if out, ok := maskJSON(payload); ok {
+		return out
+	}
+	return "<" + strconv.Itoa(len(payload)) + " bytes>"
+}
+
+// FormatResult renders a task result like FormatPayload; printable non-JSON text is
+// shown with every run of 7 or more digits masked.
+func FormatResult(_ string, result []byte) string {
+	if len(result) == 0 {
+		return ""
+	}
+	if out, ok := maskJSON(result); ok {
+		return out
+	}
+	if utf8.Valid(result) && printable(string(result)) {
+		return digitRunRe.ReplaceAllStringFunc(string(result), provider.MaskPhone)
+	}
+	return "<" + strconv.Itoa(len(result)) + " bytes>"
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 && r != '\n' && r != '\t' && r != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+// maskJSON masks a JSON document; ok=false when b is not JSON.
+func maskJSON(b []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return "", false
+	}
+	v = maskValue("", v)
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", false
+	}
+	return strings.TrimSuffix(buf.String(), "\n"), true
+}
+
+// maskValue walks a decoded JSON value; key is the object key it sits under.
+func maskValue(key string, v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = maskValue(k, e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = maskValue(key, e)
+		}
+		return x
+	case string:
+		switch {
+		case isPhoneKey(key):
+			return provider.MaskPhone(x)
+		case isSecretKey(key) && x != "":
+			return redacted
+		}
+		return x
+	case json.Number:
+		if isPhoneKey(key) {
+			return provider.MaskPhone(x.String())
+		}
+		return x
+	}
+	return v
+}
+
+func isPhoneKey(k string) bool {
+	k = strings.ToLower(k)
+	return k == "destination_addr" || k == "phone" || k == "phone_number" || k == "msisdn"
+}
+
+func isSecretKey(k string) bool {
+	k = strings.ToLower(k)
+	if k == "callback_url" || k == "webhook_url" || k == "authorization" {
+		return true
+	}
+	for _, w := range []string{"password", "secret", "token", "api_key", "apikey", "access_key"} {
+		if strings.Contains(k, w) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,264 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/viberq/viberq/config"
+	"github.com/viberq/viberq/provider"
+	"github.com/viberq/viberq/tasks"
+)
+
+// Defaults of Options.
+const (
+	DefaultInboundStream   = "viberq:inbound"
+	DefaultInboundMaxLen   = 100_000
+	DefaultInboundDedupTTL = 24 * time.Hour
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultReadHeader      = 5 * time.Second
+	DefaultIdleTimeout     = 120 * time.Second
+	DefaultMaxHeaderBytes  = 64 << 10
+	DefaultMaxBodyBytes    = 1 << 20
+	// ReadyTimeout bounds the Redis PING of /readyz.
+	ReadyTimeout = time.Second
+	// SourceCallback is the source passed to StatusApplier.ApplyStatus.
+	SourceCallback = "callback"
+)
+
+// Enqueuer validates and enqueues messages: *tasks.Enqueuer.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, req tasks.EnqueueRequest) (tasks.EnqueueResult, error)
+}
+
+// Records reads message records: *tasks.Store.
+type Records interface {
+	Get(ctx context.Context, id string) (tasks.Record, error)
+}
+
+// StatusApplier applies a provider status to the record of message id, the same way
+// the worker's poll handler does (a final outcome moves the record to delivered or
+// undelivered and appends the event; the next poll then ends without a provider
+// call). source says where the status came from (SourceCallback here).
+type StatusApplier interface {
+	ApplyStatus(ctx context.Context, id string, st provider.StatusResult, source string) (tasks.Record, error)
+}
+
+// StatusApplierFunc adapts a function to StatusApplier.
+type StatusApplierFunc func(ctx context.Context, id string, st provider.StatusResult, source string) (tasks.Record, error)
+
+// ApplyStatus calls f.
+func (f StatusApplierFunc) ApplyStatus(ctx context.Context, id string, st provider.StatusResult, source string) (tasks.Record, error) {
+	return f(ctx, id, st, source)
+}
+
+// ProviderIndex finds our message ID from the provider's message_id; ok=false when
+// unknown.
+type ProviderIndex func(ctx context.Context, pid provider.MessageID) (id string, ok bool, err error)
+
+// Options configures a Server. Redis, Enqueuer and Records are required.
+type Options struct {
+	// API holds the bearer tokens, the /monitoring credentials, the body limit and
+	// the timeouts (config.API; zero timeouts mean 10s read, 30s write).
+	API config.API
+	// Callback holds the callback credentials: the secret path token and/or basic
+	// auth. With neither, the callback endpoints answer 404.
+	Callback config.Callback
+	// Redis serves /readyz, the inbound stream and, unless Monitoring is set, the
+	// embedded asynqmon.
+	Redis redis.UniversalClient
+	// Enqueuer serves POST /v1/messages.
+	Enqueuer Enqueuer
+	// Records serves GET /v1/messages/{id} and the lookups of status callbacks.
+	Records Records
+	// Status applies status callbacks. Nil: callbacks are logged and answered, not
+	// applied.
+	Status StatusApplier
+	// ProviderIndex, optional, resolves a provider message_id to our ID, for status
+	// callbacks without our "id" query parameter and for replies (tracking_id).
+	ProviderIndex ProviderIndex
+	// Gatherer serves /metrics (prometheus.DefaultGatherer when nil).
+	Gatherer prometheus.Gatherer
+	// Registerer, optional, receives the API's own metrics (viberq_api_requests_total,
+	// viberq_callbacks_total).
+	Registerer prometheus.Registerer
+	// Monitoring is the handler mounted at /monitoring behind basic auth; nil builds
+	// asynqmon on Redis (NewMonitoring).
+	Monitoring http.Handler
+	// Logger receives one line per request and the callback outcomes.
+	Logger zerolog.Logger
+	// InboundStream receives two-way replies (DefaultInboundStream), capped near
+	// InboundMaxLen (DefaultInboundMaxLen). A reply's message_token is remembered for
+	// InboundDedupTTL (DefaultInboundDedupTTL) so that a callback the provider
+	// repeats lands once; Prefix ("viberq:") prefixes that key.
+	InboundStream   string
+	InboundMaxLen   int64
+	InboundDedupTTL time.Duration
+	Prefix          string
+	// ShutdownTimeout bounds the graceful shutdown (DefaultShutdownTimeout).
+	ShutdownTimeout time.Duration
+	// Now is the clock (time.Now).
+	Now func() time.Time
+}
+
+// Server is viberq's HTTP API: messages, provider callbacks, /monitoring, /metrics and
+// the health probes. Build it with New; serve it with Serve or ListenAndServe.
+type Server struct {
+	opts    Options
+	handler http.Handler
+	metrics *apiMetrics
+}
+
+// New checks opts and builds the routes.
+func New(opts Options) (*Server, error) {
+	var missing []string
+	if opts.Redis == nil {
+		missing = append(missing, "Redis")
+	}
+	if opts.Enqueuer == nil {
+		missing = append(missing, "Enqueuer")
+	}
+	if opts.Records == nil {
+		missing = append(missing, "Records")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("api: missing %s", strings.Join(missing, ", "))
+	}
+	opts.API.MaxBodyBytes = cmp.Or(opts.API.MaxBodyBytes, DefaultMaxBodyBytes)
+	opts.API.ReadTimeout = cmp.Or(opts.API.ReadTimeout, 10*time.Second)
+	opts.API.WriteTimeout = cmp.Or(opts.API.WriteTimeout, 30*time.Second)
+	opts.InboundStream = cmp.Or(opts.InboundStream, DefaultInboundStream)
+	opts.InboundMaxLen = cmp.Or(opts.InboundMaxLen, DefaultInboundMaxLen)
+	opts.InboundDedupTTL = cmp.Or(opts.InboundDedupTTL, DefaultInboundDedupTTL)
+	opts.Prefix = cmp.Or(opts.Prefix, tasks.DefaultPrefix)
+	opts.ShutdownTimeout = cmp.Or(opts.ShutdownTimeout, DefaultShutdownTimeout)
+	if opts.Gatherer == nil {
+		opts.Gatherer = prometheus.DefaultGatherer
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	m, err := newAPIMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
+	if opts.Monitoring == nil {
+		opts.Monitoring = NewMonitoring(opts.Redis)
+	}
+	s := &Server{opts: opts, metrics: m}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the server's http.Handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+
+	mux.Handle("POST /v1/messages", s.bearer(http.HandlerFunc(s.postMessage)))
+	mux.Handle("GET /v1/messages/{id}", s.bearer(http.HandlerFunc(s.getMessage)))
+	// Anything else under /v1 needs a token too, so that probing reveals nothing.
+	mux.Handle("/v1/", s.bearer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})))
+
+	// Callbacks: /callbacks/{kind} (basic auth only), /callbacks/{token}/{kind} and
+	// /callbacks/{kind}/{token} (the layout config.Callback.RevealURL produces when
+	// VIBERQ_CALLBACK_URL ends in /callbacks/status). kind is status or inbound.
+	for _, method := range []string{http.MethodPost, http.MethodPut} {
+		mux.HandleFunc(method+" /callbacks/{a}", s.callback)
+		mux.HandleFunc(method+" /callbacks/{a}/{b}", s.callback)
+	}
+
+	mon := s.monitoringAuth(s.opts.Monitoring)
+	mux.Handle("/monitoring", mon)
+	mux.Handle("/monitoring/", mon)
+
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.opts.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+
+	return s.logRequests(recoverPanics(mux))
+}
+
+// readyz answers 200 when Redis answers PING within ReadyTimeout, else 503.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), ReadyTimeout)
+	defer cancel()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if err := s.opts.Redis.Ping(ctx).Err(); err != nil {
+		s.opts.Logger.Warn().Err(err).Msg("readyz: redis unreachable")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("redis unreachable\n"))
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// HTTPServer returns the http.Server for addr with viberq's limits: ReadHeaderTimeout
+// (at most 5s), Read/WriteTimeout from Options.API, IdleTimeout 120s, MaxHeaderBytes
+// 64 KiB.
+func (s *Server) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           s.handler,
+		ReadHeaderTimeout: min(DefaultReadHeader, s.opts.API.ReadTimeout),
+		ReadTimeout:       s.opts.API.ReadTimeout,
+		WriteTimeout:      s.opts.API.WriteTimeout,
+		IdleTimeout:       DefaultIdleTimeout,
+		MaxHeaderBytes:    DefaultMaxHeaderBytes,
+		ErrorLog:          newStdLogger(s.opts.Logger),
+	}
+}
+
+// ListenAndServe listens on addr and serves until ctx is cancelled (see Serve).
+func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("api: listen on %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled, then shuts down gracefully: it stops
+// accepting, lets in-flight requests finish within ShutdownTimeout and closes what
+// is left. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := s.HTTPServer(ln.Addr().String())
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.opts.Logger.Info().Str("addr", ln.Addr().String()).Msg("api listening")
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api: serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("api: shutdown: %w", err)
+	}
+	s.opts.Logger.Info().Msg("api stopped")
+	return nil
+}
