@@ -25,8 +25,12 @@ const (
 	// DefaultMaxRetry is the send task's retry budget. 429s do not use it up, and 5xx
 	// retries are bounded by the TTL, so it is a backstop rather than a policy.
 	DefaultMaxRetry = 100
-	// MinTTL and MaxTTL bound a message's TTL (the provider's validity_period range).
-	MinTTL = time.Duration(provider.MinValidityPeriod) * time.Second
+	// MinTTL and MaxTTL bound a message's TTL. The TTL is how long the message is worth
+	// sending: viberq never sends it later. It may be shorter than the provider's
+	// validity_period floor (40 s) — a one-time code worthless after 20 s — in which case
+	// the worker sends validity_period 40, the provider's minimum. MaxTTL is the
+	// provider's maximum validity_period (6 h).
+	MinTTL = time.Second
 	MaxTTL = time.Duration(provider.MaxValidityPeriod) * time.Second
 	// MaxIDLen is the longest message ID (idempotency key).
 	MaxIDLen = 128

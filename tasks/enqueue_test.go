@@ -52,7 +52,7 @@ func TestEnqueueValidation(t *testing.T) {
 		m.SourceAddr = ""
 		m.Text = ""
 		m.DestinationAddr = "+380501234567"
-		_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "bad id!", Message: m, TTL: 10 * time.Second})
+		_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "bad id!", Message: m, TTL: 500 * time.Millisecond})
 		// 206 with text_sms is also a text_sms violation (106 + transactional only).
 		ve := requireFields(t, err, "id", "ttl", "message_type", "source_addr", "text", "destination_addr", "text_sms")
 		require.True(t, ve.Has("message_type"))
@@ -76,9 +76,10 @@ func TestEnqueueValidation(t *testing.T) {
 		{desc: "IDSlash", id: "a/b", fields: []string{"id"}},
 		{desc: "IDSpace", id: "a b", fields: []string{"id"}},
 		{desc: "IDUnicode", id: "заказ", fields: []string{"id"}},
-		{desc: "TTLMin", ttl: 40 * time.Second},
+		{desc: "TTLMin", ttl: time.Second},
+		{desc: "TTLBelowProviderFloor", ttl: 20 * time.Second},
 		{desc: "TTLMax", ttl: 6 * time.Hour},
-		{desc: "TTLTooShort", ttl: 39 * time.Second, fields: []string{"ttl"}},
+		{desc: "TTLTooShort", ttl: 999 * time.Millisecond, fields: []string{"ttl"}},
 		{desc: "TTLTooLong", ttl: 6*time.Hour + time.Second, fields: []string{"ttl"}},
 		{desc: "TTLNegative", ttl: -time.Minute, fields: []string{"ttl"}},
 		{desc: "ValidityPeriodAsTTLTooShort", modify: func(m *provider.Message) { m.ValidityPeriod = 10 }, fields: []string{"validity_period"}},
