@@ -389,3 +389,33 @@ func (s *Store) Events(ctx context.Context, start string, count int64) ([]Event,
 	}
 	return evs, nil
 }
+
+// ProviderIndexKey returns the key of the index from a provider message_id to a
+// message ID: "{prefix}pmid:{provider_message_id}".
+func (s *Store) ProviderIndexKey(pid provider.MessageID) string {
+	return s.prefix + "pmid:" + strconv.FormatInt(int64(pid), 10)
+}
+
+// IndexProvider records that provider message pid is message id, for the record's
+// retention. Two-way replies name the message they answer by the provider's ID
+// (tracking_id); only two-way messages are indexed, so the index costs nothing for
+// the others.
+func (s *Store) IndexProvider(ctx context.Context, pid provider.MessageID, id string) error {
+	if err := s.rdb.Set(ctx, s.ProviderIndexKey(pid), id, s.retention).Err(); err != nil {
+		return fmt.Errorf("index provider message %d: %w", pid, err)
+	}
+	return nil
+}
+
+// LookupProvider returns the message ID of provider message pid, ok=false when it is
+// not indexed (not a two-way message, or older than the retention).
+func (s *Store) LookupProvider(ctx context.Context, pid provider.MessageID) (id string, ok bool, err error) {
+	id, err = s.rdb.Get(ctx, s.ProviderIndexKey(pid)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("look up provider message %d: %w", pid, err)
+	}
+	return id, true, nil
+}

@@ -442,3 +442,26 @@ func toStates(evs []tasks.Event) []tasks.State {
 	}
 	return s
 }
+
+func TestProviderIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, tasks.EnqueuerConfig{})
+	rdb := b.rdb
+	s := tasks.NewStore(rdb, tasks.StoreOptions{Retention: time.Hour})
+
+	_, ok, err := s.LookupProvider(ctx, 4242)
+	require.NoError(t, err)
+	require.False(t, ok, "nothing indexed yet")
+
+	require.NoError(t, s.IndexProvider(ctx, 4242, "reply-me"))
+	id, ok, err := s.LookupProvider(ctx, 4242)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "reply-me", id)
+	require.Greater(t, rdb.TTL(ctx, s.ProviderIndexKey(4242)).Val(), 59*time.Minute, "the index lives as long as records")
+
+	_, ok, err = s.LookupProvider(ctx, 4243)
+	require.NoError(t, err)
+	require.False(t, ok, "another provider ID is not indexed")
+}
