@@ -1,0 +1,48 @@
+// Package worker is viberq's asynq server: the viber:send and viber:poll handlers,
+// the error policy, the global rate limiters, alerts and metrics. It is the only
+// package that knows both the queue and the vendor, so all delivery policy lives here
+// (DESIGN §2-§5, ANCHORS §3.2).
+//
+// # Flow
+//
+// A send task (tasks.SendArgs) is handled in this order: load the message record
+// (creating it for producers that enqueue raw JSON); a record already final, or one
+// that already holds the provider's message_id, is never sent again (a re-delivered
+// task only makes sure polling runs); a record found in state "sending" means an
+// earlier attempt may have sent it, so it becomes "unknown" unless
+// Config.ResendUnknown; a message past its TTL becomes "expired" without a provider
+// call; then a token from the global send bucket (Limiter.Wait, bounded by the TTL),
+// the compare-and-set queued → sending, send-viber with validity_period = what remains
+// of the TTL, Classify, and the record written before the handler returns (so before
+// asynq acknowledges the task). On success the first poll is scheduled; if that fails
+// the task is retried, and the retry, seeing the message_id, only schedules the poll.
+//
+// A poll task (tasks.PollArgs) ends without a provider call when the record is already
+// final (a status callback settled it) and records "expired" past the polling
+// deadline; otherwise it takes a token from the global status bucket, calls
+// receive-viber, records the statuses (StatusTransition) and either settles the
+// message or schedules the next poll (scheduler.Policy).
+//
+// # Error policy
+//
+// Classify is the only place mapping an error to an Action, with a reason for the log
+// line. 429s are retried after the provider's hint and pause the global bucket for
+// every process; they never use the retry budget (IsFailure false). 5xx and failed
+// connections are retried with exponential backoff and jitter, bounded by the TTL. 400
+// is rejected and archived; 402 is dropped, archived (re-runnable after a top-up), one
+// alert per window for all pods, and the send queues paused; 401/403 alerts, pauses
+// and archives. An ambiguous send (the request went out, no usable answer came back)
+// is recorded "unknown" and counted, not resent unless Config.ResendUnknown. An
+// undecodable payload is archived at once.
+//
+// # Logging
+//
+// The middleware writes ONE zerolog line per task attempt with stable snake_case
+// fields (task_id, task_type, queue, retry, max_retry, msg_id, provider_msg_id,
+// status, http_status, vendor_code, action, reason, outcome, retry_in, expires_at,
+// dest, duration_ms, error); phone numbers are masked, and neither the access key, the
+// Authorization header nor the message text is ever logged. Repeated warn/error lines
+// with the same action and reason are rate-limited (Config.LogBurst per LogPeriod).
+//
+// The package imports provider, tasks and scheduler; nothing imports it but cmd.
+package worker

@@ -1,0 +1,178 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/viberq/viberq/provider"
+	"github.com/viberq/viberq/tasks"
+)
+
+// handlePoll is the viber:poll handler: record final (e.g. by a status callback) →
+// stop without calling the provider; deadline passed → expired; global status
+// limiter → receive-viber → record (statuses, polls+1, event on a state change) →
+// final, or the next poll.
+func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
+	at := attemptFrom(ctx)
+	at.msgID, at.providerMsgID, at.expiresAt = a.ID, int64(a.ProviderMessageID), a.ExpiresAt
+
+	rec, err := w.store.Get(ctx, a.ID)
+	switch {
+	case errors.Is(err, tasks.ErrNotFound):
+		at.decide(Decision{Action: ActionSuccess, Reason: "no record (retention passed?); polling stops", VendorCode: -1})
+		return nil
+	case err != nil:
+		return fmt.Errorf("poll %s: load record: %w", a.ID, err)
+	}
+	at.state, at.dest = string(rec.State), rec.DestMasked
+	if rec.State.Final() {
+		at.decide(Decision{Action: ActionSuccess, Reason: "record already final (" + string(rec.State) + "); polling stops without a provider call", VendorCode: -1})
+		return nil
+	}
+	if rec.State != tasks.StateAccepted {
+		at.decide(Decision{Action: ActionSuccess, Reason: "record not accepted (" + string(rec.State) + "); nothing to poll", VendorCode: -1})
+		return nil
+	}
+
+	deadline := w.pollDeadline(a)
+	if !w.now().Before(deadline.Add(lastPollGrace)) {
+		return w.expirePoll(ctx, a, "no final status before the polling deadline")
+	}
+
+	waitCtx, cancel := context.WithDeadline(ctx, deadline.Add(lastPollGrace))
+	_, err = w.statusLim.Wait(waitCtx)
+	cancel()
+	if err != nil {
+		return w.limiterFailed(ctx, err, deadline, func() error {
+			return w.expirePoll(ctx, a, "polling deadline passed while waiting for the rate limiter")
+		})
+	}
+
+	start := w.now()
+	res, stErr := w.prov.Status(ctx, a.ProviderMessageID)
+	w.metrics.observeProvider("receive-viber", codeOf(stErr), w.now().Sub(start))
+	d := Classify(provider.OpStatus, stErr)
+	at.decide(d)
+	if stErr != nil {
+		stErr = fmt.Errorf("poll %s: %w", a.ID, stErr)
+	}
+
+	switch d.Action {
+	case ActionSuccess:
+	case ActionRetryAfter:
+		pctx, cancel := detached(ctx)
+		if err := w.statusLim.Pause(pctx, d.RetryAfter); err != nil {
+			zlog(ctx).Warn().Err(err).Str("msg_id", a.ID).Msg("cannot pause the status bucket")
+		}
+		cancel()
+		return &RetryAfterError{Delay: d.RetryAfter, Err: stErr}
+	case ActionAuth:
+		w.raise(ctx, AlertUnauthorized, "provider refused the access key (401/403) on a status call: check VIBERQ_DT_API_KEY", a.ID, rec.DestMasked, d, false)
+		return w.nextPoll(ctx, a, tasks.Update{IncPolls: true})
+	case ActionPending:
+		return w.nextPoll(ctx, a, tasks.Update{IncPolls: true})
+	default: // retry: 5xx, transport, undecodable (a read is safe to repeat)
+		return stErr
+	}
+
+	to, upd := StatusTransition(res, a.HasSMS)
+	upd.IncPolls = true
+	if to == tasks.StateAccepted {
+		return w.nextPoll(ctx, a, upd)
+	}
+	wctx, cancel := detached(ctx)
+	defer cancel()
+	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, to, upd)
+	if err != nil {
+		return fmt.Errorf("poll %s: record %s: %w", a.ID, to, err)
+	}
+	at.state = string(got.State)
+	if ok {
+		w.metrics.countFinal(string(got.State), got.Channel, got.Polls, true)
+	} else {
+		at.note = "record changed concurrently (" + string(got.State) + ")"
+	}
+	return nil
+}
+
+// StatusTransition maps a status answer (a receive-viber result or a status
+// callback) of an accepted message to the record's next state and update, combining
+// both legs with provider.Combine (DESIGN §3): delivered with channel viber or sms,
+// undelivered with the legs' statuses as the error, or accepted (still pending: only
+// the statuses are recorded). Pure; the poll handler and the callback endpoint share
+// it, so both settle a message the same way. Apply it with
+// store.Transition(ctx, id, []tasks.State{tasks.StateAccepted}, to, upd).
+func StatusTransition(st provider.StatusResult, hasSMS bool) (to tasks.State, upd tasks.Update) {
+	upd = tasks.Update{ViberStatus: &st.Status, SMSMessageID: st.SMSMessageID, SMSStatus: st.SMSStatus}
+	switch st.Outcome(hasSMS) {
+	case provider.OutcomeDeliveredViber:
+		return tasks.StateDelivered, withChannel(upd, tasks.ChannelViber)
+	case provider.OutcomeDeliveredSMS:
+		return tasks.StateDelivered, withChannel(upd, tasks.ChannelSMS)
+	case provider.OutcomeUndelivered:
+		msg := "undelivered: viber " + st.Status.String()
+		if st.SMSStatus != nil {
+			msg += ", sms " + st.SMSStatus.String()
+		}
+		upd.Error = &msg
+		return tasks.StateUndelivered, upd
+	}
+	return tasks.StateAccepted, upd
+}
+
+func withChannel(u tasks.Update, ch string) tasks.Update {
+	u.Channel = ch
+	return u
+}
+
+// nextPoll records a pending status (polls+1, last statuses) and schedules the next
+// poll, or expires the message when the policy has no poll left before the deadline.
+func (w *Worker) nextPoll(ctx context.Context, a tasks.PollArgs, upd tasks.Update) error {
+	at := attemptFrom(ctx)
+	wctx, cancel := detached(ctx)
+	defer cancel()
+	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, tasks.StateAccepted, upd)
+	if err != nil {
+		return fmt.Errorf("poll %s: record status: %w", a.ID, err)
+	}
+	at.state = string(got.State)
+	if !ok {
+		at.note = "record changed concurrently (" + string(got.State) + "); polling stops"
+		return nil
+	}
+	next := a
+	next.Poll = a.Poll + 1
+	when, more, err := w.sched.ScheduleNext(ctx, next)
+	if err != nil {
+		return fmt.Errorf("poll %s: schedule poll %d: %w", a.ID, next.Poll, err)
+	}
+	if !more {
+		return w.expirePoll(ctx, a, "no final status before the polling deadline")
+	}
+	at.note = joinNote(at.note, fmt.Sprintf("pending; poll %d at %s", next.Poll, when.UTC().Format(time.RFC3339)))
+	return nil
+}
+
+// expirePoll records expired for an accepted message that got no final status before
+// the polling deadline (Viber never confirmed it).
+func (w *Worker) expirePoll(ctx context.Context, a tasks.PollArgs, why string) error {
+	at := attemptFrom(ctx)
+	if !at.decided {
+		at.decide(Decision{Action: ActionSuccess, Reason: why + "; expired", VendorCode: -1})
+	} else {
+		at.note = joinNote(at.note, why+"; expired")
+	}
+	wctx, cancel := detached(ctx)
+	defer cancel()
+	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, tasks.StateExpired, tasks.Update{Error: shortErr(why)})
+	if err != nil {
+		return fmt.Errorf("poll %s: record expired: %w", a.ID, err)
+	}
+	at.state = string(got.State)
+	if ok {
+		w.metrics.countFinal(string(got.State), got.Channel, got.Polls, true)
+	}
+	return nil
+}

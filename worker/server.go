@@ -1,0 +1,512 @@
+package worker
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/viberq/viberq/provider"
+	"github.com/viberq/viberq/scheduler"
+	"github.com/viberq/viberq/tasks"
+)
+
+// Defaults of Config (zero fields take these in New).
+const (
+	DefaultConcurrency              = 50
+	DefaultShutdownTimeout          = 20 * time.Second
+	DefaultTaskTimeout              = 60 * time.Second
+	DefaultTaskCheckInterval        = 50 * time.Millisecond
+	DefaultDelayedTaskCheckInterval = time.Second
+	DefaultSendRate                 = 50
+	DefaultStatusRate               = 50
+	DefaultRetryInitial             = time.Second
+	DefaultRetryMax                 = 5 * time.Minute
+	DefaultPrefix                   = tasks.DefaultPrefix
+	DefaultLogPeriod                = time.Second
+	DefaultLogBurst                 = 20
+)
+
+// DefaultQueues are the queue weights when Config.Queues is empty.
+func DefaultQueues() map[string]int {
+	return map[string]int{tasks.QueueCritical: 6, tasks.QueueDefault: 3, tasks.QueueStatus: 1}
+}
+
+// Config is the worker's configuration. Zero numeric and duration fields take the
+// Default* constants in New; booleans are taken as given (DefaultConfig sets the
+// recommended ones).
+type Config struct {
+	// Concurrency is how many tasks one process handles at once. Defaults to
+	// DefaultConcurrency (50). Handlers mostly wait (limiter, HTTP), so it may be high.
+	Concurrency int
+	// Queues are the asynq queue weights. Defaults to DefaultQueues()
+	// (critical 6, default 3, status 1).
+	Queues map[string]int
+	// StrictPriority processes higher-weight queues first (asynq). Default false.
+	StrictPriority bool
+	// ShutdownTimeout is how long in-flight tasks get on shutdown before they are
+	// put back into their queues. Defaults to DefaultShutdownTimeout (20s).
+	ShutdownTimeout time.Duration
+	// TaskTimeout bounds one task attempt (limiter wait + provider call + record).
+	// Defaults to DefaultTaskTimeout (60s); keep it above the provider HTTP timeout.
+	TaskTimeout time.Duration
+	// TaskCheckInterval is how often an idle process looks for new tasks; it bounds
+	// the enqueue → send latency when the queues are empty (asynq sleeps 0.5-1.5 times
+	// it, holding its only fetch loop). Defaults to DefaultTaskCheckInterval (50ms:
+	// at most ~75 ms of idle latency, for a p99 enqueue → request under 150 ms; one
+	// cheap Lua call per 50 ms per idle process).
+	TaskCheckInterval time.Duration
+	// DelayedTaskCheckInterval is how often scheduled polls and retries are moved to
+	// their queues. Defaults to DefaultDelayedTaskCheckInterval (1s; asynq's is 5s).
+	DelayedTaskCheckInterval time.Duration
+
+	// SendRate is send-viber calls per second for all processes together (the global
+	// bucket). Defaults to DefaultSendRate (50). SendBurst defaults to 1: exactly
+	// SendRate per second, no burst on top.
+	SendRate  float64
+	SendBurst int
+	// StatusRate and StatusBurst are the same for receive-viber. Default 50 and 1.
+	StatusRate  float64
+	StatusBurst int
+
+	// PauseOnBalance pauses the send queues (critical, default) on a provider 402.
+	PauseOnBalance bool
+	// PauseOnAuth pauses the send queues on a provider 401/403.
+	PauseOnAuth bool
+	// ResendUnknown resends a message whose send was ambiguous instead of recording
+	// unknown (a duplicate is then possible; DESIGN §5).
+	ResendUnknown bool
+	// AlertWindow is the dedup window of the Alerter New builds when Deps.Alerter is
+	// nil. Defaults to DefaultAlertWindow.
+	AlertWindow time.Duration
+	// CallbackURL is the provider's callback_url for messages that have none ("" for
+	// none). It may carry credentials: it is never logged.
+	CallbackURL string
+	// Poll is the status polling policy of the Scheduler New builds when
+	// Deps.Scheduler is nil (a given Scheduler keeps its own policy). The zero Policy
+	// is scheduler's default.
+	Poll scheduler.Policy
+	// Prefix is the Redis key prefix of the limiter and alert keys; use the Store's.
+	// Defaults to DefaultPrefix ("viberq:").
+	Prefix string
+	// RetryInitial and RetryMax shape the exponential backoff (with jitter) of
+	// retried errors (5xx, connection refused). Defaults 1s and 5m; the delay is
+	// further bounded by the message's TTL (or the polling deadline).
+	RetryInitial time.Duration
+	RetryMax     time.Duration
+	// LogPeriod and LogBurst rate-limit repeated warn/error lines with the same action
+	// and reason: at most LogBurst per LogPeriod (defaults 20 per second); a negative
+	// LogBurst disables the limit.
+	LogPeriod time.Duration
+	LogBurst  int
+}
+
+// DefaultConfig returns the recommended configuration: defaults everywhere, and
+// PauseOnBalance and PauseOnAuth on.
+func DefaultConfig() Config {
+	return Config{PauseOnBalance: true, PauseOnAuth: true}
+}
+
+// withDefaults returns c with zero fields filled.
+func (c Config) withDefaults() Config {
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
+	if len(c.Queues) == 0 {
+		c.Queues = DefaultQueues()
+	}
+	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.TaskTimeout = cmp.Or(c.TaskTimeout, DefaultTaskTimeout)
+	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
+	c.DelayedTaskCheckInterval = cmp.Or(c.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval)
+	c.SendRate = cmp.Or(c.SendRate, DefaultSendRate)
+	c.SendBurst = cmp.Or(c.SendBurst, 1)
+	c.StatusRate = cmp.Or(c.StatusRate, DefaultStatusRate)
+	c.StatusBurst = cmp.Or(c.StatusBurst, 1)
+	c.AlertWindow = cmp.Or(c.AlertWindow, DefaultAlertWindow)
+	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
+	c.RetryInitial = cmp.Or(c.RetryInitial, DefaultRetryInitial)
+	c.RetryMax = cmp.Or(c.RetryMax, DefaultRetryMax)
+	c.LogPeriod = cmp.Or(c.LogPeriod, DefaultLogPeriod)
+	c.LogBurst = cmp.Or(c.LogBurst, DefaultLogBurst)
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("concurrency must be ≥ 1, got %d", c.Concurrency))
+	}
+	for q, wgt := range c.Queues {
+		if wgt < 1 {
+			errs = append(errs, fmt.Errorf("queue %q: weight must be ≥ 1, got %d", q, wgt))
+		}
+	}
+	if c.SendRate < 0 || c.StatusRate < 0 {
+		errs = append(errs, errors.New("send and status rates must be ≥ 0"))
+	}
+	if c.SendBurst < 1 || c.StatusBurst < 1 {
+		errs = append(errs, errors.New("send and status bursts must be ≥ 1"))
+	}
+	if c.TaskTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("task timeout must be ≥ 1s, got %s", c.TaskTimeout))
+	}
+	if c.RetryMax < c.RetryInitial {
+		errs = append(errs, errors.New("retry max must be ≥ retry initial"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("worker config: %w", err)
+	}
+	return nil
+}
+
+// Deps are the worker's collaborators. Redis, Provider and Store are required.
+type Deps struct {
+	// Redis serves the limiter, alert dedup, queue pausing and (when AsynqRedis is
+	// nil) asynq itself. The caller closes it.
+	Redis redis.UniversalClient
+	// AsynqRedis, if set, is the connection option of the asynq server (asynq then
+	// owns and closes that connection).
+	AsynqRedis asynq.RedisConnOpt
+	Provider   *provider.Client
+	Store      *tasks.Store
+	// Scheduler schedules poll tasks. Defaults to one on an asynq client over Redis
+	// with Config.Poll.
+	Scheduler *scheduler.Scheduler
+	// Alerter receives balance and auth alerts. Defaults to a LogAlerter behind a
+	// DedupAlerter (one alert per Config.AlertWindow across pods), counted in Metrics.
+	Alerter Alerter
+	// Logger is the base logger. The zero Logger writes nothing.
+	Logger zerolog.Logger
+	// Metrics may be nil (nothing recorded).
+	Metrics *Metrics
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+}
+
+// Worker is viberq's asynq server: the send and poll handlers, the global limiters,
+// the error policy, alerts and metrics.
+type Worker struct {
+	cfg       Config
+	log       zerolog.Logger
+	rdb       redis.UniversalClient
+	prov      *provider.Client
+	store     *tasks.Store
+	sched     *scheduler.Scheduler
+	alerter   Alerter
+	metrics   *Metrics
+	now       func() time.Time
+	insp      *asynq.Inspector
+	sendLim   *Limiter
+	statusLim *Limiter
+	logLim    *logLimiter
+	handler   asynq.Handler
+	srv       *asynq.Server
+	closers   []func() error
+
+	runMu   sync.Mutex
+	running bool
+}
+
+// New checks cfg and deps and builds the Worker (nothing runs until Run).
+func New(cfg Config, deps Deps) (*Worker, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case deps.Redis == nil:
+		return nil, errors.New("worker: Deps.Redis is required")
+	case deps.Provider == nil:
+		return nil, errors.New("worker: Deps.Provider is required")
+	case deps.Store == nil:
+		return nil, errors.New("worker: Deps.Store is required")
+	}
+	w := &Worker{
+		cfg:     cfg,
+		log:     deps.Logger,
+		rdb:     deps.Redis,
+		prov:    deps.Provider,
+		store:   deps.Store,
+		sched:   deps.Scheduler,
+		metrics: deps.Metrics,
+		now:     deps.Now,
+		insp:    asynq.NewInspectorFromRedisClient(deps.Redis),
+		logLim:  newLogLimiter(cfg.LogPeriod, cfg.LogBurst),
+	}
+	if deps.Now == nil {
+		w.now = time.Now
+	}
+	w.sendLim = NewLimiter(deps.Redis, cfg.Prefix, BucketSend, cfg.SendRate, cfg.SendBurst, deps.Metrics)
+	w.statusLim = NewLimiter(deps.Redis, cfg.Prefix, BucketStatus, cfg.StatusRate, cfg.StatusBurst, deps.Metrics)
+	w.alerter = deps.Alerter
+	if w.alerter == nil {
+		w.alerter = NewDedupAlerter(deps.Redis, cfg.Prefix, cfg.AlertWindow, deps.Metrics.CountAlerts(LogAlerter{Logger: deps.Logger}))
+	}
+	if w.sched == nil {
+		client := asynq.NewClientFromRedisClient(deps.Redis)
+		w.closers = append(w.closers, client.Close)
+		w.sched = scheduler.New(client, cfg.Poll)
+	}
+
+	mux := asynq.NewServeMux()
+	mux.Handle(tasks.TypeSend, HandlerFor(w.handleSend))
+	mux.Handle(tasks.TypePoll, HandlerFor(w.handlePoll))
+	w.handler = w.middleware(mux)
+
+	acfg := w.asynqConfig()
+	if deps.AsynqRedis != nil {
+		w.srv = asynq.NewServer(deps.AsynqRedis, acfg)
+	} else {
+		w.srv = asynq.NewServerFromRedisClient(deps.Redis, acfg)
+	}
+	return w, nil
+}
+
+// asynqConfig is the asynq server configuration: queues, concurrency, the retry
+// policy (RetryDelayFunc, IsFailure), the final-failure hook and the logger.
+func (w *Worker) asynqConfig() asynq.Config {
+	return asynq.Config{
+		Concurrency:              w.cfg.Concurrency,
+		Queues:                   w.cfg.Queues,
+		StrictPriority:           w.cfg.StrictPriority,
+		TaskCheckInterval:        w.cfg.TaskCheckInterval,
+		DelayedTaskCheckInterval: w.cfg.DelayedTaskCheckInterval,
+		ShutdownTimeout:          w.cfg.ShutdownTimeout,
+		RetryDelayFunc:           w.retryDelay,
+		IsFailure:                w.isFailure,
+		ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
+		Logger:                   NewAsynqLogger(w.log),
+		LogLevel:                 max(asynq.InfoLevel, asynqLogLevel(w.log.GetLevel())), // asynq's debug lines say "All queues are empty" 10 times a second
+		HealthCheckFunc: func(err error) {
+			if err != nil {
+				if ok, _ := w.logLim.allow("healthcheck", w.now()); ok {
+					w.log.Error().Err(err).Msg("redis health check failed")
+				}
+			}
+		},
+	}
+}
+
+// Handler returns the full task handler (middleware + mux), for tests that call
+// ProcessTask directly and for embedding in another asynq server (together with
+// AsynqConfig, whose RetryDelayFunc, IsFailure and ErrorHandler carry the policy).
+func (w *Worker) Handler() asynq.Handler { return w.handler }
+
+// AsynqConfig returns the asynq server configuration Run uses.
+func (w *Worker) AsynqConfig() asynq.Config { return w.asynqConfig() }
+
+// SendLimiter returns the global send bucket.
+func (w *Worker) SendLimiter() *Limiter { return w.sendLim }
+
+// StatusLimiter returns the global status bucket.
+func (w *Worker) StatusLimiter() *Limiter { return w.statusLim }
+
+// Config returns the effective configuration (defaults filled).
+func (w *Worker) Config() Config { return w.cfg }
+
+// Ready reports whether Redis answers (for /readyz).
+func (w *Worker) Ready(ctx context.Context) error {
+	return w.rdb.Ping(ctx).Err()
+}
+
+// Run starts the asynq server and blocks until ctx is done, then shuts down: stop
+// fetching, give in-flight tasks ShutdownTimeout to finish, put the unfinished ones
+// back in their queues. It can be called once.
+func (w *Worker) Run(ctx context.Context) error {
+	w.runMu.Lock()
+	if w.running {
+		w.runMu.Unlock()
+		return errors.New("worker: already run")
+	}
+	w.running = true
+	w.runMu.Unlock()
+
+	if err := w.srv.Start(w.handler); err != nil {
+		w.close()
+		return fmt.Errorf("worker: start: %w", err)
+	}
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Any("queues", w.cfg.Queues).
+		Float64("send_rate", w.cfg.SendRate).Float64("status_rate", w.cfg.StatusRate).Msg("worker started")
+	<-ctx.Done()
+	w.log.Info().Msg("worker shutting down")
+	w.srv.Shutdown()
+	w.close()
+	w.log.Info().Msg("worker stopped")
+	return nil
+}
+
+func (w *Worker) close() {
+	for _, c := range w.closers {
+		_ = c()
+	}
+	_ = w.insp.Close()
+}
+
+// HandlerFor adapts a typed handler to asynq: it decodes the payload with
+// tasks.Decode and archives an undecodable one at once (asynq.SkipRetry), so handlers
+// never touch bytes.
+func HandlerFor[T tasks.Args](fn func(context.Context, T) error) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		a, err := tasks.Decode[T](t)
+		if err != nil {
+			attemptFrom(ctx).decide(Classify(opOf(t.Type()), err))
+			return skip(err)
+		}
+		return fn(ctx, a)
+	})
+}
+
+func opOf(taskType string) string {
+	if taskType == tasks.TypePoll {
+		return provider.OpStatus
+	}
+	return provider.OpSend
+}
+
+func zlog(ctx context.Context) *zerolog.Logger { return zerolog.Ctx(ctx) }
+
+// retryDelay is the asynq RetryDelayFunc: the delay decided by the middleware; a
+// RetryAfterError's or RateLimitError's hint (plus ≤50% jitter); else exponential
+// backoff with jitter (backoff/v4), bounded by the time left before the message's TTL
+// (or polling deadline): a retry after that would only record expired.
+func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
+	var re *retryError
+	if errors.As(err, &re) {
+		return re.delay
+	}
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		return jitterUp(ra.Delay)
+	}
+	var rl *provider.RateLimitError
+	if errors.As(err, &rl) {
+		return jitterUp(cmp.Or(rl.RetryAfter, DefaultRetryAfter))
+	}
+	d := w.backoff(n)
+	if left, ok := w.timeLeft(t); ok && d > left {
+		d = max(left, 0)
+	}
+	return d
+}
+
+// backoff is the n-th (from 0) delay of an exponential backoff with ±50% jitter.
+func (w *Worker) backoff(n int) time.Duration {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     w.cfg.RetryInitial,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         w.cfg.RetryMax,
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	b.Reset()
+	d := b.NextBackOff()
+	for i := 0; i < min(n, 64); i++ {
+		d = b.NextBackOff()
+	}
+	return d
+}
+
+// timeLeft is the time until the TTL of a send task or the deadline of a poll task.
+func (w *Worker) timeLeft(t *asynq.Task) (time.Duration, bool) {
+	switch t.Type() {
+	case tasks.TypeSend:
+		if a, err := tasks.Decode[tasks.SendArgs](t); err == nil {
+			return a.ExpiresAt.Sub(w.now()), true
+		}
+	case tasks.TypePoll:
+		if a, err := tasks.Decode[tasks.PollArgs](t); err == nil {
+			return w.pollDeadline(a).Sub(w.now()), true
+		}
+	}
+	return 0, false
+}
+
+// jitterUp adds up to 50% to a rate-limit delay: the provider's hint is a minimum,
+// and spreading the retries keeps them from all coming back in the same second.
+func jitterUp(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + rand.N(d/2+1)
+}
+
+// isFailure is the asynq IsFailure: rate limiting (the provider's 429, a paused
+// bucket) does not use up the retry budget; everything else does.
+func (w *Worker) isFailure(err error) bool {
+	var re *retryError
+	if errors.As(err, &re) {
+		return re.failure
+	}
+	var ra *RetryAfterError
+	if errors.As(err, &ra) {
+		return false
+	}
+	var rl *provider.RateLimitError
+	return !errors.As(err, &rl)
+}
+
+// handleError is the asynq ErrorHandler. It acts only on a final failure (retries
+// exhausted, so asynq archives the task): the record gets a final state so that no
+// message stays queued forever. A send never confirmed becomes dropped (re-runnable
+// from the archive), or unknown if it was mid-send; a poll becomes unknown.
+func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
+	if errors.Is(err, asynq.SkipRetry) || errors.Is(err, asynq.RevokeTask) {
+		return
+	}
+	retried, ok1 := asynq.GetRetryCount(ctx)
+	maxRetry, ok2 := asynq.GetMaxRetry(ctx)
+	if !ok1 || !ok2 || retried < maxRetry {
+		return
+	}
+	wctx, cancel := detached(ctx)
+	defer cancel()
+	msg := "retries exhausted: " + err.Error()
+	var (
+		rec tasks.Record
+		ok  bool
+		id  string
+		e   error
+	)
+	switch t.Type() {
+	case tasks.TypeSend:
+		a, derr := tasks.Decode[tasks.SendArgs](t)
+		if derr != nil {
+			return
+		}
+		id = a.ID
+		rec, ok, e = w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateQueued}, tasks.StateDropped, tasks.Update{Error: shortErr(msg)})
+		if e == nil && !ok && rec.State == tasks.StateSending {
+			rec, ok, e = w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateSending}, tasks.StateUnknown, tasks.Update{Error: shortErr(msg)})
+			if e == nil && ok {
+				w.metrics.countUnknown()
+			}
+		}
+	case tasks.TypePoll:
+		a, derr := tasks.Decode[tasks.PollArgs](t)
+		if derr != nil {
+			return
+		}
+		id = a.ID
+		rec, ok, e = w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, tasks.StateUnknown, tasks.Update{Error: shortErr(msg)})
+	default:
+		return
+	}
+	lg := w.log.Error().Str("task_type", t.Type()).Str("msg_id", id).Int("retry", retried).Int("max_retry", maxRetry)
+	switch {
+	case e != nil:
+		lg.Err(e).Msg("retries exhausted; cannot record the final state")
+	case ok:
+		w.metrics.countFinal(string(rec.State), rec.Channel, rec.Polls, t.Type() == tasks.TypePoll)
+		lg.Str("status", string(rec.State)).Msg("retries exhausted; task archived")
+	default:
+		lg.Str("status", string(rec.State)).Msg("retries exhausted; task archived, record unchanged")
+	}
+}
