@@ -63,15 +63,18 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	srv, err := api.New(api.Options{
-		API:        cfg.API,
-		Callback:   cfg.Callback,
-		Redis:      p.rdb,
-		Enqueuer:   p.enqueuer,
-		Records:    p.store,
-		Status:     storeStatusApplier{store: p.store},
-		Gatherer:   reg,
-		Registerer: reg,
-		Logger:     log,
+		API:      cfg.API,
+		Callback: cfg.Callback,
+		Redis:    p.rdb,
+		Enqueuer: p.enqueuer,
+		Records:  p.store,
+		Status:   storeStatusApplier{store: p.store},
+		// Two-way messages are indexed by provider message ID, so a reply's
+		// tracking_id finds the message it answers.
+		ProviderIndex: p.store.LookupProvider,
+		Gatherer:      reg,
+		Registerer:    reg,
+		Logger:        log,
 	})
 	if err != nil {
 		return err
@@ -82,14 +85,12 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	return srv.ListenAndServe(ctx, *addr)
 }
 
-// storeStatusApplier applies a status callback to a record the way the poll handler
-// applies a receive-viber answer: both legs combined (provider.Combine), a final
-// outcome moves accepted → delivered (channel viber or sms) or undelivered and
-// appends the event; a pending one records the statuses only. The next poll then
-// finds the record final and ends without calling the provider.
-//
-// It stands in until package worker exports the poll handler's own logic; it does not
-// count viberq_final_states_total (those counters live in the worker processes).
+// storeStatusApplier applies a status callback to a record with the poll handler's
+// own mapping (worker.StatusTransition): both legs combined, a final outcome moves
+// accepted → delivered (channel viber or sms) or undelivered and appends the event;
+// a pending one records the statuses only. The next poll then finds the record final
+// and ends without calling the provider. (viberq_final_states_total is counted by the
+// worker processes, which see the final record at that poll.)
 type storeStatusApplier struct{ store *tasks.Store }
 
 func (a storeStatusApplier) ApplyStatus(ctx context.Context, id string, st provider.StatusResult, source string) (tasks.Record, error) {
@@ -97,20 +98,9 @@ func (a storeStatusApplier) ApplyStatus(ctx context.Context, id string, st provi
 	if err != nil {
 		return tasks.Record{}, err
 	}
-	upd := tasks.Update{ViberStatus: &st.Status, SMSMessageID: st.SMSMessageID, SMSStatus: st.SMSStatus}
-	to := tasks.StateAccepted
-	switch provider.Combine(st.Status, st.SMSStatus, rec.HasSMS) {
-	case provider.OutcomeDeliveredViber:
-		to, upd.Channel = tasks.StateDelivered, tasks.ChannelViber
-	case provider.OutcomeDeliveredSMS:
-		to, upd.Channel = tasks.StateDelivered, tasks.ChannelSMS
-	case provider.OutcomeUndelivered:
-		to = tasks.StateUndelivered
-		msg := "undelivered: viber " + st.Status.String()
-		if st.SMSStatus != nil {
-			msg += ", sms " + st.SMSStatus.String()
-		}
-		msg += " (" + source + ")"
+	to, upd := worker.StatusTransition(st, rec.HasSMS)
+	if to == tasks.StateUndelivered && upd.Error != nil {
+		msg := *upd.Error + " (" + source + ")"
 		upd.Error = &msg
 	}
 	got, _, err := a.store.Transition(ctx, id, []tasks.State{tasks.StateAccepted}, to, upd)

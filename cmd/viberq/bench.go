@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// runBench is `viberq bench`: the benchmarks of issue 5 against a real Redis and an
+// in-process simulator, printed as one table (BENCHMARKS.md records a run). Every
+// figure is a ratio against a baseline measured in the same run, or a count; the
+// machine is shared and noisy, so absolute rates are context only.
+//
+// The bench owns one Redis database (--db, default 13, never 0): it takes the
+// tasks/redistest lock of that database, FLUSHes it before every row and at the end,
+// and re-executes this binary (`viberq worker`) for the rows that need worker
+// processes.
+func runBench(ctx context.Context, args []string, stdout io.Writer) error {
+	if os.Getenv(benchChildEnv) != "" {
+		return runBenchChild(ctx)
+	}
+	fs := newFlagSet("bench", stdout, "[--redis URL] [--db N] [--only 1,3,5] [--quick] [--json]")
+	var (
+		redisURL = fs.String("redis", "redis://127.0.0.1:6379", "Redis URL (its database number is ignored: see --db)")
+		db       = fs.Int("db", 13, "Redis database the bench flushes and fills, 1..15 (never 0)")
+		only     = fs.String("only", "", "comma-separated rows to run (1..7), default all")
+		quick    = fs.Bool("quick", false, "short CI-size run (under a minute): smaller counts, shorter windows")
+		asJSON   = fs.Bool("json", false, "print the table as JSON")
+		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile of each row to PREFIX.rowN.pprof")
+	)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	if *db < 1 || *db > 15 {
+		return usagef("--db must be 1..15 (the bench flushes it; database 0 is never touched), got %d", *db)
+	}
+	rows := benchRows()
+	sel := map[string]bool{}
+	if *only != "" {
+		for _, r := range strings.Split(*only, ",") {
+			r = strings.TrimSpace(r)
+			if !slices.ContainsFunc(rows, func(x benchRowSpec) bool { return x.id == r }) {
+				return usagef("--only: unknown row %q (want 1..7)", r)
+			}
+			sel[r] = true
+		}
+	}
+
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("bench: cannot find this binary to run worker processes: %w", err)
+	}
+	progress := os.Stderr
+	br, err := openBenchRedis(ctx, *redisURL, *db, progress)
+	if err != nil {
+		return err
+	}
+	defer br.close()
+	var kb [12]byte
+	_, _ = crand.Read(kb[:])
+	b := &bench{
+		redis:    br,
+		key:      "bench-" + hex.EncodeToString(kb[:]),
+		exe:      exe,
+		quick:    *quick,
+		progress: progress,
+	}
+
+	rep := benchReport{
+		Date:    time.Now().UTC().Format(time.RFC3339),
+		Command: "viberq bench " + strings.Join(args, " "),
+		Quick:   *quick,
+		Machine: machineInfo(ctx, br),
+	}
+	for _, r := range rows {
+		if len(sel) > 0 && !sel[r.id] {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		b.logf("row %s: %s", r.id, r.name)
+		if err := br.flush(ctx); err != nil {
+			return err
+		}
+		stopProf, err := startRowProfile(*cpuProf, r.id)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		res, err := r.run(ctx, b)
+		stopProf()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			res = append(res, benchResult{Row: r.id, What: r.name, Result: "error", How: err.Error()})
+		}
+		b.logf("row %s: done in %s", r.id, time.Since(start).Round(100*time.Millisecond))
+		rep.Rows = append(rep.Rows, res...)
+	}
+	if err := br.flush(ctx); err != nil {
+		return err
+	}
+
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if err := printBenchTable(stdout, rep); err != nil {
+		return err
+	}
+	for _, r := range rep.Rows {
+		if r.Result == "error" {
+			return fmt.Errorf("row %s failed to run: %s", r.Row, r.How)
+		}
+	}
+	return nil
+}
+
+// bench is what the rows share.
+type bench struct {
+	redis    *benchRedis
+	key      string // the simulator's access key for this run
+	exe      string
+	quick    bool
+	progress io.Writer
+
+	// bareSendRate is row 1's baseline (tasks/s), reused as context by row 2.
+	bareSendRate float64
+}
+
+func (b *bench) logf(format string, args ...any) {
+	fmt.Fprintf(b.progress, "bench: "+format+"\n", args...)
+}
+
+// pick returns full, or quick with --quick.
+func (b *bench) pick(full, quick int) int {
+	if b.quick {
+		return quick
+	}
+	return full
+}
+
+// benchRowSpec is one row of the table (it may print several lines).
+type benchRowSpec struct {
+	id   string
+	name string
+	run  func(ctx context.Context, b *bench) ([]benchResult, error)
+}
+
+func benchRows() []benchRowSpec {
+	return []benchRowSpec{
+		{"1", "send throughput", benchSendThroughput},
+		{"2", "end to end", benchEndToEnd},
+		{"3", "enqueue", benchEnqueue},
+		{"4", "limiter accuracy", benchLimiter},
+		{"5", "latency when idle", benchLatency},
+		{"6", "memory", benchMemory},
+		{"7", "polling cost", benchPolling},
+	}
+}
+
+// benchResult is one line of the table.
+type benchResult struct {
+	Row      string `json:"row"`
+	What     string `json:"what"`
+	Baseline string `json:"baseline"`
+	Viberq   string `json:"viberq"`
+	// Value is the figure compared with the target: a ratio viberq/baseline or a
+	// count.
+	Value  string `json:"value"`
+	Target string `json:"target"`
+	// Result is pass, FAIL (target missed), info (no target) or error.
+	Result string `json:"result"`
+	// How says how the figure was measured.
+	How string `json:"how"`
+
+	BaselineNum float64 `json:"baseline_num"`
+	ViberqNum   float64 `json:"viberq_num"`
+	ValueNum    float64 `json:"value_num"`
+}
+
+// passFail is "pass" or "FAIL".
+func passFail(ok bool) string {
+	if ok {
+		return "pass"
+	}
+	return "FAIL"
+}
+
+type benchMachine struct {
+	CPUs    int    `json:"cpus"`
+	Model   string `json:"cpu_model"`
+	Go      string `json:"go"`
+	Redis   string `json:"redis"`
+	OS      string `json:"os"`
+	NumProc int    `json:"gomaxprocs"`
+}
+
+type benchReport struct {
+	Date    string        `json:"date"`
+	Command string        `json:"command"`
+	Quick   bool          `json:"quick"`
+	Machine benchMachine  `json:"machine"`
+	Rows    []benchResult `json:"rows"`
+}
+
+func machineInfo(ctx context.Context, br *benchRedis) benchMachine {
+	m := benchMachine{CPUs: runtime.NumCPU(), Go: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH,
+		NumProc: runtime.GOMAXPROCS(0), Redis: br.version(ctx), Model: "?"}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.Model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+func printBenchTable(w io.Writer, rep benchReport) error {
+	m := rep.Machine
+	fmt.Fprintf(w, "viberq bench  %s  %d CPU (%s), %s, Redis %s%s\n\n", rep.Date, m.CPUs, m.Model, m.Go, m.Redis,
+		map[bool]string{true: ", --quick", false: ""}[rep.Quick])
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "row\twhat\tbaseline\tviberq\tratio/value\ttarget\tresult")
+	for _, r := range rep.Rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Row, r.What, dash(r.Baseline), dash(r.Viberq), dash(r.Value), dash(r.Target), r.Result)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "\nhow each row was measured:")
+	for _, r := range rep.Rows {
+		if r.How != "" {
+			fmt.Fprintf(w, "  %-3s %s\n", r.Row, r.How)
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+// startRowProfile starts a CPU profile of the bench process for row id when prefix
+// is set; the returned func stops it.
+func startRowProfile(prefix, id string) (func(), error) {
+	if prefix == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(prefix + ".row" + id + ".pprof")
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
+}
+
+// ---- number formatting ----
+
+func fmtRate(r float64, unit string) string {
+	switch {
+	case math.IsNaN(r):
+		return "n/a"
+	case r >= 100:
+		return fmt.Sprintf("%.0f %s", r, unit)
+	default:
+		return fmt.Sprintf("%.1f %s", r, unit)
+	}
+}
+
+func fmtRatio(r float64) string {
+	if math.IsNaN(r) || math.IsInf(r, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", r)
+}
+
+func fmtRatios(rs []float64) string {
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmtRatio(r)
+	}
+	return strings.Join(parts, " ")
+}
+
+func fmtBytes(n float64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", n/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.2f KiB", n/(1<<10))
+	default:
+		return fmt.Sprintf("%.0f B", n)
+	}
+}
+
+func fmtMS(d time.Duration) string {
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
