@@ -307,7 +307,7 @@ func TestPostMessageRefusals(t *testing.T) {
 		require.NotContains(t, r.body, phone)
 	})
 	t.Run("EveryBadField422", func(t *testing.T) {
-		r := b.post(t, `{"destination_addr":"+38 050","message_type":999,"source_type":7,"ttl":"5s","image":"ftp://x"}`)
+		r := b.post(t, `{"destination_addr":"+38 050","message_type":999,"source_type":7,"ttl":"7h","image":"ftp://x"}`)
 		require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
 		var got struct {
 			Error  string `json:"error"`
