@@ -40,6 +40,7 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		*addr = cfg.API.Addr
 	}
 	log := newLogger(cfg.Log).With().Str("cmd", "api").Logger()
+	log.Info().Fields(cfg.LogFields()).Msg("config")
 
 	p, err := newProducer(ctx, cfg)
 	if err != nil {
