@@ -603,8 +603,9 @@ func TestTaskfile(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--list")
+	cmd := exec.CommandContext(ctx, bin, "--list", "--color=false")
 	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "NO_COLOR=1") // CI=true makes go-task colour its output
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("task --list: %v\n%s", err, out)
