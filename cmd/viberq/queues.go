@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/viberq/viberq/tasks"
 )
@@ -37,6 +38,9 @@ func runQueues(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
@@ -46,7 +50,7 @@ func runQueues(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer rdb.Close()
-	rows, err := queueRows(asynq.NewInspectorFromRedisClient(rdb))
+	rows, err := queueRows(ctx, rdb, asynq.NewInspectorFromRedisClient(rdb))
 	if err != nil {
 		return err
 	}
@@ -61,16 +65,26 @@ func runQueues(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// queueRows reads the state of viberq's queues; a queue that never held a task shows
-// as empty.
-func queueRows(insp *asynq.Inspector) ([]queueRow, error) {
+// queueRows reads the state of viberq's queues. A queue that never held a task is not
+// in asynq's queue set, and the Inspector answers "queue does not exist" for it (an
+// error that is not asynq.ErrQueueNotFound); it shows as empty, paused when its
+// paused key is set (a worker pauses both send queues on a 402, used or not).
+func queueRows(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector) ([]queueRow, error) {
+	known, err := knownQueues(insp)
+	if err != nil {
+		return nil, err
+	}
 	rows := make([]queueRow, 0, len(allQueues))
 	for _, q := range allQueues {
-		info, err := insp.GetQueueInfo(q)
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			rows = append(rows, queueRow{Queue: q})
+		if !known[q] {
+			paused, err := pausedKeySet(ctx, rdb, q)
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, queueRow{Queue: q, Paused: paused})
 			continue
 		}
+		info, err := insp.GetQueueInfo(q)
 		if err != nil {
 			return nil, fmt.Errorf("queue %s: %w", q, err)
 		}
@@ -80,11 +94,38 @@ func queueRows(insp *asynq.Inspector) ([]queueRow, error) {
 	return rows, nil
 }
 
+// knownQueues is asynq's set of queues that have held a task.
+func knownQueues(insp *asynq.Inspector) (map[string]bool, error) {
+	names, err := insp.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("list queues: %w", err)
+	}
+	known := make(map[string]bool, len(names))
+	for _, n := range names {
+		known[n] = true
+	}
+	return known, nil
+}
+
+// pausedKeySet reports whether queue q is paused, read from asynq's own key
+// (base.PausedKey in asynq v0.26: "asynq:{q}:paused", what Inspector.PauseQueue sets
+// and UnpauseQueue deletes), for queues the Inspector cannot report on.
+func pausedKeySet(ctx context.Context, rdb redis.UniversalClient, q string) (bool, error) {
+	n, err := rdb.Exists(ctx, "asynq:{"+q+"}:paused").Result()
+	if err != nil {
+		return false, fmt.Errorf("queue %s: %w", q, err)
+	}
+	return n > 0, nil
+}
+
 func runResume(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("resume", stdout, "[--rerun-archived]")
 	rerun := fs.Bool("rerun-archived", false, "also re-run the archived send tasks (e.g. the ones dropped on a 402, after a top-up)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -96,25 +137,31 @@ func runResume(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer rdb.Close()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
-	for _, q := range sendQueues {
-		info, err := insp.GetQueueInfo(q)
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			fmt.Fprintf(stdout, "queue %s: empty\n", q)
+	rows, err := queueRows(ctx, rdb, insp)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if !slices.Contains(sendQueues, r.Queue) {
 			continue
 		}
-		if err != nil {
-			return fmt.Errorf("queue %s: %w", q, err)
-		}
-		if info.Paused {
+		q := r.Queue
+		if r.Paused {
+			// A concurrent resume may have won: then the queue is running all the same.
 			if err := insp.UnpauseQueue(q); err != nil {
-				return fmt.Errorf("unpause %s: %w", q, err)
+				if still, perr := pausedKeySet(ctx, rdb, q); perr != nil || still {
+					return fmt.Errorf("unpause %s: %w", q, err)
+				}
 			}
 		}
-		fmt.Fprintf(stdout, "queue %s: running (was paused: %v)\n", q, info.Paused)
+		fmt.Fprintf(stdout, "queue %s: running (was paused: %v)\n", q, r.Paused)
 		if *rerun {
-			n, err := insp.RunAllArchivedTasks(q)
-			if err != nil && !errors.Is(err, asynq.ErrQueueNotFound) {
-				return fmt.Errorf("re-run archived tasks of %s: %w", q, err)
+			n := 0
+			if r.Archived > 0 {
+				n, err = insp.RunAllArchivedTasks(q)
+				if err != nil {
+					return fmt.Errorf("re-run archived tasks of %s: %w", q, err)
+				}
 			}
 			fmt.Fprintf(stdout, "queue %s: %d archived tasks re-run\n", q, n)
 		}

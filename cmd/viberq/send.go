@@ -206,6 +206,9 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 	if err != nil {
 		return fmt.Errorf("csv %s: reading the header: %w", path, err)
 	}
+	if len(header) > 0 { // a spreadsheet's UTF-8 byte order mark is not part of the name
+		header[0] = strings.TrimPrefix(header[0], "\ufeff")
+	}
 	setters := make([]func(*sendFlags, string) error, len(header))
 	for i, h := range header {
 		set, ok := csvColumns[strings.TrimSpace(strings.ToLower(h))]
@@ -229,7 +232,6 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := r.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -241,6 +243,9 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 			}
 			return err
 		}
+		// After the error check: FieldPos panics when the read failed (an unterminated
+		// quote leaves no fields).
+		line, _ := r.FieldPos(0)
 		if ctx.Err() != nil {
 			break
 		}
@@ -293,6 +298,9 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 		for _, p := range sum.Problems {
 			fmt.Fprintf(stdout, "  line %d: %s\n", p.Line, p.Reason)
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("interrupted after %d rows (the rows above are enqueued): %w", sum.Rows, err)
 	}
 	if sum.Refused > 0 {
 		return fmt.Errorf("%d of %d rows refused", sum.Refused, sum.Rows)

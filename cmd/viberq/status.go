@@ -23,8 +23,12 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if id == "" && fs.NArg() > 0 {
-		id = fs.Arg(0)
+	rest := fs.Args()
+	if id == "" && len(rest) > 0 {
+		id, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected argument %q: viberq status ID [--json]", rest[0])
 	}
 	if id == "" {
 		return usagef("a message ID is required: viberq status ID [--json]")

@@ -1,0 +1,669 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/viberq/viberq/provider"
+	"github.com/viberq/viberq/tasks"
+)
+
+// cli runs the binary's realMain against a miniredis that VIBERQ_REDIS_URL points at.
+// Every other VIBERQ_ variable of the environment is blanked (blank means default), so
+// the developer's shell cannot change the outcome. It uses t.Setenv: tests using it
+// cannot be parallel.
+type cli struct {
+	t    *testing.T
+	mr   *miniredis.Miniredis
+	rdb  *redis.Client
+	insp *asynq.Inspector
+}
+
+func newCLI(t *testing.T) *cli {
+	t.Helper()
+	clearViberqEnv(t)
+	mr := miniredis.RunT(t)
+	t.Setenv("VIBERQ_REDIS_URL", "redis://"+mr.Addr()+"/0")
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { _ = rdb.Close() })
+	// An inspector made FromRedisClient does not own rdb: it is not closed here.
+	return &cli{t: t, mr: mr, rdb: rdb, insp: asynq.NewInspectorFromRedisClient(rdb)}
+}
+
+func clearViberqEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "VIBERQ_") {
+			t.Setenv(k, "")
+		}
+	}
+}
+
+// run calls realMain with args and returns the exit code, stdout and stderr.
+func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code = realMain(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func (c *cli) run(args ...string) (int, string, string) {
+	c.t.Helper()
+	return run(c.t, args...)
+}
+
+// mustRun runs args and fails the test unless the exit code is 0.
+func (c *cli) mustRun(args ...string) string {
+	c.t.Helper()
+	code, out, errOut := c.run(args...)
+	if code != 0 {
+		c.t.Fatalf("viberq %s: exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), code, out, errOut)
+	}
+	return out
+}
+
+func (c *cli) record(id string) (tasks.Record, error) {
+	c.t.Helper()
+	return tasks.NewStore(c.rdb, tasks.StoreOptions{}).Get(context.Background(), id)
+}
+
+func (c *cli) mustRecord(id string) tasks.Record {
+	c.t.Helper()
+	rec, err := c.record(id)
+	if err != nil {
+		c.t.Fatalf("record %s: %v", id, err)
+	}
+	return rec
+}
+
+// sendTask returns the send task of message id in queue and its decoded arguments.
+func (c *cli) sendTask(queue, id string) (*asynq.TaskInfo, tasks.SendArgs) {
+	c.t.Helper()
+	info, err := c.insp.GetTaskInfo(queue, id)
+	if err != nil {
+		c.t.Fatalf("task %s in queue %s: %v", id, queue, err)
+	}
+	if info.Type != tasks.TypeSend {
+		c.t.Fatalf("task %s: type %q, want %q", id, info.Type, tasks.TypeSend)
+	}
+	var a tasks.SendArgs
+	if err := json.Unmarshal(info.Payload, &a); err != nil {
+		c.t.Fatalf("task %s payload: %v", id, err)
+	}
+	return info, a
+}
+
+func (c *cli) msgKeys() []string {
+	c.t.Helper()
+	keys, err := c.rdb.Keys(context.Background(), tasks.DefaultPrefix+"msg:*").Result()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return keys
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSendPrintsIDAndEnqueues(t *testing.T) {
+	c := newCLI(t)
+	out := c.mustRun("send", "--from", "Shop", "--to", "380501234567", "--text", "Your code is 1234",
+		"--sms-text", "Code 1234", "--id", "order-42")
+	if out != "order-42\n" {
+		t.Fatalf("stdout = %q, want the ID and a newline", out)
+	}
+	rec := c.mustRecord("order-42")
+	if rec.State != tasks.StateQueued || rec.Queue != tasks.QueueCritical || !rec.HasSMS || rec.DestMasked != "380*****4567" {
+		t.Fatalf("record = %+v, want queued on critical with SMS, destination masked", rec)
+	}
+	info, a := c.sendTask(tasks.QueueCritical, "order-42")
+	if info.State != asynq.TaskStatePending {
+		t.Errorf("task state = %v, want pending", info.State)
+	}
+	m := a.Message
+	if a.ID != "order-42" || m.SourceAddr != "Shop" || m.DestinationAddr != "380501234567" || m.Text != "Your code is 1234" ||
+		m.TextSMS != "Code 1234" || m.MessageType != provider.TypeText || m.SourceType != provider.SourceTransactional {
+		t.Errorf("task payload = %+v", a)
+	}
+	if ttl := a.ExpiresAt.Sub(a.EnqueuedAt); ttl != 40*time.Second {
+		t.Errorf("TTL with --sms-text = %v, want VIBERQ_SMS_TTL's default 40s", ttl)
+	}
+
+	// The same ID again is a duplicate: the same ID printed, no second task.
+	if out := c.mustRun("send", "--from", "Shop", "--to", "380501234567", "--text", "Your code is 1234",
+		"--sms-text", "Code 1234", "--id", "order-42", "--json"); !strings.Contains(out, `"duplicate":true`) {
+		t.Errorf("second send --json = %s, want duplicate true", out)
+	}
+	if q, err := c.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Size != 1 {
+		t.Errorf("critical queue after a duplicate: %+v, %v; want size 1", q, err)
+	}
+
+	// Same ID, another message: refused, exit 1.
+	code, _, errOut := c.run("send", "--from", "Shop", "--to", "380501234567", "--text", "another text", "--id", "order-42")
+	if code != 1 || !strings.Contains(errOut, "order-42") {
+		t.Errorf("conflicting send: exit %d, stderr %q; want 1 naming the ID", code, errOut)
+	}
+}
+
+func TestSendGeneratesIDAndHonoursFlags(t *testing.T) {
+	c := newCLI(t)
+	out := c.mustRun("send", "--from", "Shop", "--to", "380501234567", "--text", "Sale!", "--source", "1", "--ttl", "2h")
+	id := strings.TrimSpace(out)
+	u, err := uuid.Parse(id)
+	if err != nil || u.Version() != 7 {
+		t.Fatalf("generated ID %q: want a UUIDv7 (%v)", id, err)
+	}
+	_, a := c.sendTask(tasks.QueueDefault, id)
+	if a.Message.SourceType != provider.SourcePromotional {
+		t.Errorf("source_type = %v, want promotional", a.Message.SourceType)
+	}
+	if ttl := a.ExpiresAt.Sub(a.EnqueuedAt); ttl != 2*time.Hour {
+		t.Errorf("TTL = %v, want --ttl 2h", ttl)
+	}
+	if rec := c.mustRecord(id); rec.Queue != tasks.QueueDefault {
+		t.Errorf("record queue = %q, want default", rec.Queue)
+	}
+
+	var res enqueueResultJSON
+	out = c.mustRun("send", "--from", "Shop", "--to", "380501234568", "--text", "hi", "--id", "j-1", "--json")
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("--json output %q: %v", out, err)
+	}
+	if res.ID != "j-1" || res.Duplicate || res.Queue != tasks.QueueCritical || res.State != string(tasks.StateQueued) || res.ExpiresAt.IsZero() {
+		t.Errorf("--json result = %+v", res)
+	}
+}
+
+func TestSendRefusesBadMessageNamingEveryField(t *testing.T) {
+	c := newCLI(t)
+	code, out, errOut := c.run("send", "--to", "+380", "--type", "1", "--id", "bad-1")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2 (stderr %q)", code, errOut)
+	}
+	if out != "" {
+		t.Errorf("stdout = %q, want nothing (no ID for a refused message)", out)
+	}
+	for _, field := range []string{"source_addr", "destination_addr", "message_type", "text"} {
+		if !regexp.MustCompile(`(?m)^\s+` + field + `: `).MatchString(errOut) {
+			t.Errorf("stderr does not name %s on a line of its own:\n%s", field, errOut)
+		}
+	}
+	if keys := c.msgKeys(); len(keys) != 0 {
+		t.Errorf("records written for a refused message: %v", keys)
+	}
+	if _, err := c.insp.GetTaskInfo(tasks.QueueCritical, "bad-1"); err == nil {
+		t.Error("a task was enqueued for a refused message")
+	}
+}
+
+func TestSendUsageErrors(t *testing.T) {
+	c := newCLI(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"send", "--type", "abc"}, "-type"},
+		{[]string{"send", "--ttl", "soon"}, "-ttl"},
+		{[]string{"send", "--nope"}, "-nope"},
+		{[]string{"send", "--from", "Shop", "extra"}, `"extra"`},
+	} {
+		code, _, errOut := c.run(tc.args...)
+		if code != 2 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 mentioning %s", tc.args, code, errOut, tc.want)
+		}
+	}
+	if keys := c.msgKeys(); len(keys) != 0 {
+		t.Errorf("records written by bad invocations: %v", keys)
+	}
+}
+
+// csvFixture has good rows, a duplicate, bad rows of several kinds and good rows
+// after the bad ones. Line numbers are the file's (header = line 1).
+const csvFixture = `id,from,to,text,sms_text,source,ttl
+csv-1,Shop,380501234567,Hello one,,2,
+csv-2,Shop,380501234568,Hello two,SMS two,2,90s
+csv-1,Shop,380501234567,Hello one,,2,
+csv-bad,,+380,,,,
+csv-3,Shop,380501234569,Hello three,,1,120
+csv-ttl,Shop,380501234560,Hi,,2,soon
+csv-1,Shop,380501234567,Another text,,2,
+csv-src,Shop,380501234561,Hi,,x,
+`
+
+func TestSendCSVSummaryLinesAndReasons(t *testing.T) {
+	c := newCLI(t)
+	path := writeFile(t, "batch.csv", csvFixture)
+	code, out, errOut := c.run("send", "--csv", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 when rows are refused\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if !strings.Contains(out, "rows 8: enqueued 3, duplicates 1, refused 4\n") {
+		t.Errorf("summary missing or wrong:\n%s", out)
+	}
+	if !strings.Contains(errOut, "4 of 8 rows refused") {
+		t.Errorf("stderr = %q, want the refused count", errOut)
+	}
+	lines := map[int][]string{
+		5: {"source_addr:", "destination_addr:", "text:"},
+		7: {"ttl:", `"soon"`},
+		8: {"id:"},
+		9: {"source:", `"x"`},
+	}
+	for line, wants := range lines {
+		m := regexp.MustCompile(`(?m)^  line ` + itoa(line) + `: (.*)$`).FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("no problem reported for line %d:\n%s", line, out)
+			continue
+		}
+		for _, w := range wants {
+			if !strings.Contains(m[1], w) {
+				t.Errorf("line %d reason %q does not mention %s", line, m[1], w)
+			}
+		}
+	}
+	if n := len(regexp.MustCompile(`(?m)^  line `).FindAllString(out, -1)); n != 4 {
+		t.Errorf("%d problem lines, want 4:\n%s", n, out)
+	}
+
+	// The rows around the bad ones are enqueued, the bad ones are not.
+	for id, queue := range map[string]string{"csv-1": tasks.QueueCritical, "csv-2": tasks.QueueCritical, "csv-3": tasks.QueueDefault} {
+		if rec := c.mustRecord(id); rec.State != tasks.StateQueued || rec.Queue != queue {
+			t.Errorf("%s: record %+v, want queued on %s", id, rec, queue)
+		}
+		c.sendTask(queue, id)
+	}
+	_, a := c.sendTask(tasks.QueueCritical, "csv-2")
+	if ttl := a.ExpiresAt.Sub(a.EnqueuedAt); ttl != 90*time.Second {
+		t.Errorf("csv-2 TTL = %v, want 90s", ttl)
+	}
+	_, a = c.sendTask(tasks.QueueDefault, "csv-3")
+	if ttl := a.ExpiresAt.Sub(a.EnqueuedAt); ttl != 120*time.Second {
+		t.Errorf("csv-3 TTL = %v, want 120s (seconds)", ttl)
+	}
+	_, a = c.sendTask(tasks.QueueCritical, "csv-1")
+	if a.Message.Text != "Hello one" {
+		t.Errorf("csv-1 text = %q: the conflicting row must not replace it", a.Message.Text)
+	}
+	for _, id := range []string{"csv-bad", "csv-ttl", "csv-src"} {
+		if _, err := c.record(id); err == nil {
+			t.Errorf("%s: a refused row has a record", id)
+		}
+	}
+	if q, err := c.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Size != 2 {
+		t.Errorf("critical queue: %+v, %v; want 2 tasks (no task for the duplicate)", q, err)
+	}
+
+	// Again, as JSON: everything is now a duplicate but the refused rows.
+	code, out, _ = c.run("send", "--csv", path, "--json")
+	if code != 1 {
+		t.Fatalf("second run: exit %d, want 1", code)
+	}
+	var sum csvSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("--json summary %q: %v", out, err)
+	}
+	if sum.Rows != 8 || sum.Enqueued != 0 || sum.Duplicates != 4 || sum.Refused != 4 {
+		t.Errorf("second run summary = %+v, want 8 rows, 0 enqueued, 4 duplicates, 4 refused", sum)
+	}
+	var got []int
+	for _, p := range sum.Problems {
+		got = append(got, p.Line)
+	}
+	if want := []int{5, 7, 8, 9}; !equalInts(got, want) {
+		t.Errorf("problem lines = %v, want %v", got, want)
+	}
+}
+
+func TestSendCSVAllGoodExitsZero(t *testing.T) {
+	c := newCLI(t)
+	// A spreadsheet export: byte order mark, vendor column names, CRLF, quoted text.
+	path := writeFile(t, "ok.csv", "\ufeffid,source_addr,destination_addr,text,message_type,source_type\r\n"+
+		"ok-1,Shop,380501234567,\"Hello, one\",106,2\r\nok-2,Shop,380501234568,Two,106,1\r\n")
+	out := c.mustRun("send", "--csv", path)
+	if !strings.Contains(out, "rows 2: enqueued 2, duplicates 0, refused 0") {
+		t.Errorf("summary = %q", out)
+	}
+	if _, a := c.sendTask(tasks.QueueCritical, "ok-1"); a.Message.Text != "Hello, one" {
+		t.Errorf("ok-1 text = %q", a.Message.Text)
+	}
+	c.sendTask(tasks.QueueDefault, "ok-2")
+}
+
+func TestSendCSVMalformedRows(t *testing.T) {
+	c := newCLI(t)
+	// A bare quote on line 3 and, from line 5 to the end, an unterminated quoted first
+	// field (the reader then returns no field at all: this used to panic).
+	path := writeFile(t, "broken.csv", "id,from,to,text\n"+
+		"m-1,Shop,380501234567,fine\n"+
+		"m-2,Shop,380501234568,bad\"quote\n"+
+		"m-3,Shop,380501234569,fine too\n"+
+		"\"m-4,Shop,380501234560,never closed\n")
+	code, out, errOut := c.run("send", "--csv", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if !strings.Contains(out, "enqueued 2,") || !strings.Contains(out, "refused 2") {
+		t.Errorf("summary = %q, want 2 enqueued, 2 refused", out)
+	}
+	if !strings.Contains(out, "line 3: ") || !strings.Contains(out, "line 5: ") {
+		t.Errorf("the malformed lines are not reported:\n%s", out)
+	}
+	c.mustRecord("m-1")
+	c.mustRecord("m-3")
+}
+
+func TestSendCSVBadFile(t *testing.T) {
+	c := newCLI(t)
+	code, _, errOut := c.run("send", "--csv", writeFile(t, "h.csv", "id,from,to,colour\n"))
+	if code != 2 || !strings.Contains(errOut, `"colour"`) {
+		t.Errorf("unknown column: exit %d, stderr %q; want 2 naming it", code, errOut)
+	}
+	code, _, errOut = c.run("send", "--csv", filepath.Join(t.TempDir(), "missing.csv"))
+	if code != 1 || !strings.Contains(errOut, "missing.csv") {
+		t.Errorf("missing file: exit %d, stderr %q; want 1 naming it", code, errOut)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	c := newCLI(t)
+	c.mustRun("send", "--from", "Shop", "--to", "380501234567", "--text", "hi", "--sms-text", "hi", "--id", "st-1")
+
+	out := c.mustRun("status", "st-1")
+	for _, re := range []string{`(?m)^id\s+st-1$`, `(?m)^state\s+queued$`, `(?m)^to\s+380\*{5}4567$`,
+		`(?m)^queue\s+critical$`, `(?m)^polls\s+0$`, `(?m)^final_at\s+-$`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("status output does not match %s:\n%s", re, out)
+		}
+	}
+	if strings.Contains(out, "380501234567") {
+		t.Errorf("status shows the full phone number:\n%s", out)
+	}
+
+	// Walk the record to delivered (by SMS) as the worker would; status shows it.
+	st := tasks.NewStore(c.rdb, tasks.StoreOptions{})
+	ctx := context.Background()
+	vs, sms, smsID := provider.ViberStatus(4), provider.SMSStatus(2), provider.MessageID(500000003)
+	for _, step := range []struct {
+		from, to tasks.State
+		upd      tasks.Update
+	}{
+		{tasks.StateQueued, tasks.StateSending, tasks.Update{IncAttempts: true}},
+		{tasks.StateSending, tasks.StateAccepted, tasks.Update{ProviderMessageID: 100017}},
+		{tasks.StateAccepted, tasks.StateDelivered, tasks.Update{Channel: tasks.ChannelSMS, ViberStatus: &vs, SMSMessageID: &smsID, SMSStatus: &sms, IncPolls: true}},
+	} {
+		if _, ok, err := st.Transition(ctx, "st-1", []tasks.State{step.from}, step.to, step.upd); err != nil || !ok {
+			t.Fatalf("transition %s → %s: ok=%v err=%v", step.from, step.to, ok, err)
+		}
+	}
+	out = c.mustRun("status", "st-1")
+	for _, re := range []string{`(?m)^state\s+delivered$`, `(?m)^channel\s+sms$`, `(?m)^provider_message_id\s+100017$`,
+		`(?m)^viber_status\s+4 \(undelivered\)$`, `(?m)^sms_status\s+2 \(delivered\)$`, `(?m)^sms_message_id\s+500000003$`,
+		`(?m)^attempts\s+1$`, `(?m)^polls\s+1$`, `(?m)^final_at\s+\d{4}-\d\d-\d\dT`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("status of the delivered record does not match %s:\n%s", re, out)
+		}
+	}
+
+	for _, args := range [][]string{{"status", "st-1", "--json"}, {"status", "--json", "st-1"}} {
+		out := c.mustRun(args...)
+		var rec tasks.Record
+		if err := json.Unmarshal([]byte(out), &rec); err != nil {
+			t.Fatalf("%v: %q is not a record: %v", args, out, err)
+		}
+		if rec.ID != "st-1" || rec.State != tasks.StateDelivered || rec.Channel != tasks.ChannelSMS ||
+			rec.ProviderMessageID != 100017 || rec.SMSStatus == nil || *rec.SMSStatus != 2 || rec.DestMasked != "380*****4567" {
+			t.Errorf("%v: record = %+v", args, rec)
+		}
+		if strings.Contains(out, "380501234567") {
+			t.Errorf("%v shows the full phone number", args)
+		}
+	}
+}
+
+func TestStatusUnknownAndUsage(t *testing.T) {
+	c := newCLI(t)
+	code, out, errOut := c.run("status", "no-such-id")
+	if code != 1 || out != "" || !strings.Contains(errOut, `message "no-such-id" not found`) {
+		t.Errorf("unknown ID: exit %d, stdout %q, stderr %q; want 1 and a not-found line", code, out, errOut)
+	}
+	for _, args := range [][]string{{"status"}, {"status", "--json"}, {"status", "a", "b"}, {"status", "--json", "a", "b"}} {
+		if code, _, errOut := c.run(args...); code != 2 {
+			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errOut)
+		}
+	}
+}
+
+func TestQueuesPausedAndResume(t *testing.T) {
+	c := newCLI(t)
+
+	// Before anything was enqueued every queue shows, empty.
+	var rows []queueRow
+	if err := json.Unmarshal([]byte(c.mustRun("queues", "--json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 || rows[0].Queue != tasks.QueueCritical || rows[0].Size != 0 {
+		t.Fatalf("queues on an empty Redis = %+v", rows)
+	}
+	// A 402 pauses both send queues, also one that never held a task: queues shows
+	// it paused and resume unpauses it.
+	if err := c.insp.PauseQueue(tasks.QueueDefault); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(c.mustRun("queues", "--json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows[1].Queue != tasks.QueueDefault || !rows[1].Paused || rows[0].Paused {
+		t.Errorf("queues with the unused default queue paused = %+v", rows)
+	}
+	if out := c.mustRun("resume", "--rerun-archived"); !strings.Contains(out, "queue default: running (was paused: true)") ||
+		!strings.Contains(out, "queue critical: running (was paused: false)") || !strings.Contains(out, "queue default: 0 archived tasks re-run") {
+		t.Errorf("resume of an unused paused queue:\n%s", out)
+	}
+	if err := json.Unmarshal([]byte(c.mustRun("queues", "--json")), &rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows[1].Paused {
+		t.Errorf("default still paused after resume: %+v", rows)
+	}
+
+	c.mustRun("send", "--from", "Shop", "--to", "380501234567", "--text", "hi", "--id", "q-1")
+	c.mustRun("send", "--from", "Shop", "--to", "380501234568", "--text", "hi", "--id", "q-2")
+	if err := c.insp.PauseQueue(tasks.QueueCritical); err != nil {
+		t.Fatal(err)
+	}
+	queues := func() map[string]queueRow {
+		t.Helper()
+		var rows []queueRow
+		out := c.mustRun("queues", "--json")
+		if err := json.Unmarshal([]byte(out), &rows); err != nil {
+			t.Fatalf("queues --json %q: %v", out, err)
+		}
+		m := map[string]queueRow{}
+		for _, r := range rows {
+			m[r.Queue] = r
+		}
+		return m
+	}
+	q := queues()
+	if r := q[tasks.QueueCritical]; !r.Paused || r.Pending != 2 || r.Size != 2 {
+		t.Errorf("critical = %+v, want paused with 2 pending", r)
+	}
+	if q[tasks.QueueDefault].Paused || q[tasks.QueueStatus].Paused {
+		t.Errorf("only critical was paused: %+v", q)
+	}
+	text := c.mustRun("queues")
+	if !regexp.MustCompile(`(?m)^\s*critical\s+true\s+2\s+2\s`).MatchString(text) {
+		t.Errorf("queues table does not show critical paused with 2 tasks:\n%s", text)
+	}
+	if !regexp.MustCompile(`(?m)^\s*default\s+false\s`).MatchString(text) {
+		t.Errorf("queues table does not show default running:\n%s", text)
+	}
+
+	out := c.mustRun("resume")
+	if !strings.Contains(out, "queue critical: running (was paused: true)") {
+		t.Errorf("resume output:\n%s", out)
+	}
+	if strings.Contains(out, "re-run") {
+		t.Errorf("resume without --rerun-archived re-ran tasks:\n%s", out)
+	}
+	if queues()[tasks.QueueCritical].Paused {
+		t.Error("critical still paused after resume")
+	}
+
+	// A dropped send (archived on a 402) is re-run by --rerun-archived only.
+	if err := c.insp.ArchiveTask(tasks.QueueCritical, "q-1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.insp.PauseQueue(tasks.QueueCritical); err != nil {
+		t.Fatal(err)
+	}
+	if r := queues()[tasks.QueueCritical]; r.Archived != 1 || r.Pending != 1 {
+		t.Fatalf("after archiving q-1: %+v", r)
+	}
+	c.mustRun("resume")
+	if r := queues()[tasks.QueueCritical]; r.Archived != 1 || r.Paused {
+		t.Errorf("plain resume: %+v, want unpaused with the archived task left alone", r)
+	}
+	if err := c.insp.PauseQueue(tasks.QueueCritical); err != nil {
+		t.Fatal(err)
+	}
+	out = c.mustRun("resume", "--rerun-archived")
+	if !strings.Contains(out, "queue critical: running (was paused: true)") || !strings.Contains(out, "queue critical: 1 archived tasks re-run") {
+		t.Errorf("resume --rerun-archived output:\n%s", out)
+	}
+	if r := queues()[tasks.QueueCritical]; r.Archived != 0 || r.Pending != 2 || r.Paused {
+		t.Errorf("after --rerun-archived: %+v, want 2 pending, none archived, running", r)
+	}
+	if info, _ := c.sendTask(tasks.QueueCritical, "q-1"); info.State != asynq.TaskStatePending {
+		t.Errorf("q-1 state = %v, want pending", info.State)
+	}
+
+	for _, args := range [][]string{{"queues", "extra"}, {"resume", "extra"}, {"resume", "--rerun"}} {
+		if code, _, _ := c.run(args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestBadSettingIsOneLineNamingTheVariable(t *testing.T) {
+	c := newCLI(t)
+	for _, cmd := range [][]string{
+		{"send", "--from", "Shop", "--to", "380501234567", "--text", "hi"},
+		{"send", "--csv", "-"},
+		{"status", "x"},
+		{"queues"},
+		{"resume"},
+		{"worker"},
+		{"api"},
+	} {
+		t.Run(cmd[0], func(t *testing.T) {
+			t.Setenv("VIBERQ_RATE_LIMIT", "abc")
+			t.Setenv("VIBERQ_CONCURRENCY", "0")
+			t.Setenv("VIBERQ_CALLBACK_TOKEN", "not a valid token!")
+			code, out, errOut := run(t, cmd...)
+			if code == 0 {
+				t.Fatalf("exit 0 with bad settings (stdout %q)", out)
+			}
+			if strings.Count(errOut, "\n") != 1 || !strings.HasSuffix(errOut, "\n") {
+				t.Errorf("stderr is not one line: %q", errOut)
+			}
+			for _, v := range []string{"VIBERQ_RATE_LIMIT", "VIBERQ_CONCURRENCY", "VIBERQ_CALLBACK_TOKEN"} {
+				if !strings.Contains(errOut, v) {
+					t.Errorf("stderr does not name %s: %q", v, errOut)
+				}
+			}
+			if strings.Contains(errOut, "not a valid token") {
+				t.Errorf("stderr echoes a secret setting: %q", errOut)
+			}
+		})
+	}
+	// The store is untouched.
+	if keys := c.msgKeys(); len(keys) != 0 {
+		t.Errorf("records written with bad settings: %v", keys)
+	}
+}
+
+func TestRedisUnreachableIsOneLine(t *testing.T) {
+	clearViberqEnv(t)
+	mr := miniredis.RunT(t)
+	addr := mr.Addr()
+	mr.Close() // nothing listens there any more
+	t.Setenv("VIBERQ_REDIS_URL", "redis://:hunter2secret@"+addr+"/0")
+	code, _, errOut := run(t, "queues")
+	if code != 1 || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, "unreachable") {
+		t.Errorf("exit %d, stderr %q; want 1 and one line saying Redis is unreachable", code, errOut)
+	}
+	if strings.Contains(errOut, "hunter2secret") {
+		t.Errorf("stderr shows the Redis password: %q", errOut)
+	}
+}
+
+func TestHelpForEveryCommand(t *testing.T) {
+	t.Parallel()
+	for name := range commands() {
+		for _, flag := range []string{"--help", "-h"} {
+			code, out, errOut := run(t, name, flag)
+			if code != 0 {
+				t.Errorf("viberq %s %s: exit %d (stderr %q), want 0", name, flag, code, errOut)
+			}
+			if !strings.HasPrefix(out, "usage: viberq "+name+" ") {
+				t.Errorf("viberq %s %s: stdout %q, want the usage", name, flag, out)
+			}
+			if !strings.Contains(out, commands()[name].summary) {
+				t.Errorf("viberq %s %s: usage lacks the summary", name, flag)
+			}
+		}
+	}
+	code, out, _ := run(t, "--help")
+	if code != 0 {
+		t.Errorf("viberq --help: exit %d, want 0", code)
+	}
+	for name := range commands() {
+		if !regexp.MustCompile(`(?m)^  ` + name + ` `).MatchString(out) {
+			t.Errorf("viberq --help does not list %s:\n%s", name, out)
+		}
+	}
+	if code, _, _ := run(t); code != 2 {
+		t.Errorf("viberq without a command: exit %d, want 2", code)
+	}
+	if code, _, errOut := run(t, "frobnicate"); code != 2 || !strings.Contains(errOut, `"frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stderr %q; want 2 naming it", code, errOut)
+	}
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
