@@ -28,7 +28,11 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	}
 	at.state, at.dest = string(rec.State), rec.DestMasked
 	if rec.State.Final() {
+		// Made final elsewhere — a status callback through `viberq api` — since the
+		// previous poll: this poll is where a worker first sees it, so it is counted
+		// here (a poll that settles a message itself schedules no further poll).
 		at.decide(Decision{Action: ActionSuccess, Reason: "record already final (" + string(rec.State) + "); polling stops without a provider call", VendorCode: -1})
+		w.metrics.countFinal(string(rec.State), rec.Channel, rec.Polls, true)
 		return nil
 	}
 	if rec.State != tasks.StateAccepted {

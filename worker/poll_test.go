@@ -97,6 +97,8 @@ func TestPollHandler(t *testing.T) {
 		require.True(t, ok)
 		require.NoError(t, b.process(t, pt))
 		require.Zero(t, b.statusCalls(), "a final record ends polling without a provider call")
+		require.Equal(t, 1.0, metricValue(t, b.m.finals.WithLabelValues(string(tasks.StateDelivered), tasks.ChannelViber)),
+			"the poll that first sees a callback-final record counts its final state")
 		_, err = b.insp.GetTaskInfo(tasks.QueueStatus, tasks.PollTaskID("p-callback", 1))
 		require.ErrorIs(t, err, asynq.ErrTaskNotFound)
 	})
