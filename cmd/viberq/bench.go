@@ -5,9 +5,11 @@ import (
 	crand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"math"
+	"net/url"
 	"os"
 	"runtime"
 	"runtime/pprof"
@@ -82,7 +84,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 
 	rep := benchReport{
 		Date:    time.Now().UTC().Format(time.RFC3339),
-		Command: "viberq bench " + strings.Join(args, " "),
+		Command: benchCommand(fs),
 		Quick:   *quick,
 		Machine: machineInfo(ctx, br),
 	}
@@ -132,6 +134,23 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// benchCommand is the command line as given, with a password in --redis redacted.
+func benchCommand(fs *flag.FlagSet) string {
+	parts := []string{"viberq bench"}
+	fs.Visit(func(f *flag.Flag) {
+		v := f.Value.String()
+		if f.Name == "redis" {
+			if u, err := url.Parse(v); err == nil {
+				v = u.Redacted()
+			} else {
+				v = "(unparsable)"
+			}
+		}
+		parts = append(parts, "--"+f.Name+"="+v)
+	})
+	return strings.Join(parts, " ")
 }
 
 // bench is what the rows share.

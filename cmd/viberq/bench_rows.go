@@ -121,8 +121,9 @@ func benchSendThroughput(ctx context.Context, b *bench) ([]benchResult, error) {
 		How: fmt.Sprintf("%d pairs of runs (order alternating), each on %d tasks pre-enqueued on queue critical, concurrency %d, same Redis; "+
 			"rate = arrivals at the instant simulator between the 10th and 90th percentile arrival (steady state); value = median of the per-pair ratios. "+
 			"Baseline: bare asynq server (same queue weights), handler = decode payload + one POST (keep-alive transport, MaxIdleConnsPerHost %d). "+
-			"viberq: worker.New in process, default settings except send rate %g/s burst 1000 and a 10-minute first poll (each send still writes its "+
-			"record twice and schedules its poll; polls do not run in the window); logger at info to io.Discard. New TCP connections to the simulator "+
+			"viberq: the worker in process, built as `viberq worker` builds it (workerConfig, newProviderClient, scheduler, store), default "+
+			"settings except send rate %g/s burst 1000 and a 10-minute first poll (each send still reads and writes its record, takes a limiter "+
+			"token and schedules its poll; polls do not run in the window); logger at info to io.Discard. New TCP connections to the simulator "+
 			"per %d sends: bare %d, viberq %d. Pair ratios: %s.",
 			pairs, n, benchConcurrency, max(benchConcurrency, 100), veryHighRate, n*pairs, bareConns, vqConns, fmtRatios(ratios)),
 	}}, nil
@@ -211,11 +212,9 @@ func (b *bench) bareSendRun(ctx context.Context, sim *simServer, n, conc int) (f
 	if err != nil {
 		return 0, 0, err
 	}
-	_, r := sim.tap.sendRate()
 	if acc := sim.sim.Stats().Accepted; acc != int64(n) {
 		return 0, 0, fmt.Errorf("simulator accepted %d sends, want %d", acc, n)
 	}
-	_ = r
 	return sim.tap.steadyRate(), sim.tap.conns.Load(), nil
 }
 
@@ -247,11 +246,9 @@ func (b *bench) viberqSendRun(ctx context.Context, sim *simServer, n, conc int) 
 	if err != nil {
 		return 0, 0, err
 	}
-	_, r := sim.tap.sendRate()
 	if acc := sim.sim.Stats().Accepted; acc != int64(n) {
 		return 0, 0, fmt.Errorf("simulator accepted %d sends, want %d", acc, n)
 	}
-	_ = r
 	return sim.tap.steadyRate(), sim.tap.conns.Load(), nil
 }
 
@@ -303,8 +300,8 @@ func benchEndToEnd(ctx context.Context, b *bench) ([]benchResult, error) {
 		ViberqNum: steady, ValueNum: steady,
 		How: fmt.Sprintf("%d messages enqueued by %d producers while one in-process worker (concurrency %d, limits out of the way, first poll 1 s) "+
 			"runs; instant simulator; rate of final_at between the 10th and 90th percentile message. Over the whole run (first enqueue to last "+
-			"final): %s; enqueue → final latency p50 %s, p99 %s (includes the first poll: ≥ 1 s, asynq schedules in whole seconds and forwards "+
-			"every second).", n, enqueueGoroutines, cfg.Worker.Concurrency, fmtRate(wall, "msg/s"), fmtMS(percentile(sum.latency, 50)), fmtMS(percentile(sum.latency, 99))),
+			"final): %s; enqueue → final p50 %s, p99 %s (all N are enqueued at once, so this is mostly time in the backlog; it includes the first "+
+			"poll, ≥ 1 s: asynq schedules in whole seconds and forwards every second).", n, enqueueGoroutines, cfg.Worker.Concurrency, fmtRate(wall, "msg/s"), fmtMS(percentile(sum.latency, 50)), fmtMS(percentile(sum.latency, 99))),
 	}, {
 		Row: "2b", What: "provider API calls per message", Viberq: fmt.Sprintf("%d calls", calls), Value: fmt.Sprintf("%.2f", perMsg),
 		Target: "2 (send + 1 poll)", Result: passFail(perMsg <= 2.0001), ViberqNum: float64(calls), ValueNum: perMsg,
@@ -475,7 +472,7 @@ func benchEnqueue(ctx context.Context, b *bench) ([]benchResult, error) {
 			How: fmt.Sprintf("%d pairs of runs (order alternating) of %d enqueues from %d goroutine(s); value = median of the per-pair ratios (%s). "+
 				"Baseline: asynq.Client.Enqueue of a task with the same %d-byte payload (marshalled per call, queue critical, no ID). "+
 				"viberq: tasks.Enqueuer.Enqueue with the default settings (validate, generated ID, record + queued event, task with ID and retention).",
-				pairs, n, g, fmtRatios(ratios), len(sendPayload(0, time.Now()))),
+				pairs, n, g, fmtRatios(ratios), payloadSize()),
 		})
 	}
 	return out, nil
@@ -561,7 +558,7 @@ func benchLimiter(ctx context.Context, b *bench) ([]benchResult, error) {
 // ---- row 5: latency when idle ----
 
 func benchLatency(ctx context.Context, b *bench) ([]benchResult, error) {
-	n := b.pick(500, 80)
+	n := b.pick(500, 60)
 	sim, err := startSim(b.simConfig(dtsim.ProfileInstant))
 	if err != nil {
 		return nil, err
@@ -749,7 +746,7 @@ func benchMemory(ctx context.Context, b *bench) ([]benchResult, error) {
 			"list %s + share of the events stream %s (record and task means over %d messages). Baseline: bare asynq task with the same %d-byte "+
 			"payload (task hash %s + list share). Server-wide INFO used_memory delta per message, for reference (other databases on the server "+
 			"are in use): viberq %s, bare %s.", n, fmtBytes(recQueued), fmtBytes(taskQueued), fmtBytes(pendingShare), fmtBytes(evQueued),
-			len(sample), len(sendPayload(0, time.Now())), fmtBytes(bareTask), fmtBytes(queuedUsed), fmtBytes(bareUsed)),
+			len(sample), payloadSize(), fmtBytes(bareTask), fmtBytes(queuedUsed), fmtBytes(bareUsed)),
 	}, {
 		Row: "6b", What: "Redis bytes per finished record", Viberq: fmtBytes(recFinal), Value: fmtBytes(recFinal), Target: "≤ 0.5 KiB",
 		Result: passFail(recFinal <= 512), ViberqNum: recFinal, ValueNum: recFinal,
@@ -765,7 +762,7 @@ func benchMemory(ctx context.Context, b *bench) ([]benchResult, error) {
 			fmtBytes(pollDone), fmtBytes(zsets), fmtBytes(evFinal), cfg.Tasks.EventsMaxLen, fmtBytes(finishedUsed)),
 	}}
 
-	rss, err := b.workerRSS(ctx, sim, n)
+	rss, err := b.workerRSS(ctx, sim, b.pick(5000, 1000))
 	if err != nil {
 		return nil, err
 	}
@@ -908,19 +905,19 @@ func (b *bench) workerRSS(ctx context.Context, sim *simServer, n int) ([]benchRe
 // ---- row 7: polling cost ----
 
 func benchPolling(ctx context.Context, b *bench) ([]benchResult, error) {
-	run := pollingRun{n: b.pick(600, 120), smsEvery: b.pick(5, 0), safetyNet: time.Duration(b.pick(15, 8)) * time.Second}
+	run := pollingRun{n: b.pick(600, 100), smsEvery: b.pick(5, 0), safetyNet: time.Duration(b.pick(15, 7)) * time.Second}
 	without, err := b.pollingRun(ctx, run)
 	if err != nil {
 		return nil, fmt.Errorf("without callbacks: %w", err)
 	}
-	res := []benchResult{without.result("7a", "provider calls per delivered message, polling only", "≤ 3", 3)}
+	res := []benchResult{without.result("7a", "provider calls per delivered message, polling only", false)}
 	run.callbacks = true
 	wired, err := b.pollingRun(ctx, run)
 	if err != nil {
 		return nil, fmt.Errorf("with callbacks: %w", err)
 	}
-	res = append(res, wired.result("7b", "… with status callbacks (as wired)", "1", 1))
-	if wired.perDelivered > 1.0001 && !b.quick {
+	res = append(res, wired.result("7b", "provider calls per message, with status callbacks", true))
+	if wired.perMessage > 1.0001 && !b.quick {
 		// The callbacks did not settle the messages: measure again with a
 		// callback_url the API can match (our id as ?id=), to show what the fix gives.
 		run.perMessageURL = true
@@ -928,7 +925,7 @@ func benchPolling(ctx context.Context, b *bench) ([]benchResult, error) {
 		if err != nil {
 			return nil, fmt.Errorf("with callbacks and ?id=: %w", err)
 		}
-		res = append(res, fixed.result("7c", "… with callbacks, callback_url?id= per message", "1", 1))
+		res = append(res, fixed.result("7c", "… with callbacks, callback_url?id= set by the producer", true))
 	}
 	return res, nil
 }
@@ -953,7 +950,10 @@ type pollingOutcome struct {
 	first        time.Duration
 }
 
-func (o pollingOutcome) result(row, what, target string, want float64) benchResult {
+// result is the table line of a run: without callbacks the calls per delivered
+// message against ≤ 3; with callbacks the calls per message against 1 (the send
+// alone: no receive-viber call at all).
+func (o pollingOutcome) result(row, what string, callbacks bool) benchResult {
 	mix := "Viber only"
 	if o.run.smsEvery > 0 {
 		mix = fmt.Sprintf("every %dth Viber+SMS", o.run.smsEvery)
@@ -971,8 +971,13 @@ func (o pollingOutcome) result(row, what, target string, want float64) benchResu
 		}
 		how += fmt.Sprintf("; the safety-net first poll is scaled from 2 min to %s so that it runs within the measurement; callbacks: %s.", o.first, o.callbacks)
 	}
+	if callbacks {
+		return benchResult{Row: row, What: what, Viberq: fmt.Sprintf("%d calls / %d messages (%.2f per delivered)", o.calls, o.run.n, o.perDelivered),
+			Value: fmt.Sprintf("%.2f", o.perMessage), Target: "1 (the send alone)", Result: passFail(o.perMessage <= 1.0001),
+			ViberqNum: float64(o.calls), ValueNum: o.perMessage, How: how}
+	}
 	return benchResult{Row: row, What: what, Viberq: fmt.Sprintf("%d calls / %d delivered", o.calls, o.delivered),
-		Value: fmt.Sprintf("%.2f", o.perDelivered), Target: target, Result: passFail(o.perDelivered <= want+0.0001),
+		Value: fmt.Sprintf("%.2f", o.perDelivered), Target: "≤ 3", Result: passFail(o.perDelivered <= 3.0001),
 		ViberqNum: float64(o.calls), ValueNum: o.perDelivered, How: how}
 }
 
