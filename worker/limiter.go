@@ -2,13 +2,9 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
-	"math/rand/v2"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -19,30 +15,39 @@ const (
 	BucketStatus = "status" // receive-viber calls
 )
 
-// Limiter is a token bucket in Redis shared by every worker process (GCRA through
-// github.com/go-redis/redis_rate), plus a pause key that a provider 429 sets for the
-// hinted time so that every process stops calling, not only the one that was told.
+// Limiter is a token bucket in Redis shared by every worker process, plus a pause key
+// that a provider 429 sets for the hinted time so that every process stops calling,
+// not only the one that was told.
 //
-// Keys: the bucket is "rate:{prefix}limiter:{bucket}" (redis_rate prepends "rate:") and
-// the pause key "{prefix}limiter:{bucket}:pause" (the end of the pause in Unix ms, with
-// a PX expiry).
+// The bucket is GCRA with reservations (the Redis counterpart of x/time/rate's
+// Reserve): one Lua script reads the pause key and the bucket's theoretical arrival
+// time (TAT) on Redis's clock, and hands the caller the next free slot, up to
+// maxAhead in the future; the caller sleeps until its slot and sends. Every waiter
+// gets its own slot, so waiters never poll Redis in a loop (with polling, 150 waiters
+// made 13k–54k script calls per second for 290 sends/s and left tokens unused; see
+// BENCHMARKS.md, row 4), and the slots of all processes together are spaced by the
+// emission interval: never more than rate per second plus the burst. redis_rate's
+// Allow has no reservation, hence the script.
+//
+// Keys: the TAT "{prefix}limiter:{bucket}:tat" (µs on Redis's clock, expiring when
+// idle) and the pause key "{prefix}limiter:{bucket}:pause" (the end of the pause in
+// Unix ms, with a PX expiry).
 //
 // Why Wait blocks instead of returning an error: the bucket is the throttle, not a
 // failure. A handler that waits keeps its worker slot (up to Concurrency slots can sit
-// in Wait), but the task keeps its place, its retry counter and its latency: a token
-// comes free every 1/rate seconds, so the wait is short in a healthy system, and
-// returning a rate-limit error instead would push the task through the retry set with
-// 1-second granularity, adding latency and Redis churn for every message over the
-// rate. Wait honours ctx (task deadline, shutdown) and returns early when the required
-// sleep would outlast the ctx deadline, so a slot is never held past the task's end.
+// in Wait), but the task keeps its place, its retry counter and its latency; returning
+// a rate-limit error instead would push the task through the retry set with 1-second
+// granularity. Wait honours ctx (task deadline, shutdown) and returns at once when its
+// slot would come after the ctx deadline, so a worker slot is never held for nothing.
 // A process-local limiter would not do: more pods must never mean more requests.
 type Limiter struct {
 	rdb      redis.UniversalClient
-	rl       *redis_rate.Limiter
 	bucket   string
-	key      string
+	tatKey   string
 	pauseKey string
-	limit    redis_rate.Limit
+	rate     float64
+	interval time.Duration // emission interval, 1/rate; 0: unlimited
+	burst    int
 	metrics  *Metrics
 	now      func() time.Time
 }
@@ -53,48 +58,65 @@ type Limiter struct {
 // fractional rate is kept exactly (0.5 is one call every 2 s). A rate of 0 or less
 // disables the bucket (Wait only honours the pause key). m may be nil.
 func NewLimiter(rdb redis.UniversalClient, prefix, bucket string, rate float64, burst int, m *Metrics) *Limiter {
-	if burst < 1 {
-		burst = 1
-	}
-	return &Limiter{
+	l := &Limiter{
 		rdb:      rdb,
-		rl:       redis_rate.NewLimiter(rdb),
 		bucket:   bucket,
-		key:      prefix + "limiter:" + bucket,
+		tatKey:   prefix + "limiter:" + bucket + ":tat",
 		pauseKey: prefix + "limiter:" + bucket + ":pause",
-		limit:    rateLimit(rate, burst),
+		rate:     max(rate, 0),
+		burst:    max(burst, 1),
 		metrics:  m,
 		now:      time.Now,
 	}
-}
-
-// rateLimit expresses rate/s as redis_rate's integer Rate per Period: Rate per 1 s for
-// whole rates, per 1000 s (milli-precision) otherwise. GCRA only uses Period/Rate (the
-// emission interval) and Burst, so both forms behave the same.
-func rateLimit(rate float64, burst int) redis_rate.Limit {
-	switch {
-	case rate <= 0:
-		return redis_rate.Limit{Period: time.Second, Burst: burst}
-	case rate == math.Trunc(rate) && rate < math.MaxInt32:
-		return redis_rate.Limit{Rate: int(rate), Period: time.Second, Burst: burst}
-	default:
-		return redis_rate.Limit{Rate: max(1, int(math.Round(rate*1000))), Period: 1000 * time.Second, Burst: burst}
+	if rate > 0 {
+		l.interval = max(time.Microsecond, time.Duration(float64(time.Second)/rate))
 	}
+	return l
 }
 
 // Bucket returns the bucket name.
 func (l *Limiter) Bucket() string { return l.bucket }
 
-// Limit returns the configured limit (Rate 0 means unlimited).
-func (l *Limiter) Limit() redis_rate.Limit { return l.limit }
+// Rate returns the configured calls per second (0: unlimited) and the burst.
+func (l *Limiter) Rate() (perSecond float64, burst int) { return l.rate, l.burst }
 
-// maxSleep caps one sleep of Wait, so that a pause set (or lifted) by another process
-// is seen promptly.
+// maxAhead is the furthest in the future a slot is reserved. A waiter further back
+// sleeps and asks again, so a cancelled waiter wastes at most this much allowance
+// and a pause set meanwhile is seen.
+const maxAhead = time.Second
+
+// maxSleep caps one sleep while paused, so that a pause lifted or extended by another
+// process is seen promptly.
 const maxSleep = time.Second
 
-// Wait blocks until a token is taken from the bucket (and the bucket is not paused),
-// or ctx is done. It returns how long it waited. The error wraps ctx.Err() when the ctx
-// ends first (or would end before the next token), or a Redis error.
+// reserveScript takes the next slot of the bucket.
+//
+// KEYS[1] TAT (µs), KEYS[2] pause key (Unix ms). ARGV[1] emission interval µs,
+// ARGV[2] burst, ARGV[3] furthest slot accepted, µs from now.
+// Returns {-1, ms}: paused for ms more (nothing reserved); {0, µs}: the next slot is
+// µs away, beyond ARGV[3] (nothing reserved); {1, µs}: reserved, send in µs.
+var reserveScript = redis.NewScript(`
+redis.replicate_commands()
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local pause = tonumber(redis.call("GET", KEYS[2]) or "0") or 0
+if pause * 1000 > now then return {-1, math.ceil(pause - now / 1000)} end
+local iv, burst, ahead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = tonumber(redis.call("GET", KEYS[1]) or "0") or 0
+if tat < now then tat = now end
+local new_tat = tat + iv
+local wait = new_tat - iv * burst - now
+if wait > ahead then return {0, wait} end
+redis.call("SET", KEYS[1], string.format("%d", new_tat), "PX", math.ceil((new_tat - now) / 1000) + 1000)
+if wait < 0 then wait = 0 end
+return {1, wait}
+`)
+
+// Wait blocks until the caller holds a slot of the bucket (and the bucket is not
+// paused), or ctx is done. It returns how long it waited. The error wraps ctx.Err()
+// when the ctx ends first (or would end before the slot: *LimitedError), or a Redis
+// error. A caller that wakes more than one interval after its slot (an overloaded
+// machine) does not use that slot, which could bunch sends; it reserves again.
 func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 	start := l.now()
 	defer func() {
@@ -107,48 +129,65 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("limiter %s: %w", l.bucket, err)
 		}
-		pause, err := l.Paused(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if pause > 0 {
-			if err := l.sleep(ctx, pause); err != nil {
+		if l.interval == 0 {
+			pause, err := l.Paused(ctx)
+			if err != nil {
+				return 0, err
+			}
+			if pause == 0 {
+				return 0, nil
+			}
+			if err := l.sleep(ctx, pause, maxSleep); err != nil {
 				return 0, err
 			}
 			continue
 		}
-		if l.limit.Rate <= 0 {
-			return 0, nil
+		ahead := maxAhead
+		if dl, ok := ctx.Deadline(); ok {
+			ahead = min(ahead, dl.Sub(l.now()))
 		}
-		res, err := l.rl.Allow(ctx, l.key, l.limit)
+		res, err := reserveScript.Run(ctx, l.rdb, []string{l.tatKey, l.pauseKey},
+			l.interval.Microseconds(), l.burst, max(ahead.Microseconds(), 0)).Int64Slice()
 		if err != nil {
 			return 0, fmt.Errorf("limiter %s: %w", l.bucket, err)
 		}
-		if res.Allowed > 0 {
-			return 0, nil
+		if len(res) != 2 {
+			return 0, fmt.Errorf("limiter %s: unexpected script reply %v", l.bucket, res)
 		}
-		// Spread the waiters: all of them are told the same RetryAfter, only one wins
-		// the next token.
-		d := res.RetryAfter
-		if iv := l.limit.Period / time.Duration(l.limit.Rate); iv > 0 {
-			d += rand.N(iv)
-		}
-		if err := l.sleep(ctx, d); err != nil {
-			return 0, err
+		switch res[0] {
+		case -1: // paused by a 429
+			if err := l.sleep(ctx, time.Duration(res[1])*time.Millisecond, maxSleep); err != nil {
+				return 0, err
+			}
+		case 0: // the next slot is too far ahead: come back closer to it
+			wait := time.Duration(res[1]) * time.Microsecond
+			if err := l.sleep(ctx, wait, max(wait-maxAhead/2, time.Millisecond)); err != nil {
+				return 0, err
+			}
+		default: // reserved
+			wait := time.Duration(res[1]) * time.Microsecond
+			slot := l.now().Add(wait)
+			if err := l.sleep(ctx, wait, wait); err != nil {
+				return 0, err
+			}
+			if l.now().Sub(slot) <= l.interval {
+				return 0, nil
+			}
+			// Woke too late: sending now could bunch with the next slots.
 		}
 	}
 }
 
-// sleep waits d (capped at maxSleep) or until ctx is done. If ctx's deadline comes
-// before d it returns at once with an error wrapping context.DeadlineExceeded.
-func (l *Limiter) sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		d = time.Millisecond
-	}
+// sleep waits min(d, limit) or until ctx is done. If ctx's deadline comes before d it
+// returns at once with a *LimitedError.
+func (l *Limiter) sleep(ctx context.Context, d, limit time.Duration) error {
 	if dl, ok := ctx.Deadline(); ok && dl.Sub(l.now()) < d {
 		return &LimitedError{Bucket: l.bucket, Wait: d}
 	}
-	d = min(d, maxSleep)
+	d = min(d, limit)
+	if d <= 0 {
+		return nil
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -230,5 +269,8 @@ func (l *Limiter) Paused(ctx context.Context) (time.Duration, error) {
 
 // Reset clears the bucket and the pause key (tests, operators).
 func (l *Limiter) Reset(ctx context.Context) error {
-	return errors.Join(l.rl.Reset(ctx, l.key), l.rdb.Del(ctx, l.pauseKey).Err())
+	if err := l.rdb.Del(ctx, l.tatKey, l.pauseKey).Err(); err != nil {
+		return fmt.Errorf("limiter %s: reset: %w", l.bucket, err)
+	}
+	return nil
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/viberq/viberq/tasks/redistest"
@@ -17,8 +17,8 @@ import (
 // TestLimiterSharedRate runs two Limiter values on one Redis (two "processes") with
 // several goroutines each, and checks that the tokens taken together never exceed the
 // global rate: over the elapsed time T at most rate·T + burst (GCRA). It uses the real
-// Redis when VIBERQ_TEST_REDIS_URL is set, else miniredis (which runs redis_rate's
-// Lua script, TIME included).
+// Redis when VIBERQ_TEST_REDIS_URL is set, else miniredis (which runs the reservation
+// script, TIME included).
 func TestLimiterSharedRate(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t)
@@ -172,14 +172,73 @@ func TestLimiterUnlimitedAndRedisDown(t *testing.T) {
 	require.False(t, errors.Is(err, context.DeadlineExceeded))
 }
 
-func TestRateLimit(t *testing.T) {
+func TestLimiterInterval(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, redis_rate.Limit{Rate: 50, Period: time.Second, Burst: 1}, rateLimit(50, 1))
-	require.Equal(t, redis_rate.Limit{Rate: 500, Period: 1000 * time.Second, Burst: 2}, rateLimit(0.5, 2))
-	require.Equal(t, redis_rate.Limit{Rate: 2500, Period: 1000 * time.Second, Burst: 1}, rateLimit(2.5, 1))
-	require.Zero(t, rateLimit(0, 1).Rate)
-	// Same emission interval either way.
-	l := rateLimit(2.5, 1)
-	require.Equal(t, 400*time.Millisecond, l.Period/time.Duration(l.Rate))
-	require.Equal(t, 1, NewLimiter(nil, "p:", BucketSend, 1, 0, nil).Limit().Burst)
+	for _, tt := range []struct {
+		rate  float64
+		burst int
+		iv    time.Duration
+		wantB int
+	}{
+		{50, 1, 20 * time.Millisecond, 1},
+		{0.5, 2, 2 * time.Second, 2},
+		{2.5, 0, 400 * time.Millisecond, 1},
+		{0, 1, 0, 1},
+	} {
+		l := NewLimiter(nil, "p:", BucketSend, tt.rate, tt.burst, nil)
+		require.Equal(t, tt.iv, l.interval, "rate %v", tt.rate)
+		_, b := l.Rate()
+		require.Equal(t, tt.wantB, b)
+	}
+}
+
+// TestLimiterWaitersDoNotPollRedis: every waiter reserves its own slot and sleeps until
+// it, so the script calls stay close to the tokens taken however many wait (a polling
+// limiter makes every waiter ask again every few milliseconds).
+func TestLimiterWaitersDoNotPollRedis(t *testing.T) {
+	t.Parallel()
+	_, rdb := redistest.Mini(t)
+	calls := &commandCounter{}
+	rdb.AddHook(calls)
+	const rate, waiters = 20, 30
+	l := NewLimiter(rdb, "viberq:", BucketSend, rate, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	var taken atomic.Int64
+	var wg sync.WaitGroup
+	for range waiters {
+		wg.Go(func() {
+			for {
+				if _, err := l.Wait(ctx); err != nil {
+					return
+				}
+				taken.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	require.Greater(t, taken.Load(), int64(rate), "tokens were taken")
+	// Each token costs one reservation; a waiter beyond the horizon asks about once
+	// more per half horizon, and each ctx deadline costs one more.
+	n := calls.n.Load()
+	require.Less(t, n, taken.Load()*2+waiters*4, "script calls %d for %d tokens", n, taken.Load())
+}
+
+// commandCounter is a go-redis hook counting the commands a client sends.
+type commandCounter struct{ n atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
 }
