@@ -43,6 +43,7 @@ var ErrBadPayload = errors.New("bad task payload")
 type Args interface {
 	Kind() string
 	check() error
+	version() int
 }
 
 // SendArgs is the payload of a TypeSend task.
@@ -63,6 +64,8 @@ type SendArgs struct {
 
 // Kind returns TypeSend.
 func (SendArgs) Kind() string { return TypeSend }
+
+func (a SendArgs) version() int { return a.V }
 
 func (a SendArgs) check() error {
 	switch {
@@ -103,6 +106,8 @@ type PollArgs struct {
 
 // Kind returns TypePoll.
 func (PollArgs) Kind() string { return TypePoll }
+
+func (a PollArgs) version() int { return a.V }
 
 func (a PollArgs) check() error {
 	switch {
@@ -181,21 +186,23 @@ func Decode[T Args](t *asynq.Task) (T, error) {
 	if t.Type() != a.Kind() {
 		return a, fmt.Errorf("decode %s: %w: task type is %q", a.Kind(), ErrBadPayload, t.Type())
 	}
-	var head struct {
-		V *int `json:"v"`
-	}
-	if err := json.Unmarshal(t.Payload(), &head); err != nil {
-		return a, fmt.Errorf("decode %s: %w: %v", a.Kind(), ErrBadPayload, err)
-	}
-	if head.V == nil || *head.V != PayloadVersion {
-		v := "missing"
-		if head.V != nil {
-			v = strconv.Itoa(*head.V)
+	// One parse on the hot path; the payload is parsed a second time only to tell a
+	// wrong or missing version from bad JSON when the first parse fails.
+	if err := json.Unmarshal(t.Payload(), &a); err != nil || a.version() != PayloadVersion {
+		var head struct {
+			V *int `json:"v"`
 		}
-		return a, fmt.Errorf("decode %s: %w: unsupported version %s (want %d)", a.Kind(), ErrBadPayload, v, PayloadVersion)
-	}
-	if err := json.Unmarshal(t.Payload(), &a); err != nil {
 		var zero T
+		if herr := json.Unmarshal(t.Payload(), &head); herr == nil && (head.V == nil || *head.V != PayloadVersion) {
+			v := "missing"
+			if head.V != nil {
+				v = strconv.Itoa(*head.V)
+			}
+			return zero, fmt.Errorf("decode %s: %w: unsupported version %s (want %d)", a.Kind(), ErrBadPayload, v, PayloadVersion)
+		}
+		if err == nil {
+			err = fmt.Errorf("version is not %d", PayloadVersion)
+		}
 		return zero, fmt.Errorf("decode %s: %w: %v", a.Kind(), ErrBadPayload, err)
 	}
 	if err := a.check(); err != nil {

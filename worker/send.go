@@ -47,6 +47,29 @@ func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 	at := attemptFrom(ctx)
 	at.msgID, at.expiresAt = a.ID, a.ExpiresAt
 
+	// Fast path, the common case (a fresh message, queued, within its TTL): take a
+	// token, then move queued → sending in one script, without reading the record
+	// first. Only when that compare-and-set fails (a re-delivered task, an operator
+	// re-run, a raw producer's task without a record) is the record read and the
+	// careful path below taken; the token already held is used there.
+	haveToken := false
+	if w.now().Before(a.ExpiresAt) {
+		waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
+		_, werr := w.sendLim.Wait(waitCtx)
+		cancel()
+		if werr == nil && w.now().Before(a.ExpiresAt) {
+			haveToken = true
+			rec, ok, err := w.store.Transition(ctx, a.ID, []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{IncAttempts: true})
+			if err == nil && ok {
+				at.state, at.dest = string(rec.State), rec.DestMasked
+				return w.sendNow(ctx, a, rec)
+			}
+			if err != nil && !errors.Is(err, tasks.ErrNotFound) {
+				return fmt.Errorf("send %s: mark sending: %w", a.ID, err)
+			}
+		}
+	}
+
 	rec, err := w.loadOrCreate(ctx, a)
 	if err != nil {
 		return err
@@ -87,13 +110,15 @@ func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 
 	// The global limiter, bounded by the TTL: a message that cannot get a token before
 	// it expires is expired now rather than sent late.
-	waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
-	_, err = w.sendLim.Wait(waitCtx)
-	cancel()
-	if err != nil {
-		return w.limiterFailed(ctx, err, a.ExpiresAt, func() error {
-			return w.expireUnsent(ctx, a, rec, "ttl passed while waiting for the rate limiter")
-		})
+	if !haveToken {
+		waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
+		_, err = w.sendLim.Wait(waitCtx)
+		cancel()
+		if err != nil {
+			return w.limiterFailed(ctx, err, a.ExpiresAt, func() error {
+				return w.expireUnsent(ctx, a, rec, "ttl passed while waiting for the rate limiter")
+			})
+		}
 	}
 	if !w.now().Before(a.ExpiresAt) {
 		return w.expireUnsent(ctx, a, rec, "ttl passed while waiting for the rate limiter")
@@ -118,7 +143,13 @@ func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 		at.decide(Decision{Action: ActionSuccess, Reason: "record changed concurrently (" + string(rec.State) + "); not sent", VendorCode: -1})
 		return nil
 	}
+	return w.sendNow(ctx, a, rec)
+}
 
+// sendNow calls send-viber for a record the caller has just moved to sending (holding
+// a token of the global bucket), classifies the answer and writes the outcome.
+func (w *Worker) sendNow(ctx context.Context, a tasks.SendArgs, rec tasks.Record) error {
+	at := attemptFrom(ctx)
 	m := a.Message
 	m.ValidityPeriod = validityPeriod(a.ExpiresAt.Sub(w.now()))
 	if m.CallbackURL == "" && w.cfg.CallbackURL != "" {
