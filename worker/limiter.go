@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -125,6 +126,7 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 			l.metrics.observeLimiterWait(l.bucket, waited)
 		}
 	}()
+	var outage *backoff.ExponentialBackOff
 	for {
 		if err := ctx.Err(); err != nil {
 			return 0, fmt.Errorf("limiter %s: %w", l.bucket, err)
@@ -132,6 +134,12 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 		if l.interval == 0 {
 			pause, err := l.Paused(ctx)
 			if err != nil {
+				if d, ok := l.rideOut(ctx, &outage); ok {
+					if err := l.sleep(ctx, d, d); err != nil {
+						return 0, err
+					}
+					continue
+				}
 				return 0, err
 			}
 			if pause == 0 {
@@ -149,8 +157,15 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 		res, err := reserveScript.Run(ctx, l.rdb, []string{l.tatKey, l.pauseKey},
 			l.interval.Microseconds(), l.burst, max(ahead.Microseconds(), 0)).Int64Slice()
 		if err != nil {
+			if d, ok := l.rideOut(ctx, &outage); ok {
+				if err := l.sleep(ctx, d, d); err != nil {
+					return 0, err
+				}
+				continue
+			}
 			return 0, fmt.Errorf("limiter %s: %w", l.bucket, err)
 		}
+		outage = nil
 		if len(res) != 2 {
 			return 0, fmt.Errorf("limiter %s: unexpected script reply %v", l.bucket, res)
 		}
@@ -176,6 +191,30 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 			// Woke too late: sending now could bunch with the next slots.
 		}
 	}
+}
+
+// maxOutage is how long Wait, inside a task, retries Redis errors before failing.
+const maxOutage = 30 * time.Second
+
+// rideOut returns how long to wait before retrying a failed Redis call, and false
+// when Wait should fail instead: outside a task (ctx without a deadline), or after
+// maxOutage of failures. Inside a task a short Redis outage (a restart, a failover)
+// is waited out: a task that fails while Redis is down cannot be put back by asynq
+// v0.26.0 (its retry write uses a context it has already cancelled) and waits for the
+// recoverer, 1–2 minutes (RELIABILITY.md, finding 1).
+func (l *Limiter) rideOut(ctx context.Context, bo **backoff.ExponentialBackOff) (time.Duration, bool) {
+	if _, ok := ctx.Deadline(); !ok {
+		return 0, false
+	}
+	if *bo == nil {
+		*bo = backoff.NewExponentialBackOff(
+			backoff.WithInitialInterval(50*time.Millisecond),
+			backoff.WithMaxInterval(maxSleep),
+			backoff.WithMaxElapsedTime(maxOutage),
+		)
+	}
+	d := (*bo).NextBackOff()
+	return d, d != backoff.Stop
 }
 
 // sleep waits min(d, limit) or until ctx is done. If ctx's deadline comes before d it
