@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 )
@@ -149,6 +150,9 @@ func (w *Worker) middleware(next asynq.Handler) asynq.Handler {
 		}
 
 		err := w.protect(ctx, next, t)
+		if err != nil {
+			w.awaitRedis(ctx)
+		}
 
 		op := opOf(t.Type())
 		if !at.decided {
@@ -265,3 +269,28 @@ func (w *Worker) logAttempt(lg zerolog.Logger, at *attempt, err error, outcome s
 
 // itoa is strconv.Itoa (kept short for log keys).
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// redisAwaitMax bounds awaitRedis: asynq abandons a task whose lease (30 s, extended
+// every 5 s while Redis answers) ran out, so the wait must end well before that.
+const redisAwaitMax = 20 * time.Second
+
+// awaitRedis waits, after a failed attempt, until Redis answers PING (at most
+// redisAwaitMax). asynq v0.26 hands a failed task back with one Redis write; if that
+// write fails (Redis restarting), its syncer retries it with a context it has already
+// cancelled, so the task stays active until the recoverer takes it back 60–120 s
+// later (RELIABILITY.md, finding 1). Returning only once Redis answers lets that write
+// succeed. One PING per failed attempt; nothing on success.
+func (w *Worker) awaitRedis(ctx context.Context) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), redisAwaitMax)
+	defer cancel()
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(50*time.Millisecond),
+		backoff.WithMaxInterval(time.Second),
+		backoff.WithMaxElapsedTime(redisAwaitMax),
+	)
+	_ = backoff.Retry(func() error {
+		pctx, pcancel := context.WithTimeout(actx, time.Second)
+		defer pcancel()
+		return w.rdb.Ping(pctx).Err()
+	}, backoff.WithContext(b, actx))
+}
