@@ -86,6 +86,10 @@ func (l *Limiter) Rate() (perSecond float64, burst int) { return l.rate, l.burst
 // and a pause set meanwhile is seen.
 const maxAhead = time.Second
 
+// pauseRecheck: a caller that slept at least this long towards its slot checks the
+// pause key again before sending (one more round trip, only when there was a wait).
+const pauseRecheck = 10 * time.Millisecond
+
 // maxSleep caps one sleep while paused, so that a pause lifted or extended by another
 // process is seen promptly.
 const maxSleep = time.Second
@@ -185,10 +189,18 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 			if err := l.sleep(ctx, wait, wait); err != nil {
 				return 0, err
 			}
-			if l.now().Sub(slot) <= l.interval {
-				return 0, nil
+			if l.now().Sub(slot) > l.interval {
+				continue // woke too late: sending now could bunch with the next slots
 			}
-			// Woke too late: sending now could bunch with the next slots.
+			if wait >= pauseRecheck {
+				// A 429 may have paused the bucket while this caller slept towards
+				// its slot: the slot is given up rather than sent into the pause.
+				pause, err := l.Paused(ctx)
+				if err == nil && pause > 0 {
+					continue
+				}
+			}
+			return 0, nil
 		}
 	}
 }
