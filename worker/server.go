@@ -255,10 +255,10 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		w.sched = scheduler.New(client, cfg.Poll)
 	}
 
-	mux := asynq.NewServeMux()
-	mux.Handle(tasks.TypeSend, HandlerFor(w.handleSend))
-	mux.Handle(tasks.TypePoll, HandlerFor(w.handlePoll))
-	w.handler = w.middleware(mux)
+	w.handler = w.middleware(exactTypes(map[string]asynq.Handler{
+		tasks.TypeSend: HandlerFor(w.handleSend),
+		tasks.TypePoll: HandlerFor(w.handlePoll),
+	}))
 
 	acfg := w.asynqConfig()
 	if deps.AsynqRedis != nil {
@@ -509,4 +509,23 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	default:
 		lg.Str("status", string(rec.State)).Msg("retries exhausted; task archived, record unchanged")
 	}
+}
+
+// UnknownTypeDelay is how long a task of a type this worker does not handle waits
+// before it is offered again.
+const UnknownTypeDelay = time.Minute
+
+// exactTypes dispatches on the exact task type. (asynq's ServeMux matches the longest
+// registered prefix, so "viber:send2" would reach the "viber:send" handler and be
+// archived as a bad payload.) A type this worker does not know — one added by a newer
+// version during a rolling deploy — is retried after UnknownTypeDelay without using
+// the retry budget, so that a worker that knows it takes it.
+func exactTypes(handlers map[string]asynq.Handler) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		h, ok := handlers[t.Type()]
+		if !ok {
+			return &RetryAfterError{Delay: UnknownTypeDelay, Err: fmt.Errorf("task type %q is not handled by this worker version", t.Type())}
+		}
+		return h.ProcessTask(ctx, t)
+	})
 }
