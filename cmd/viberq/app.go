@@ -31,6 +31,20 @@ func loadConfig() (config.Config, error) {
 	return cfg, nil
 }
 
+// connect loads the config and opens Redis: the start of every command that only
+// reads records or administers queues. The caller closes the client.
+func connect(ctx context.Context) (config.Config, redis.UniversalClient, error) {
+	cfg, err := loadConfig()
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	rdb, err := newRedis(ctx, cfg.Redis)
+	if err != nil {
+		return config.Config{}, nil, err
+	}
+	return cfg, rdb, nil
+}
+
 // newStore returns the record store configured by cfg.
 func newStore(rdb redis.UniversalClient, cfg config.Config) *tasks.Store {
 	return tasks.NewStore(rdb, tasks.StoreOptions{

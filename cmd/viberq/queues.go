@@ -41,11 +41,7 @@ func runQueues(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	rdb, err := newRedis(ctx, cfg.Redis)
+	_, rdb, err := connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -127,11 +123,7 @@ func runResume(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	rdb, err := newRedis(ctx, cfg.Redis)
+	_, rdb, err := connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -33,11 +33,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 	if id == "" {
 		return usagef("a message ID is required: viberq status ID [--json]")
 	}
-	cfg, err := loadConfig()
-	if err != nil {
-		return err
-	}
-	rdb, err := newRedis(ctx, cfg.Redis)
+	cfg, rdb, err := connect(ctx)
 	if err != nil {
 		return err
 	}
