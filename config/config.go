@@ -185,6 +185,11 @@ type Policy struct {
 	// ResendUnknown is VIBERQ_RESEND_UNKNOWN (default false): resend a message whose
 	// send was ambiguous, accepting a possible duplicate, instead of marking it unknown.
 	ResendUnknown bool
+	// ServerErrorUnknown is VIBERQ_SERVER_ERROR_UNKNOWN (default false): a 5xx answer
+	// to a send is taken as ambiguous (unknown, not resent unless ResendUnknown)
+	// instead of being retried. The provider can fail after accepting a message, so a
+	// retried 5xx can duplicate it (RELIABILITY.md, finding 3).
+	ServerErrorUnknown bool
 }
 
 // Log is the logger's settings.

@@ -256,6 +256,8 @@ func settingCases() []settingCase {
 			valid: "0", want: false, bad: []string{"off"}},
 		{name: config.EnvResendUnknown, get: func(c config.Config) any { return c.Policy.ResendUnknown }, def: false,
 			valid: "True", want: true, bad: []string{"sometimes"}},
+		{name: config.EnvServerErrorUnknown, get: func(c config.Config) any { return c.Policy.ServerErrorUnknown }, def: false,
+			valid: "true", want: true, bad: []string{"maybe"}},
 
 		{name: config.EnvLogLevel, get: func(c config.Config) any { return c.Log.Level }, def: "info",
 			valid: "DEBUG", want: "debug", bad: []string{"verbose", "warning", "trace"}},

@@ -49,6 +49,8 @@ const (
 	EnvPauseOnBalance = "VIBERQ_PAUSE_ON_BALANCE"
 	EnvPauseOnAuth    = "VIBERQ_PAUSE_ON_AUTH"
 	EnvResendUnknown  = "VIBERQ_RESEND_UNKNOWN"
+	// EnvServerErrorUnknown: see Policy.ServerErrorUnknown.
+	EnvServerErrorUnknown = "VIBERQ_SERVER_ERROR_UNKNOWN"
 
 	EnvLogLevel  = "VIBERQ_LOG_LEVEL"
 	EnvLogFormat = "VIBERQ_LOG_FORMAT"
@@ -120,6 +122,8 @@ const (
 	DefaultPauseOnBalance = true
 	DefaultPauseOnAuth    = true
 	DefaultResendUnknown  = false
+	// DefaultServerErrorUnknown keeps DESIGN §4: a 5xx on a send is retried.
+	DefaultServerErrorUnknown = false
 
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "json"

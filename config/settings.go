@@ -164,6 +164,8 @@ var settings = []spec{
 		func(c *Config) *bool { return &c.Policy.PauseOnAuth }),
 	boolVar(EnvResendUnknown, DefaultResendUnknown, "resend a message whose send was ambiguous (risking a duplicate) instead of marking it unknown",
 		func(c *Config) *bool { return &c.Policy.ResendUnknown }),
+	boolVar(EnvServerErrorUnknown, DefaultServerErrorUnknown, "treat a 5xx answer to a send as ambiguous (unknown, not resent) instead of retrying it: no duplicate even when the provider accepted and then failed",
+		func(c *Config) *bool { return &c.Policy.ServerErrorUnknown }),
 
 	enumVar(EnvLogLevel, DefaultLogLevel, []string{"debug", "info", "warn", "error"}, "log level",
 		func(c *Config) *string { return &c.Log.Level }),

@@ -159,6 +159,10 @@ func (w *Worker) sendNow(ctx context.Context, a tasks.SendArgs, rec tasks.Record
 	res, sendErr := w.prov.Send(ctx, m)
 	w.metrics.observeProvider("send-viber", codeOf(sendErr), w.now().Sub(start))
 	d := Classify(provider.OpSend, sendErr)
+	if d.Action == ActionRetry && w.cfg.ServerErrorUnknown && errors.As(sendErr, new(*provider.ServerError)) {
+		d.Action = ActionAmbiguous
+		d.Reason = "5xx after the request was written: the provider may have accepted it (ServerErrorUnknown)"
+	}
 	at.decide(d)
 	w.metrics.countSend(d.Action.String())
 	if sendErr != nil {

@@ -365,6 +365,24 @@ func TestSendHandler(t *testing.T) {
 		require.Equal(t, tasks.StateUnknown, b.record(t, a.ID).State)
 	})
 
+	t.Run("ServerErrorAfterAcceptIsUnknownWithServerErrorUnknown", func(t *testing.T) {
+		t.Parallel()
+		cfg := testConfig()
+		cfg.ServerErrorUnknown = true
+		b := setup(t, setupOpts{cfg: &cfg})
+		a, task := b.newSend(t, "m-500-accepted", transactional(), time.Now().Add(time.Hour))
+		require.NoError(t, b.sim.InjectFault(dtsim.EndpointSend, dtsim.FaultServerErrorAfterAccept, 1))
+		require.NoError(t, b.process(t, task), "ambiguous: done, not retried")
+		rec := b.record(t, a.ID)
+		require.Equal(t, tasks.StateUnknown, rec.State)
+		require.Contains(t, rec.Error, "ambiguous")
+		require.Len(t, b.sim.Ledger(), 1, "the provider did accept it")
+
+		// Running the task again sends nothing: no duplicate.
+		require.NoError(t, b.process(t, task))
+		require.EqualValues(t, 1, b.sends())
+	})
+
 	t.Run("AmbiguousResentWithResendUnknown", func(t *testing.T) {
 		t.Parallel()
 		cfg := testConfig()

@@ -84,6 +84,10 @@ type Config struct {
 	// ResendUnknown resends a message whose send was ambiguous instead of recording
 	// unknown (a duplicate is then possible; DESIGN §5).
 	ResendUnknown bool
+	// ServerErrorUnknown takes a 5xx answer to a send as ambiguous (unknown) instead
+	// of retrying it: the provider may have accepted the message before failing, and
+	// a retry would then send it twice. Off by default (DESIGN §4 retries 5xx).
+	ServerErrorUnknown bool
 	// AlertWindow is the dedup window of the Alerter New builds when Deps.Alerter is
 	// nil. Defaults to DefaultAlertWindow.
 	AlertWindow time.Duration

@@ -230,21 +230,22 @@ func pollPolicy(cfg config.Config) scheduler.Policy {
 // workerConfig maps the settings onto worker.Config.
 func workerConfig(cfg config.Config, policy scheduler.Policy) worker.Config {
 	return worker.Config{
-		Concurrency:     cfg.Worker.Concurrency,
-		Queues:          cfg.Worker.QueueWeights,
-		ShutdownTimeout: cfg.Worker.ShutdownTimeout,
-		TaskTimeout:     cfg.Tasks.Timeout,
-		SendRate:        cfg.Limits.SendRate,
-		SendBurst:       cfg.Limits.SendBurst,
-		StatusRate:      cfg.Limits.StatusRate,
-		StatusBurst:     cfg.Limits.StatusBurst,
-		PauseOnBalance:  cfg.Policy.PauseOnBalance,
-		PauseOnAuth:     cfg.Policy.PauseOnAuth,
-		ResendUnknown:   cfg.Policy.ResendUnknown,
-		AlertWindow:     cfg.Alert.Window,
-		CallbackURL:     cfg.Callback.RevealURL(),
-		Poll:            policy,
-		Prefix:          tasks.DefaultPrefix,
+		Concurrency:        cfg.Worker.Concurrency,
+		Queues:             cfg.Worker.QueueWeights,
+		ShutdownTimeout:    cfg.Worker.ShutdownTimeout,
+		TaskTimeout:        cfg.Tasks.Timeout,
+		SendRate:           cfg.Limits.SendRate,
+		SendBurst:          cfg.Limits.SendBurst,
+		StatusRate:         cfg.Limits.StatusRate,
+		StatusBurst:        cfg.Limits.StatusBurst,
+		PauseOnBalance:     cfg.Policy.PauseOnBalance,
+		PauseOnAuth:        cfg.Policy.PauseOnAuth,
+		ResendUnknown:      cfg.Policy.ResendUnknown,
+		ServerErrorUnknown: cfg.Policy.ServerErrorUnknown,
+		AlertWindow:        cfg.Alert.Window,
+		CallbackURL:        cfg.Callback.RevealURL(),
+		Poll:               policy,
+		Prefix:             tasks.DefaultPrefix,
 	}
 }
 
