@@ -110,11 +110,22 @@ func TestFaultRedisRestart(t *testing.T) {
 }
 
 // (c) The simulator's chaos profile; viberq's rate limit below the simulator's.
-func TestFaultChaos(t *testing.T) {
+func TestFaultChaos(t *testing.T) { runChaos(t, "chaos", false) }
+
+// (c') The chaos profile with VIBERQ_SERVER_ERROR_UNKNOWN=true: a 5xx on a send is
+// taken as ambiguous, so a "500 after accept" becomes an unknown record instead of a
+// retry, and there is no duplicate at all.
+func TestFaultChaosServerErrorUnknown(t *testing.T) { runChaos(t, "chaos-5xx-unknown", true) }
+
+func runChaos(t *testing.T, name string, serverErrorUnknown bool) {
 	needRedis(t)
 	t.Parallel()
-	h := newHarness(t, "chaos", "")
+	h := newHarness(t, name, "")
 	f := Figures{Title: "simulator chaos profile"}
+	if serverErrorUnknown {
+		f.Title = "chaos profile, VIBERQ_SERVER_ERROR_UNKNOWN=true"
+		h.env = append(h.env, "VIBERQ_SERVER_ERROR_UNKNOWN=true")
+	}
 	defer h.finish(&f)
 
 	cfg, err := dtsim.ProfileConfig(dtsim.ProfileChaos)
@@ -150,6 +161,14 @@ func TestFaultChaos(t *testing.T) {
 	f.Bucket429 = max(f.Bucket429, 0)
 	f.Notes = fmt.Sprintf("max %d send requests/s at the simulator (limit %d/s); send 429s %d (%d in scheduled bursts, %d injected, %d from the simulator's bucket); 2xx garbage on send %d; faults %v",
 		f.MaxSendRPS, rate, snap.Send429, snap.Send429Throttled, injectedSend, f.Bucket429, snap.SendGarbage, st.Faults)
+	if serverErrorUnknown {
+		if f.Duplicates != 0 {
+			t.Errorf("%d duplicates at the provider with VIBERQ_SERVER_ERROR_UNKNOWN=true: nothing may be sent twice", f.Duplicates)
+		}
+		if fa := st.Faults[string(dtsim.FaultServerErrorAfterAccept)]; fa > 0 && int64(f.Unknown) < int64(fa) {
+			t.Errorf("%d unknown records for %d 500-after-accept faults: each should be unknown", f.Unknown, fa)
+		}
+	}
 	t.Log(f.Notes)
 }
 
