@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -52,14 +51,8 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	if !s.callbackAuth(w, r, token) {
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.API.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body larger than the limit of "+byteCount(mbe.Limit))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "cannot read the body")
+	body, ok := s.readBody(w, r)
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), callbackTimeout)

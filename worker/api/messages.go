@@ -34,14 +34,8 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnsupportedMediaType, "Content-Type must be application/json")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.API.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body larger than the limit of "+byteCount(mbe.Limit))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "cannot read the body")
+	body, ok := s.readBody(w, r)
+	if !ok {
 		return
 	}
 	req, err := outbox.DecodeJSON(body)
@@ -156,4 +150,20 @@ func byteCount(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + " KiB"
 	}
 	return strconv.FormatInt(n, 10) + " bytes"
+}
+
+// readBody reads a request body up to VIBERQ_MAX_BODY_BYTES. On failure it has
+// answered (413 over the limit, 400 otherwise) and returns false.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.API.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body larger than the limit of "+byteCount(mbe.Limit))
+			return nil, false
+		}
+		writeError(w, http.StatusBadRequest, "cannot read the body")
+		return nil, false
+	}
+	return body, true
 }
