@@ -52,27 +52,35 @@ func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 	// first. Only when that compare-and-set fails (a re-delivered task, an operator
 	// re-run, a raw producer's task without a record) is the record read and the
 	// careful path below taken; the token already held is used there.
-	haveToken := false
+	var (
+		rec       tasks.Record
+		haveRec   bool // rec is the current record (a refused compare-and-set returns it)
+		haveToken bool
+	)
 	if w.now().Before(a.ExpiresAt) {
 		waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
 		_, werr := w.sendLim.Wait(waitCtx)
 		cancel()
 		if werr == nil && w.now().Before(a.ExpiresAt) {
 			haveToken = true
-			rec, ok, err := w.store.Transition(ctx, a.ID, []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{IncAttempts: true})
-			if err == nil && ok {
-				at.state, at.dest = string(rec.State), rec.DestMasked
-				return w.sendNow(ctx, a, rec)
-			}
-			if err != nil && !errors.Is(err, tasks.ErrNotFound) {
+			got, ok, err := w.store.Transition(ctx, a.ID, []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{IncAttempts: true})
+			switch {
+			case err == nil && ok:
+				at.state, at.dest = string(got.State), got.DestMasked
+				return w.sendNow(ctx, a, got)
+			case err == nil:
+				rec, haveRec = got, true
+			case !errors.Is(err, tasks.ErrNotFound):
 				return fmt.Errorf("send %s: mark sending: %w", a.ID, err)
 			}
 		}
 	}
 
-	rec, err := w.loadOrCreate(ctx, a)
-	if err != nil {
-		return err
+	if !haveRec {
+		var err error
+		if rec, err = w.loadOrCreate(ctx, a); err != nil {
+			return err
+		}
 	}
 	at.state, at.providerMsgID, at.dest = string(rec.State), int64(rec.ProviderMessageID), rec.DestMasked
 
@@ -112,7 +120,7 @@ func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 	// it expires is expired now rather than sent late.
 	if !haveToken {
 		waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
-		_, err = w.sendLim.Wait(waitCtx)
+		_, err := w.sendLim.Wait(waitCtx)
 		cancel()
 		if err != nil {
 			return w.limiterFailed(ctx, err, a.ExpiresAt, func() error {
