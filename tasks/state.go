@@ -32,12 +32,17 @@ const (
 	// StateUnknown (final): the send may or may not have happened (DESIGN §5), or no
 	// final status arrived before the provider's status window closed.
 	StateUnknown State = "unknown"
+	// StateCancelled (final): stopped before it was sent, by a producer or an operator
+	// (a cancelled batch, a task deleted in the Asynq UI). Only a queued record can be
+	// cancelled, so a cancelled message was never handed to the provider.
+	StateCancelled State = "cancelled"
 )
 
 // States lists every state, in flow order.
 var States = []State{
 	StateQueued, StateSending, StateAccepted,
 	StateDelivered, StateUndelivered, StateExpired, StateRejected, StateDropped, StateUnknown,
+	StateCancelled,
 }
 
 // Channels of a delivered message (Record.Channel).
@@ -50,17 +55,19 @@ const (
 func (s State) Valid() bool {
 	switch s {
 	case StateQueued, StateSending, StateAccepted,
-		StateDelivered, StateUndelivered, StateExpired, StateRejected, StateDropped, StateUnknown:
+		StateDelivered, StateUndelivered, StateExpired, StateRejected, StateDropped, StateUnknown,
+		StateCancelled:
 		return true
 	}
 	return false
 }
 
 // Final reports whether s is final: delivered, undelivered, expired, rejected,
-// dropped or unknown.
+// dropped, unknown or cancelled.
 func (s State) Final() bool {
 	switch s {
-	case StateDelivered, StateUndelivered, StateExpired, StateRejected, StateDropped, StateUnknown:
+	case StateDelivered, StateUndelivered, StateExpired, StateRejected, StateDropped, StateUnknown,
+		StateCancelled:
 		return true
 	}
 	return false
@@ -73,7 +80,8 @@ var nonFinal = []State{StateQueued, StateSending, StateAccepted}
 var transitions = map[State][]State{
 	// expired: TTL passed before sending; rejected/dropped: decided without a call
 	// (e.g. a message invalid under current rules, or sends paused for balance).
-	StateQueued: {StateSending, StateExpired, StateRejected, StateDropped},
+	// cancelled: a producer or operator stopped it before any send began.
+	StateQueued: {StateSending, StateExpired, StateRejected, StateDropped, StateCancelled},
 	// queued: the send certainly did not reach the provider (429, refused connection,
 	// 5xx to be retried); unknown: it may have (DESIGN §5).
 	StateSending: {StateQueued, StateAccepted, StateRejected, StateDropped, StateUnknown, StateExpired},

@@ -18,7 +18,7 @@ import (
 
 // legal is the state machine of DESIGN §3, written out independently of the code.
 var legal = map[tasks.State][]tasks.State{
-	tasks.StateQueued:   {tasks.StateQueued, tasks.StateSending, tasks.StateExpired, tasks.StateRejected, tasks.StateDropped},
+	tasks.StateQueued:   {tasks.StateQueued, tasks.StateSending, tasks.StateExpired, tasks.StateRejected, tasks.StateDropped, tasks.StateCancelled},
 	tasks.StateSending:  {tasks.StateSending, tasks.StateQueued, tasks.StateAccepted, tasks.StateRejected, tasks.StateDropped, tasks.StateUnknown, tasks.StateExpired},
 	tasks.StateAccepted: {tasks.StateAccepted, tasks.StateDelivered, tasks.StateUndelivered, tasks.StateExpired, tasks.StateUnknown},
 }
@@ -39,6 +39,7 @@ var pathTo = map[tasks.State][]tasks.State{
 	tasks.StateRejected:    {tasks.StateSending, tasks.StateRejected},
 	tasks.StateDropped:     {tasks.StateSending, tasks.StateDropped},
 	tasks.StateUnknown:     {tasks.StateSending, tasks.StateUnknown},
+	tasks.StateCancelled:   {tasks.StateCancelled},
 }
 
 func TestCanTransitionTable(t *testing.T) {
@@ -55,7 +56,7 @@ func TestCanTransitionTable(t *testing.T) {
 			require.Equal(t, wantRerun, tasks.CanTransition(from, to, true), "%s → %s with rerun", from, to)
 		}
 	}
-	require.Equal(t, 6, finals)
+	require.Equal(t, 7, finals)
 	require.False(t, tasks.CanTransition("bogus", tasks.StateSending, true))
 	require.False(t, tasks.CanTransition(tasks.StateQueued, "bogus", true))
 }
