@@ -48,9 +48,15 @@ type Reply struct {
 	Time         time.Time // UTC; zero when the provider sent none
 	Text         string
 	TrackingData string // e.g. "tracking_id:100035", from message.tracking_data or the top level
-	// TrackingID is the id extracted from TrackingData ("tracking_id:(\d+)"), or a
-	// tracking_id field; it links the reply to our outbound message_id. "" if none.
+	// TrackingID is the id extracted from TrackingData ("tracking_id:(\d+)" or an
+	// object's tracking_id), or a tracking_id field; it links the reply to our
+	// outbound message_id. "" if none.
 	TrackingID string
+	// Unparsed lists the parts that could not be read, each with the reason; the reply
+	// is kept all the same. Raw is then the body as received (nil when every part
+	// was read).
+	Unparsed []FieldError
+	Raw      []byte
 }
 
 // CallbackError is a callback body that cannot be parsed. Field names the missing or
@@ -239,15 +245,19 @@ const (
 	maxEpochMS  = 253402300799999
 )
 
-// ParseReply parses a two-way reply (reference §6, Q13): JSON or form data.
-// message_token (required) is kept as a string even when it is a JSON number larger
-// than 2^53; phone_number (required) is a string or a number; time is epoch seconds,
-// or milliseconds when above 10^12 (a decimal point is allowed); message.text falls
-// back to a top-level text (or message given as a plain string); tracking_data is
-// taken from message or from the top level, and TrackingID from
-// "tracking_id:(\d+)" in it or else from a tracking_id field. In form data the nested
-// names may be written message[text] or message.text. Errors are *CallbackError
-// naming the field.
+// ParseReply parses a two-way reply: JSON or form data. The vendor page lists the
+// fields without nesting or types (message_token, phone_number, time, message, text,
+// tracking_data, tracking_id), so every plausible shape is kept: only message_token
+// and phone_number (strings or numbers) are required, and a reply is never refused for
+// its other parts. message_token is kept as the decimal text even above 2^53. time is
+// epoch seconds, or milliseconds above 10^12, as a number or a numeric string, or an
+// RFC 3339 / "2006-01-02 15:04:05" (UTC) string. The text is message.text, a top-level
+// text, or message itself when it is a string. tracking_data is taken from message or
+// the top level, as a string ("tracking_id:100035") or an object
+// ({"tracking_id":100035}), and TrackingID from it or else from a tracking_id field.
+// In form data nested names may be written message[text] or message.text. A part that
+// cannot be read is listed in Unparsed with the reason, and the body kept in Raw.
+// Errors are *CallbackError naming the missing field.
 func ParseReply(contentType string, body []byte) (Reply, error) {
 	p, err := parsePayload(kindReply, contentType, body)
 	if err != nil {
@@ -261,11 +271,10 @@ func ParseReply(contentType string, body []byte) (Reply, error) {
 	if !ok {
 		return Reply{}, &CallbackError{Kind: kindReply, Field: "message_token", Problem: "missing"}
 	}
-	if n, isNum := mustValue(p, "message_token").(json.Number); isNum && !allDigits(string(n)) {
-		return Reply{}, &CallbackError{Kind: kindReply, Field: "message_token", Problem: "must be an integer or a string"}
-	}
 	rp.MessageToken = tok
-
+	if n, isNum := mustValue(p, "message_token").(json.Number); isNum && !allDigits(string(n)) {
+		rp.unparsed("message_token", "not an integer; kept as sent")
+	}
 	phone, ok, err := p.scalar(kindReply, "phone_number")
 	if err != nil {
 		return Reply{}, err
@@ -275,45 +284,160 @@ func ParseReply(contentType string, body []byte) (Reply, error) {
 	}
 	rp.PhoneNumber = phone
 
-	if ts, ok, err := p.scalar(kindReply, "time"); err != nil {
-		return Reply{}, err
-	} else if ok {
-		t, err := parseEpoch(strings.TrimSpace(ts))
-		if err != nil {
-			return Reply{}, &CallbackError{Kind: kindReply, Field: "time", Problem: err.Error()}
+	if v, _, ok := p.value("time"); ok {
+		t, reason := parseReplyTime(v)
+		if reason != "" {
+			rp.unparsed("time", reason)
 		}
 		rp.Time = t
 	}
 
 	msg := p.object("message")
 	lookups := []payload{msg, p}
-	text, err := firstScalar(lookups, "text", "message[text]", "message.text")
-	if err != nil {
-		return Reply{}, err
+	if text, field, reason := firstText(lookups, "text", "message[text]", "message.text"); reason != "" {
+		rp.unparsed(field, reason)
+	} else {
+		rp.Text = text
 	}
-	if text == "" {
+	if rp.Text == "" {
 		if s, ok := mustValue(p, "message").(string); ok {
-			text = s
+			rp.Text = s
 		}
 	}
-	rp.Text = text
-	if rp.TrackingData, err = firstScalar(lookups, "tracking_data", "message[tracking_data]", "message.tracking_data"); err != nil {
-		return Reply{}, err
+
+	tdRaw, tdField := firstValue(lookups, "tracking_data", "message[tracking_data]", "message.tracking_data")
+	switch td := tdRaw.(type) {
+	case nil:
+	case string:
+		rp.TrackingData = td
+		if obj := jsonObjectIn(td); obj != nil {
+			rp.TrackingID = trackingIDOf(obj["tracking_id"])
+		}
+	case json.Number:
+		rp.TrackingData = string(td)
+	case map[string]any:
+		b, _ := json.Marshal(td)
+		rp.TrackingData = string(b)
+		rp.TrackingID = trackingIDOf(td["tracking_id"])
+		if rp.TrackingID == "" {
+			rp.unparsed(tdField, "object without a numeric tracking_id")
+		}
+	default:
+		rp.unparsed(tdField, "neither a string nor an object")
 	}
-	if m := trackingIDRe.FindStringSubmatch(rp.TrackingData); m != nil {
-		if len(m[1]) <= 19 {
+	if rp.TrackingID == "" {
+		if m := trackingIDRe.FindStringSubmatch(rp.TrackingData); m != nil && len(m[1]) <= 19 {
 			rp.TrackingID = m[1]
 		}
-	} else {
-		id, err := firstScalar(lookups, "tracking_id", "message[tracking_id]", "message.tracking_id")
-		if err != nil {
-			return Reply{}, err
-		}
-		if allDigits(id) && len(id) <= 19 {
-			rp.TrackingID = id
+	}
+	if rp.TrackingID == "" {
+		if v, field := firstValue(lookups, "tracking_id", "message[tracking_id]", "message.tracking_id"); v != nil {
+			if rp.TrackingID = trackingIDOf(v); rp.TrackingID == "" {
+				rp.unparsed(field, "not a decimal message id")
+			}
 		}
 	}
+	if len(rp.Unparsed) > 0 {
+		rp.Raw = body
+	}
 	return rp, nil
+}
+
+// unparsed records a part of the reply that could not be read.
+func (r *Reply) unparsed(field, reason string) {
+	r.Unparsed = append(r.Unparsed, FieldError{Field: field, Rule: reason})
+}
+
+// parseReplyTime reads a reply time; reason is "" on success.
+func parseReplyTime(v any) (time.Time, string) {
+	var s string
+	switch x := v.(type) {
+	case json.Number:
+		s = string(x)
+	case string:
+		s = strings.TrimSpace(x)
+	default:
+		return time.Time{}, "neither a number nor a string"
+	}
+	if s == "" {
+		return time.Time{}, ""
+	}
+	if t, err := parseEpoch(s); err == nil {
+		return t, ""
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), ""
+		}
+	}
+	return time.Time{}, "not an epoch number or a date"
+}
+
+// firstValue returns the first present value among the payloads and names.
+func firstValue(ps []payload, names ...string) (any, string) {
+	for _, p := range ps {
+		if p.empty() {
+			continue
+		}
+		if v, name, ok := p.value(names...); ok {
+			return v, name
+		}
+	}
+	return nil, names[0]
+}
+
+// firstText returns the first present text; reason is set when it is not a string or
+// a number.
+func firstText(ps []payload, names ...string) (text, field, reason string) {
+	for _, p := range ps {
+		if p.empty() {
+			continue
+		}
+		s, ok, err := p.scalar(kindReply, names...)
+		if err != nil {
+			var ce *CallbackError
+			if errors.As(err, &ce) {
+				return "", ce.Field, ce.Problem
+			}
+			return "", names[0], err.Error()
+		}
+		if ok {
+			return s, "", ""
+		}
+	}
+	return "", "", ""
+}
+
+// trackingIDOf reads a tracking_id given as a number or a decimal string.
+func trackingIDOf(v any) string {
+	var s string
+	switch x := v.(type) {
+	case json.Number:
+		s = string(x)
+	case float64:
+		s = strconv.FormatFloat(x, 'f', -1, 64)
+	case string:
+		s = strings.TrimSpace(x)
+	}
+	if allDigits(s) && len(s) <= 19 {
+		return s
+	}
+	return ""
+}
+
+// jsonObjectIn decodes s when it is a JSON object (tracking_data sent as JSON text).
+func jsonObjectIn(s string) map[string]any {
+	s = strings.TrimSpace(s)
+	if !strings.HasPrefix(s, "{") {
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var obj map[string]any
+	if dec.Decode(&obj) != nil {
+		return nil
+	}
+	return obj
 }
 
 func mustValue(p payload, name string) any {

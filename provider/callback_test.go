@@ -133,7 +133,7 @@ func TestParseReply(t *testing.T) {
 		{"TrackingDataWithoutID", "application/json", `{"message_token":1,"phone_number":"1","tracking_data":"campaign=5"}`,
 			Reply{MessageToken: "1", PhoneNumber: "1", TrackingData: "campaign=5"}},
 		{"TrackingDataInJSONText", "application/json", `{"message_token":1,"phone_number":"1","tracking_data":"{\"tracking_id\":5}"}`,
-			Reply{MessageToken: "1", PhoneNumber: "1", TrackingData: `{"tracking_id":5}`}},
+			Reply{MessageToken: "1", PhoneNumber: "1", TrackingData: `{"tracking_id":5}`, TrackingID: "5"}},
 		{"TopLevelText", "application/json", `{"message_token":1,"phone_number":"1","text":"flat"}`, Reply{MessageToken: "1", PhoneNumber: "1", Text: "flat"}},
 		{"MessageAsString", "application/json", `{"message_token":1,"phone_number":"1","message":"plain"}`, Reply{MessageToken: "1", PhoneNumber: "1", Text: "plain"}},
 		{"PhoneAsNumber", "application/json", `{"message_token":1,"phone_number":972512222222}`, Reply{MessageToken: "1", PhoneNumber: "972512222222"}},
@@ -164,21 +164,14 @@ func TestParseReply(t *testing.T) {
 
 func TestParseReplyErrors(t *testing.T) {
 	t.Parallel()
+	// Refused: no usable message_token or phone_number (not a reply at all).
 	tests := []struct{ name, body, field string }{
 		{"Empty", ``, ""},
 		{"NotObject", `[1]`, ""},
 		{"MissingToken", `{"phone_number":"1"}`, "message_token"},
 		{"EmptyToken", `{"message_token":"","phone_number":"1"}`, "message_token"},
-		{"FloatToken", `{"message_token":4.4e13,"phone_number":"1"}`, "message_token"},
-		{"NegativeToken", `{"message_token":-5,"phone_number":"1"}`, "message_token"},
 		{"ObjectToken", `{"message_token":{},"phone_number":"1"}`, "message_token"},
 		{"MissingPhone", `{"message_token":1}`, "phone_number"},
-		{"BadTime", `{"message_token":1,"phone_number":"1","time":"yesterday"}`, "time"},
-		{"NegativeTime", `{"message_token":1,"phone_number":"1","time":-1}`, "time"},
-		{"BoundaryIsSecondsBeyondYear9999", `{"message_token":1,"phone_number":"1","time":1000000000000}`, "time"},
-		{"HugeTime", `{"message_token":1,"phone_number":"1","time":1e300}`, "time"},
-		{"HexTime", `{"message_token":1,"phone_number":"1","time":"0x10"}`, "time"},
-		{"BadText", `{"message_token":1,"phone_number":"1","message":{"text":[1]}}`, "text"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,6 +183,60 @@ func TestParseReplyErrors(t *testing.T) {
 			assert.Equal(t, "reply", ce.Kind)
 		})
 	}
+}
+
+// TestParseReplyKeepsUnparsed: a reply with an unreadable part is kept, the part
+// listed with its reason and the body kept raw; never refused.
+func TestParseReplyKeepsUnparsed(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, body, field, token string }{
+		{"FloatToken", `{"message_token":4.4e13,"phone_number":"1"}`, "message_token", "4.4e13"},
+		{"NegativeToken", `{"message_token":-5,"phone_number":"1"}`, "message_token", "-5"},
+		{"BadTime", `{"message_token":1,"phone_number":"1","time":"yesterday"}`, "time", "1"},
+		{"NegativeTime", `{"message_token":1,"phone_number":"1","time":-1}`, "time", "1"},
+		{"BoundaryIsSecondsBeyondYear9999", `{"message_token":1,"phone_number":"1","time":1000000000000}`, "time", "1"},
+		{"HugeTime", `{"message_token":1,"phone_number":"1","time":1e300}`, "time", "1"},
+		{"HexTime", `{"message_token":1,"phone_number":"1","time":"0x10"}`, "time", "1"},
+		{"ObjectTime", `{"message_token":1,"phone_number":"1","time":{"s":1}}`, "time", "1"},
+		{"BadText", `{"message_token":1,"phone_number":"1","message":{"text":[1]}}`, "text", "1"},
+		{"TrackingObjectWithoutID", `{"message_token":1,"phone_number":"1","message":{"tracking_data":{"x":1}}}`, "tracking_data", "1"},
+		{"TrackingArray", `{"message_token":1,"phone_number":"1","tracking_data":[1]}`, "tracking_data", "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			r, err := ParseReply("application/json", []byte(tt.body))
+			require.NoError(t, err)
+			assert.Equal(t, tt.token, r.MessageToken)
+			assert.Equal(t, "1", r.PhoneNumber)
+			require.Len(t, r.Unparsed, 1, "%+v", r.Unparsed)
+			assert.Equal(t, tt.field, r.Unparsed[0].Field)
+			assert.NotEmpty(t, r.Unparsed[0].Rule)
+			assert.Equal(t, tt.body, string(r.Raw))
+		})
+	}
+	t.Run("Shapes", func(t *testing.T) {
+		t.Parallel()
+		for _, tt := range []struct {
+			name, body string
+			want       Reply
+		}{
+			{"TrackingObject", `{"message_token":7,"phone_number":"380","time":1457764197,"message":{"text":"Да","tracking_data":{"tracking_id":100035}}}`,
+				Reply{MessageToken: "7", PhoneNumber: "380", Time: time.Unix(1457764197, 0).UTC(), Text: "Да", TrackingData: `{"tracking_id":100035}`, TrackingID: "100035"}},
+			{"TrackingObjectString", `{"message_token":7,"phone_number":"380","tracking_data":{"tracking_id":"100035"}}`,
+				Reply{MessageToken: "7", PhoneNumber: "380", TrackingData: `{"tracking_id":"100035"}`, TrackingID: "100035"}},
+			{"TimeRFC3339", `{"message_token":7,"phone_number":"380","time":"2026-12-02T10:00:00+02:00"}`,
+				Reply{MessageToken: "7", PhoneNumber: "380", Time: time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)}},
+			{"TimeDateTime", `{"message_token":7,"phone_number":"380","time":"2026-12-02 10:00:00"}`,
+				Reply{MessageToken: "7", PhoneNumber: "380", Time: time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)}},
+			{"TimeNumericString", `{"message_token":7,"phone_number":"380","time":"1457764197627"}`,
+				Reply{MessageToken: "7", PhoneNumber: "380", Time: time.UnixMilli(1457764197627).UTC()}},
+		} {
+			r, err := ParseReply("application/json", []byte(tt.body))
+			require.NoError(t, err, tt.name)
+			assert.Equal(t, tt.want, r, tt.name)
+		}
+	})
 }
 
 func TestIsReply(t *testing.T) {

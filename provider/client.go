@@ -22,7 +22,14 @@ const DefaultBaseURL = "https://web.it-decision.com/v1/api"
 
 // Defaults of the Client.
 const (
-	DefaultTimeout   = 10 * time.Second
+	// DefaultTimeout bounds one request. It is the vendor's own sample timeout
+	// (CURLOPT_TIMEOUT 30 in the page's PHP example). A shorter one turns slow answers
+	// into ambiguous sends: a request written and then abandoned may have been
+	// accepted, so the message ends "unknown" instead of "accepted" (RELIABILITY.md:
+	// with 10 s every 15 s hang of the chaos profile became an unknown, half of them
+	// accepted by the provider). 30 s still fits the task timeout (1 m) with room for
+	// the limiter and the record writes. This package owns the value; config mirrors it.
+	DefaultTimeout   = 30 * time.Second
 	DefaultUserAgent = "viberq"
 	// MaxResponseBytes caps how much of a response body the client reads. The
 	// provider's answers are a few dozen bytes; anything longer is not one of them.
@@ -97,7 +104,8 @@ func WithHTTPClient(hc *http.Client) Option {
 	}
 }
 
-// WithTimeout bounds every request, from dial to the last body byte (default 10s).
+// WithTimeout bounds every request, from dial to the last body byte (default
+// DefaultTimeout, 30s).
 // 0 disables the client's own timeout, leaving only the context's deadline.
 func WithTimeout(d time.Duration) Option {
 	return func(c *Client) error {

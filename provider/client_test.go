@@ -413,9 +413,10 @@ func TestClientUndecodableResponses(t *testing.T) {
 		`{"message_id":4.2}`, `{"message_id":-1}`, `{"message_id":"-1"}`, `{"message_id":"abc"}`, `{"message_id":0}`,
 		`{"message_id":1e3}`, `{"message_id":true}`, `{"message_id":{"id":1}}`, `{"message_id":99999999999999999999}`,
 		`{"message_id":429} {"message_id":430}`, `{"message_id":429`, `{"message_id":429}x`,
-		// Looks like the vendor error JSON, but with wrong types: not an error object (Q1).
+		// Looks like the vendor error JSON, but with wrong types: not an error object.
 		`{"name":"Too Many Requests","message":"Rate limit exceeded","code":"0","status":429}`,
-		`{"name":1,"message":"m","code":0,"status":429}`,
+		`{"name":1,"message":2,"code":0,"status":429}`,
+		`{"code":0,"status":429}`,
 	}
 	for _, body := range bodies {
 		t.Run(body, func(t *testing.T) {

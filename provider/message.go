@@ -30,6 +30,9 @@ const (
 	MaxSMSUCS2Len       = 70    // UTF-16 code units
 	MinValidityPeriod   = 40    // seconds
 	MaxValidityPeriod   = 21600 // seconds (6 h)
+	// SMSValidityPeriod is the one validity_period of a transactional message with
+	// text_sms (the vendor: "transactional message + SMS - TTL всего 40 секунд").
+	SMSValidityPeriod = 40 // seconds
 )
 
 // Message is one send-viber request. Field names and JSON tags are the vendor's;

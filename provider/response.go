@@ -54,8 +54,9 @@ type responseDecoder interface {
 // the fuzz target can drive it. Order (Q1):
 //
 //  1. HTTP 401/403 is UnauthorizedError whatever the body.
-//  2. A body that is the vendor error JSON (an object with integer code and status, a
-//     string name and no message_id) is an error on any HTTP status, 200 included.
+//  2. A body that is the vendor error JSON (integer code and status, a string message
+//     or name, no message_id; see parseVendorError) is an error on any HTTP status,
+//     200 included.
 //  3. Any other non-2xx is an error by its HTTP status.
 //  4. A 2xx body must be a complete JSON object within the size cap that decodes
 //     into v; anything else is a ResponseError.
@@ -115,21 +116,27 @@ type vendorError struct {
 	name, message string
 }
 
-// parseVendorError applies Q1's test: integer code and status, string name, no
-// message_id. message is taken when it is a string.
+// parseVendorError recognises the vendor's error body by the fields the vendor page
+// lists for it ("Ошибки": message, code, status): an object with integer code and
+// status, at least one of a string message or a string name (the SDKs' extra field),
+// and no message_id. It applies on every HTTP status, 200 included, and on both
+// endpoints, so a status answer's "status" is never read as a Viber status when the
+// body is an error.
 func parseVendorError(obj map[string]json.RawMessage) *vendorError {
 	if _, ok := obj["message_id"]; ok {
 		return nil
 	}
 	code, ok1 := jsonInt(obj["code"])
 	status, ok2 := jsonInt(obj["status"])
-	var name string
-	ok3 := obj["name"] != nil && json.Unmarshal(obj["name"], &name) == nil && jsonIsString(obj["name"])
-	if !ok1 || !ok2 || !ok3 {
+	hasName, hasMessage := jsonIsString(obj["name"]), jsonIsString(obj["message"])
+	if !ok1 || !ok2 || (!hasName && !hasMessage) {
 		return nil
 	}
-	ve := &vendorError{code: code, status: status, name: name}
-	if jsonIsString(obj["message"]) {
+	ve := &vendorError{code: code, status: status}
+	if hasName {
+		_ = json.Unmarshal(obj["name"], &ve.name)
+	}
+	if hasMessage {
 		_ = json.Unmarshal(obj["message"], &ve.message)
 	}
 	return ve

@@ -16,8 +16,10 @@ const (
 	ViberUnknown     ViberStatus = 20
 )
 
-// SMSStatus is the SMS leg status (sms_message_status) of reference §5.2 (Q4):
-// SMPP message_state numbering.
+// SMSStatus is the SMS leg status (sms_message_status). The vendor's page lists only
+// 5 (undeliverable) and 3 (expired); the SDKs add 2 (delivered), and two of them 0
+// and 6. The numbering is SMPP's message_state, which also names 1, 4, 7 and 8; those
+// constants exist for display only: see Listed and Final.
 type SMSStatus int
 
 // SMS leg statuses.
@@ -105,18 +107,36 @@ func (s SMSStatus) String() string {
 	return "sms_status(" + strconv.Itoa(int(s)) + ")"
 }
 
-// Final reports whether the SMS leg will not change any more: delivered (2) or one of
-// the failures (3, 4, 5, 8). Enroute (1), accepted (6), unknown (0, 7) and any
-// unlisted code count as pending (Q4).
+// Final reports whether the SMS leg will not change any more: delivered (2), expired
+// (3) or undeliverable (5). Every other code is pending, including the SMPP-style
+// codes nobody lists for this API (1, 4, 7, 8): a code the vendor's page and SDKs do
+// not list may even mean "delivered", so it never ends a message (see Listed).
 func (s SMSStatus) Final() bool {
 	return s == SMSDelivered || s.Failed()
 }
 
-// Failed reports whether the SMS leg failed for good: expired (3), deleted (4),
-// undeliverable (5) or rejected (8) (Q4).
+// Failed reports whether the SMS leg failed for good: expired (3) or undeliverable
+// (5), the two codes the vendor's page lists ("Статусы SMS сообщений").
 func (s SMSStatus) Failed() bool {
+	return s == SMSExpired || s == SMSUndeliverable
+}
+
+// Listed reports whether the vendor's page or its SDKs list the code: 3 and 5 (page),
+// 2 (every SDK; the page lists no "delivered"), 0 and 6 (two SDKs). A caller seeing an
+// unlisted code should log it: the message stays pending.
+func (s SMSStatus) Listed() bool {
 	switch s {
-	case SMSExpired, SMSDeleted, SMSUndeliverable, SMSRejected:
+	case SMSUnknown, SMSDelivered, SMSExpired, SMSUndeliverable, SMSAccepted:
+		return true
+	}
+	return false
+}
+
+// Listed reports whether the vendor's page (1, 2, 3, 4, 5, 20) or its SDKs (0, sent)
+// list the code. An unlisted code is pending; log it.
+func (s ViberStatus) Listed() bool {
+	switch s {
+	case ViberSent, ViberDelivered, ViberError, ViberRejected, ViberUndelivered, ViberPending, ViberUnknown:
 		return true
 	}
 	return false
@@ -148,7 +168,7 @@ func (o Outcome) Final() bool {
 //   - delivered via Viber if the Viber status is 1;
 //   - delivered via SMS if the SMS status is 2;
 //   - undelivered if the Viber leg failed (2, 3, 4) and either the message has no SMS
-//     fallback or the SMS leg failed (3, 4, 5, 8);
+//     fallback or the SMS leg failed (3, 5);
 //   - pending otherwise, including every unknown code (never a crash).
 //
 // sms is nil while the provider reports no SMS status. The "no SMS leg appeared

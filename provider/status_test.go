@@ -37,24 +37,25 @@ func TestSMSStatus(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		s             SMSStatus
-		name          string
-		final, failed bool
+		name                  string
+		final, failed, listed bool
 	}{
-		{0, "unknown", false, false},
-		{1, "enroute", false, false},
-		{2, "delivered", true, false},
-		{3, "expired", true, true},
-		{4, "deleted", true, true},
-		{5, "undeliverable", true, true},
-		{6, "accepted", false, false},
-		{7, "unknown", false, false},
-		{8, "rejected", true, true},
-		{9, "sms_status(9)", false, false},
+		{0, "unknown", false, false, true},
+		{1, "enroute", false, false, false},
+		{2, "delivered", true, false, true},
+		{3, "expired", true, true, true},
+		{4, "deleted", false, false, false},
+		{5, "undeliverable", true, true, true},
+		{6, "accepted", false, false, true},
+		{7, "unknown", false, false, false},
+		{8, "rejected", false, false, false},
+		{9, "sms_status(9)", false, false, false},
 	}
 	for _, tt := range tests {
 		assert.Equal(t, tt.name, tt.s.String())
 		assert.Equal(t, tt.final, tt.s.Final(), "%d final", tt.s)
 		assert.Equal(t, tt.failed, tt.s.Failed(), "%d failed", tt.s)
+		assert.Equal(t, tt.listed, tt.s.Listed(), "%d listed", tt.s)
 	}
 }
 
@@ -99,9 +100,9 @@ func TestCombine(t *testing.T) {
 		{"ViberFailedSMSUnknown7", ViberError, smsp(SMSUnknown7), true, OutcomePending},
 		{"ViberFailedSMSUnlistedCode", ViberError, smsp(42), true, OutcomePending},
 		{"ViberFailedSMSExpired", ViberUndelivered, smsp(SMSExpired), true, OutcomeUndelivered},
-		{"ViberFailedSMSDeleted", ViberUndelivered, smsp(SMSDeleted), true, OutcomeUndelivered},
+		{"ViberFailedSMSDeletedUnlisted", ViberUndelivered, smsp(SMSDeleted), true, OutcomePending},
 		{"ViberFailedSMSUndeliverable", ViberRejected, smsp(SMSUndeliverable), true, OutcomeUndelivered},
-		{"ViberFailedSMSRejected", ViberError, smsp(SMSRejected), true, OutcomeUndelivered},
+		{"ViberFailedSMSRejectedUnlisted", ViberError, smsp(SMSRejected), true, OutcomePending},
 		{"Sent", ViberSent, nil, false, OutcomePending},
 		{"Pending", ViberPending, nil, true, OutcomePending},
 		{"Unknown20", ViberUnknown, nil, false, OutcomePending},

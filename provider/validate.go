@@ -89,9 +89,11 @@ func (s SourceType) Valid() bool { return s == SourcePromotional || s == SourceT
 //   - text_sms only with message_type 106 and source_type 2 (Q8), and one SMS segment:
 //     GSM-7 at most 160 units with extension characters counting 2, otherwise UCS-2 at
 //     most 70 UTF-16 code units, so an emoji counts 2 (Q11, see SMSLength);
-//   - image: absolute http(s) URL whose path ends in .jpg, .jpeg or .png (any case);
+//   - image: absolute http(s) URL whose path does not name a file type other than
+//     jpg, jpeg or png (.gif, .webp, .pdf, ...; see imageURLRule);
 //   - button_action, callback_url: absolute http(s) URLs;
-//   - validity_period: 0 means "not set", otherwise 40..21600 seconds (Q6).
+//   - validity_period: 0 means "not set", otherwise 40..21600 seconds, and exactly 40
+//     with text_sms ("transactional message + SMS - TTL всего 40 секунд").
 //
 // "Characters" are Unicode code points; every text field must also be valid UTF-8.
 func (m Message) Validate() error {
@@ -166,7 +168,11 @@ func (m Message) Validate() error {
 		}
 	}
 
-	if m.ValidityPeriod != 0 && (m.ValidityPeriod < MinValidityPeriod || m.ValidityPeriod > MaxValidityPeriod) {
+	switch {
+	case m.ValidityPeriod == 0:
+	case m.TextSMS != "" && m.ValidityPeriod != SMSValidityPeriod:
+		v.add("validity_period", fmt.Sprintf("must be %d seconds for a transactional message with text_sms (the vendor: TTL only 40 seconds), got %d", SMSValidityPeriod, m.ValidityPeriod))
+	case m.ValidityPeriod < MinValidityPeriod || m.ValidityPeriod > MaxValidityPeriod:
 		v.add("validity_period", fmt.Sprintf("must be between %d and %d seconds, got %d", MinValidityPeriod, MaxValidityPeriod, m.ValidityPeriod))
 	}
 
@@ -224,17 +230,45 @@ func httpURLRule(s string) string {
 	return ""
 }
 
-// imageURLRule adds the jpg/jpeg/png rule (reference §3.1: image/jpeg or image/png).
+// imageURLRule checks an image URL: absolute http(s), and refused for its type only
+// when the last path segment names a file type other than jpg, jpeg or png: an
+// extension (letters and digits after the last dot, with a letter) that is none of
+// those and not a server-side script (php, asp, aspx, jsp, cgi, pl, py), which names
+// the program serving the image rather than its type. The vendor asks for a jpg/jpeg
+// or png image, a property of the file, not of its URL: CDN URLs such as
+// https://cdn.example.com/img?id=5 are accepted (README, "Where the vendor
+// documentation is silent").
 func imageURLRule(s string) string {
 	if r := httpURLRule(s); r != "" {
 		return r
 	}
 	u, _ := url.Parse(s)
-	p := strings.ToLower(u.Path)
-	if !strings.HasSuffix(p, ".jpg") && !strings.HasSuffix(p, ".jpeg") && !strings.HasSuffix(p, ".png") {
-		return "must be a URL whose path ends in .jpg, .jpeg or .png"
+	seg := u.Path[strings.LastIndexByte(u.Path, '/')+1:]
+	i := strings.LastIndexByte(seg, '.')
+	if i < 0 {
+		return ""
 	}
-	return ""
+	ext := strings.ToLower(seg[i+1:])
+	letter := false
+	for _, r := range ext {
+		switch {
+		case r >= 'a' && r <= 'z':
+			letter = true
+		case r >= '0' && r <= '9':
+		default:
+			return "" // not an extension
+		}
+	}
+	if !letter || imageOrScript[ext] {
+		return ""
+	}
+	return "must be a jpg, jpeg or png image, but the URL path names a ." + ext + " file"
+}
+
+// imageOrScript are the extensions an image URL may end in.
+var imageOrScript = map[string]bool{
+	"jpg": true, "jpeg": true, "png": true,
+	"php": true, "asp": true, "aspx": true, "jsp": true, "cgi": true, "pl": true, "py": true,
 }
 
 // Encodings reported by SMSLength.
