@@ -221,13 +221,15 @@ func TestValidation(t *testing.T) {
 		{"SourceAddr21", mod(func(m *provider.Message) { m.SourceAddr = long(21) }), "source_addr"},
 		{"SourceAddr20", mod(func(m *provider.Message) { m.SourceAddr = long(20) }), ""},
 		{"SourceAddrNumber", `{"source_addr":5,"destination_addr":"380501234567","message_type":106,"text":"hi","source_type":2}`, "source_addr"},
-		{"DestinationPlus", mod(func(m *provider.Message) { m.DestinationAddr = "+380501234567" }), "destination_addr"},
+		// The page is silent on the characters: accepted, counted in Stats.Lenient.
+		{"DestinationPlusLenient", mod(func(m *provider.Message) { m.DestinationAddr = "+380501234567" }), ""},
 		{"Destination21", mod(func(m *provider.Message) { m.DestinationAddr = strings.Repeat("1", 21) }), "destination_addr"},
 		{"DestinationFloat", `{"source_addr":"Shop","destination_addr":3.8e11,"message_type":106,"text":"hi","source_type":2}`, "destination_addr"},
 		{"DestinationNegative", `{"source_addr":"Shop","destination_addr":-380,"message_type":106,"text":"hi","source_type":2}`, "destination_addr"},
 		{"DestinationBool", `{"source_addr":"Shop","destination_addr":true,"message_type":106,"text":"hi","source_type":2}`, "destination_addr"},
 		{"MessageType225", mod(func(m *provider.Message) { m.MessageType = 225 }), "message_type"},
-		{"MessageTypeString", `{"source_addr":"Shop","destination_addr":"380501234567","message_type":"106","text":"hi","source_type":2}`, "message_type"},
+		{"MessageTypeStringLenient", `{"source_addr":"Shop","destination_addr":"380501234567","message_type":"106","text":"hi","source_type":2}`, ""},
+		{"MessageTypeWord", `{"source_addr":"Shop","destination_addr":"380501234567","message_type":"text","text":"hi","source_type":2}`, "message_type"},
 		{"MessageTypeFraction", `{"source_addr":"Shop","destination_addr":"380501234567","message_type":106.5,"text":"hi","source_type":2}`, "message_type"},
 		{"TextMissing", mod(func(m *provider.Message) { m.Text = "" }), "text"},
 		{"Text1001", mod(func(m *provider.Message) { m.Text = long(1001) }), "text"},
@@ -235,9 +237,12 @@ func TestValidation(t *testing.T) {
 		{"TextSMSPromotional", mod(func(m *provider.Message) { m.TextSMS = "x"; m.SourceType = provider.SourcePromotional }), "text_sms"},
 		{"TextSMS161", mod(func(m *provider.Message) { m.TextSMS = long(161) }), "text_sms"},
 		{"TextSMS160", mod(func(m *provider.Message) { m.TextSMS = long(160) }), ""},
-		{"ImageMissingFor108", mod(func(m *provider.Message) {
+		{"ImageMissingFor108Lenient", mod(func(m *provider.Message) {
 			m.MessageType, m.SourceType, m.ButtonCaption, m.ButtonAction = 108, 1, "Go", "https://x.example/a"
-		}), "image"},
+		}), ""},
+		{"Transactional108", mod(func(m *provider.Message) {
+			m.MessageType, m.SourceType, m.Image, m.ButtonCaption, m.ButtonAction = 108, 2, "https://x.example/a.png", "Go", "https://x.example/a"
+		}), "source_type"},
 		{"ImageNotPicture", mod(func(m *provider.Message) {
 			m.MessageType, m.SourceType, m.Image, m.ButtonCaption, m.ButtonAction = 108, 1, "https://x.example/a.gif", "Go", "https://x.example/a"
 		}), "image"},
@@ -255,7 +260,10 @@ func TestValidation(t *testing.T) {
 		{"Validity39", mod(func(m *provider.Message) { m.ValidityPeriod = 39 }), "validity_period"},
 		{"Validity40", mod(func(m *provider.Message) { m.ValidityPeriod = 40 }), ""},
 		{"Validity21601", mod(func(m *provider.Message) { m.ValidityPeriod = 21601 }), "validity_period"},
-		{"ValidityString", `{"source_addr":"Shop","destination_addr":"380501234567","message_type":106,"text":"hi","source_type":2,"validity_period":"40"}`, "validity_period"},
+		{"ValidityStringLenient", `{"source_addr":"Shop","destination_addr":"380501234567","message_type":106,"text":"hi","source_type":2,"validity_period":"40"}`, ""},
+		{"ValidityWord", `{"source_addr":"Shop","destination_addr":"380501234567","message_type":106,"text":"hi","source_type":2,"validity_period":"soon"}`, "validity_period"},
+		{"TextSMSValidity3600", mod(func(m *provider.Message) { m.TextSMS = "x"; m.ValidityPeriod = 3600 }), "validity_period"},
+		{"TextSMSValidity40", mod(func(m *provider.Message) { m.TextSMS = "x"; m.ValidityPeriod = 40 }), ""},
 		{"FirstFieldWins", mod(func(m *provider.Message) { m.Text = ""; m.SourceType = 9; m.ValidityPeriod = 1 }), "text"},
 	}
 	accepted := 0
@@ -272,6 +280,7 @@ func TestValidation(t *testing.T) {
 	st := a.sim.Stats()
 	require.Equal(t, int64(accepted), st.Accepted)
 	require.Equal(t, int64(len(cases)-accepted), st.Rejected[ReasonInvalidParameter])
+	require.Equal(t, map[string]int64{silentDestNotDigits: 1, silentIntAsString: 2, silentImageButtonParts: 1}, st.Lenient)
 
 	// receive-viber
 	id := a.sendOK(base)

@@ -3,6 +3,7 @@ package dtsim
 import (
 	"errors"
 	"fmt"
+	"log"
 	"net/http"
 	"time"
 
@@ -38,6 +39,24 @@ const (
 	ErrorStyleBody200 ErrorStyle = "body200"
 )
 
+// Shape selects whose answers the simulator gives where the vendor's page and the
+// official SDKs differ.
+type Shape string
+
+// Shapes.
+const (
+	// ShapeSDK answers as the SDKs expect: error bodies {"name","message","code",
+	// "status"} with the SDK READMEs' English texts; Viber status 0 (sent) before 5;
+	// an SMS leg reporting 6 (accepted) and 1 (enroute) before its final 2, 3 or 5.
+	ShapeSDK Shape = "sdk"
+	// ShapeDoc answers exactly as the page ("Ошибки", "Статусы сообщений Вайбер",
+	// "Статусы SMS сообщений") lists: error bodies {"message","code","status"} without
+	// name, in the page's words; Viber statuses 5, then 1, 2, 3 or 4 (no 0); an SMS leg
+	// reporting only its sms_message_id until final, then 3, 5 or SMSDeliveredCode (the
+	// page lists no "delivered").
+	ShapeDoc Shape = "doc"
+)
+
 // IDStyle selects how message ids are written (reference §4, Q2).
 type IDStyle string
 
@@ -59,7 +78,8 @@ const (
 	DefaultMaxBody                   = 64 << 10
 	DefaultValidity                  = 24 * time.Hour // reference §3.3: "up to 1 day" when absent
 	DefaultStatusWindow              = 5 * 24 * time.Hour
-	DefaultTimeoutHang               = 15 * time.Second
+	DefaultTimeoutHang               = 35 * time.Second // longer than the client's 30 s
+	DefaultSMSDeliveredCode          = 2
 	DefaultHugeBodySize              = 4 << 20
 	DefaultCallbackWorkers           = 8
 	DefaultCallbackTimeout           = 5 * time.Second
@@ -82,7 +102,7 @@ type Faults struct {
 	Slow    float64       `json:"slow"`
 	SlowMin time.Duration `json:"slow_min"`
 	SlowMax time.Duration `json:"slow_max"`
-	// Timeout hangs for TimeoutHang (default 15 s, longer than the client's 10 s), or
+	// Timeout hangs for TimeoutHang (default 35 s, longer than the client's 30 s), or
 	// until the client goes away. A share TimeoutAccept of timed-out sends is accepted
 	// when the request arrives (the answer is lost, the message goes out); after the
 	// hang an accepted send answers normally and a not-accepted one 504 with an HTML body.
@@ -130,6 +150,11 @@ type Config struct {
 	Profile    Profile    `json:"profile,omitempty"` // informative; set by ProfileConfig
 	ErrorStyle ErrorStyle `json:"error_style"`       // default ErrorStyleStatus
 	IDStyle    IDStyle    `json:"id_style"`          // default IDNumber
+	Shape      Shape      `json:"shape"`             // default ShapeSDK
+	// SMSDeliveredCode is the sms_message_status of a delivered SMS leg (default 2, the
+	// SDKs' code; the page lists none). Set it to an unlisted code to check that a
+	// client does not end such a message.
+	SMSDeliveredCode int `json:"sms_delivered_code"`
 
 	// FirstMessageID is the first message_id handed out (default 100000); ids grow by
 	// one per accepted send and survive Reset. SMS leg ids start at FirstSMSMessageID
@@ -226,6 +251,9 @@ type Config struct {
 	Now func() time.Time `json:"-"`
 	// HTTPClient posts callbacks and replies (default: a client with CallbackTimeout).
 	HTTPClient Doer `json:"-"`
+	// Logf receives the simulator's notes: each silent case of the vendor's page it
+	// accepted, once per kind (default log.Printf; NewTestServer uses tb.Logf).
+	Logf func(format string, args ...any) `json:"-"`
 }
 
 // Doer sends an HTTP request; *http.Client is one.
@@ -240,6 +268,7 @@ func ProfileConfig(p Profile) (Config, error) {
 		Profile:    p,
 		ErrorStyle: ErrorStyleStatus,
 		IDStyle:    IDNumber,
+		Shape:      ShapeSDK,
 		Balance:    Unlimited,
 	}
 	switch p {
@@ -299,6 +328,11 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("id style %q: want number or string", c.IDStyle))
 	}
+	switch c.Shape {
+	case "", ShapeSDK, ShapeDoc:
+	default:
+		errs = append(errs, fmt.Errorf("shape %q: want sdk or doc", c.Shape))
+	}
 	if c.RatePerSec < 0 || c.StatusRatePerSec < 0 || c.Burst < 0 || c.StatusBurst < 0 {
 		errs = append(errs, errors.New("rate and burst must not be negative"))
 	}
@@ -345,6 +379,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IDStyle != IDString {
 		c.IDStyle = IDNumber
+	}
+	if c.Shape != ShapeDoc {
+		c.Shape = ShapeSDK
+	}
+	if c.SMSDeliveredCode <= 0 {
+		c.SMSDeliveredCode = DefaultSMSDeliveredCode
+	}
+	if c.Logf == nil {
+		c.Logf = log.Printf
 	}
 	if c.FirstMessageID <= 0 {
 		c.FirstMessageID = DefaultFirstMessageID
@@ -425,8 +468,8 @@ func (c Config) String() string {
 	if c.Key != "" {
 		key = "[REDACTED]"
 	}
-	return fmt.Sprintf("dtsim.Config{Profile:%q Key:%s ErrorStyle:%q IDStyle:%q RatePerSec:%g Burst:%d Balance:%d Seed:%d}",
-		c.Profile, key, c.ErrorStyle, c.IDStyle, c.RatePerSec, c.Burst, c.Balance, c.Seed)
+	return fmt.Sprintf("dtsim.Config{Profile:%q Key:%s ErrorStyle:%q IDStyle:%q Shape:%q RatePerSec:%g Burst:%d Balance:%d Seed:%d}",
+		c.Profile, key, c.ErrorStyle, c.IDStyle, c.Shape, c.RatePerSec, c.Burst, c.Balance, c.Seed)
 }
 
 // GoString is String, for %#v.

@@ -166,31 +166,60 @@ func drop(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// vendorError is the error JSON of reference §8.1, keys in the vendor's order.
+// vendorError is one row of the page's error table ("Ошибки": message, code, status),
+// with the English name and message the SDK READMEs give for it.
 type vendorError struct {
+	Name      string // SDK READMEs
+	Message   string // SDK READMEs
+	DocText   string // the page's message
+	Code      int
+	Status    int
+	Parameter string // the refused field, for "Invalid Parameter: <field>"
+}
+
+var (
+	errRateLimited = vendorError{Name: "Too Many Requests", Message: "Rate limit exceeded", DocText: "Rate limit превышен", Code: 0, Status: http.StatusTooManyRequests}
+	errServer      = vendorError{Name: "Internal server error", Message: "The server encountered an unexpected condition which prevented it from fulfilling the request", DocText: "Сервер столкнулся с непредвиденной ситуацией, из-за которой он не смог выполнить запрос", Code: 2, Status: http.StatusInternalServerError}
+	errBalance     = vendorError{Name: "Topup balance is required", Message: "User balance is empty", DocText: "Баланс пользователя пуст", Code: 3, Status: http.StatusPaymentRequired}
+)
+
+func errInvalid(field string) vendorError {
+	return vendorError{Name: "Invalid Parameter: " + field, Message: "Empty parameter or parameter validation error", DocText: "Пустой параметр или ошибка проверки параметра", Code: 1, Status: http.StatusBadRequest, Parameter: field}
+}
+
+// sdkError and docError are the two error bodies, keys in their sources' order.
+type sdkError struct {
 	Name    string `json:"name"`
 	Message string `json:"message"`
 	Code    int    `json:"code"`
 	Status  int    `json:"status"`
 }
 
-var (
-	errRateLimited = vendorError{Name: "Too Many Requests", Message: "Rate limit exceeded", Code: 0, Status: http.StatusTooManyRequests}
-	errServer      = vendorError{Name: "Internal server error", Message: "The server encountered an unexpected condition which prevented it from fulfilling the request", Code: 2, Status: http.StatusInternalServerError}
-	errBalance     = vendorError{Name: "Topup balance is required", Message: "User balance is empty", Code: 3, Status: http.StatusPaymentRequired}
-)
-
-func errInvalid(field string) vendorError {
-	return vendorError{Name: "Invalid Parameter: " + field, Message: "Empty parameter or parameter validation error", Code: 1, Status: http.StatusBadRequest}
+type docError struct {
+	Message string `json:"message"`
+	Code    int    `json:"code"`
+	Status  int    `json:"status"`
 }
 
-// writeError sends a vendor error in the configured style.
+// HeaderInvalidParameter names the refused field of a code 1 answer in both shapes
+// (the page's error body does not name it). It is the simulator's, not the vendor's.
+const HeaderInvalidParameter = "X-Dtsim-Invalid-Parameter"
+
+// writeError sends a vendor error in the configured style and shape.
 func (s *Sim) writeError(w http.ResponseWriter, e vendorError) {
 	status := e.Status
 	if s.cfg.ErrorStyle == ErrorStyleBody200 {
 		status = http.StatusOK
 	}
-	b, _ := json.Marshal(e)
+	if e.Parameter != "" {
+		w.Header().Set(HeaderInvalidParameter, e.Parameter)
+	}
+	var b []byte
+	if s.cfg.Shape == ShapeDoc {
+		b, _ = json.Marshal(docError{Message: e.DocText, Code: e.Code, Status: e.Status})
+	} else {
+		b, _ = json.Marshal(sdkError{Name: e.Name, Message: e.Message, Code: e.Code, Status: e.Status})
+	}
 	s.writeJSON(w, status, b)
 }
 
@@ -220,7 +249,7 @@ func (s *Sim) writeJSON(w http.ResponseWriter, status int, b []byte) {
 // writeYii sends a framework error (401, 404, 405) the way Yii2 renders an
 // HttpException: code 0 and the real HTTP status, whatever the error style.
 func writeYii(w http.ResponseWriter, status int, name, message string) {
-	b, _ := json.Marshal(vendorError{Name: name, Message: message, Code: 0, Status: status})
+	b, _ := json.Marshal(sdkError{Name: name, Message: message, Code: 0, Status: status})
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.WriteHeader(status)
 	_, _ = w.Write(b)

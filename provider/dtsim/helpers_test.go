@@ -165,7 +165,7 @@ func smsMsg() provider.Message {
 
 // vendorJSON is the exact error body of reference §8.1.
 func vendorJSON(name, message string, code, status int) string {
-	b, _ := json.Marshal(vendorError{Name: name, Message: message, Code: code, Status: status})
+	b, _ := json.Marshal(sdkError{Name: name, Message: message, Code: code, Status: status})
 	return string(b)
 }
 

@@ -113,7 +113,7 @@ var replyTexts = []string{"Yes", "No", "Stop", "Thanks!", "1", "Call me back, pl
 // draw makes the delivery plan of message id from the Seed and the id only, so a
 // message's fate does not depend on the order of concurrent requests. Every draw is
 // made whether used or not, so changing one share does not reshuffle the others.
-func (s *Sim) draw(id int64, m provider.Message) planned {
+func (s *Sim) draw(id int64, m sendRequest) planned {
 	c := &s.cfg
 	r := rand.New(rand.NewPCG(uint64(c.Seed), uint64(id)))
 	viberAt := uniform(r, c.DeliverMin, c.DeliverMax)
@@ -144,7 +144,7 @@ func (s *Sim) draw(id int64, m provider.Message) planned {
 	if fail {
 		rec.viberFinal = int8(failCode)
 	}
-	if m.HasSMSFallback() {
+	if m.TextSMS != "" {
 		rec.flags |= flagTextSMS
 		if fail {
 			rec.smsID = c.FirstSMSMessageID + (id - c.FirstMessageID)
@@ -161,7 +161,7 @@ func (s *Sim) draw(id int64, m provider.Message) planned {
 		}
 	}
 	p := planned{rec: rec}
-	if !fail && m.MessageType.TwoWay() && c.ReplyURL != "" && replyU < c.ReplyShare {
+	if !fail && m.twoWay() && c.ReplyURL != "" && replyU < c.ReplyShare {
 		p.reply = &replyPlan{atMS: addMS(rec.viberMS, toMS(replyDelay)), token: token, text: replyText}
 	}
 	return p
@@ -203,19 +203,37 @@ func (s *Sim) appendID(b []byte, id int64) []byte {
 	return strconv.AppendInt(b, id, 10)
 }
 
-// statusJSON is the receive-viber answer and the status callback body (reference §5).
+// statusJSON is the receive-viber answer and the status callback body. In ShapeDoc
+// only the codes the page lists go out: "sent" (0) is reported as pending (5), and an
+// SMS leg shows its sms_message_id alone until it is final (3, 5, or
+// SMSDeliveredCode for delivered).
 func (s *Sim) statusJSON(r *record, st state) []byte {
+	doc := s.cfg.Shape == ShapeDoc
+	viber := int64(st.viber)
+	if doc && st.viber == provider.ViberSent {
+		viber = int64(provider.ViberPending)
+	}
 	b := make([]byte, 0, 96)
 	b = append(b, `{"message_id":`...)
 	b = s.appendID(b, r.id)
 	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(st.viber), 10)
+	b = strconv.AppendInt(b, viber, 10)
 	switch {
 	case st.smsLeg:
 		b = append(b, `,"sms_message_id":`...)
 		b = s.appendID(b, r.smsID)
-		b = append(b, `,"sms_message_status":`...)
-		b = strconv.AppendInt(b, int64(st.sms), 10)
+		sms := int64(st.sms)
+		if st.sms == provider.SMSDelivered {
+			sms = int64(s.cfg.SMSDeliveredCode)
+		}
+		switch {
+		case doc && !st.final && s.cfg.SMSFieldsNull:
+			b = append(b, `,"sms_message_status":null`...)
+		case doc && !st.final:
+		default:
+			b = append(b, `,"sms_message_status":`...)
+			b = strconv.AppendInt(b, sms, 10)
+		}
 	case r.flags&flagTextSMS != 0 && s.cfg.SMSFieldsNull:
 		b = append(b, `,"sms_message_id":null,"sms_message_status":null`...)
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -51,6 +50,7 @@ type Sim struct {
 	scripts   []Scripted
 	reqs      []RecordedRequest // ring of the last cfg.RecordRequests
 	reqNext   int
+	logged    map[string]bool // silent cases already logged
 }
 
 type counters struct {
@@ -62,6 +62,7 @@ type counters struct {
 	tooMany         int64
 	paymentRequired int64
 	statusCalls     int64
+	lenient         map[string]int64
 }
 
 func newCounters() counters {
@@ -70,6 +71,7 @@ func newCounters() counters {
 		rejected:     map[string]int64{},
 		statusErrors: map[string]int64{},
 		faults:       map[string]int64{},
+		lenient:      map[string]int64{},
 	}
 }
 
@@ -212,6 +214,43 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// lenient counts the silent cases a request met (Stats.Lenient) and logs each kind
+// once per simulator through Config.Logf: where the vendor's page is silent the
+// simulator accepts, and says so.
+func (s *Sim) lenient(notes []string) {
+	if len(notes) == 0 {
+		return
+	}
+	var first []string
+	s.mu.Lock()
+	for _, n := range notes {
+		s.c.lenient[n]++
+		if !s.logged[n] {
+			if s.logged == nil {
+				s.logged = map[string]bool{}
+			}
+			s.logged[n] = true
+			first = append(first, n)
+		}
+	}
+	s.mu.Unlock()
+	for _, n := range first {
+		s.cfg.Logf("dtsim: accepted where the vendor documentation is silent: %s (%s); logged once, counted in stats.lenient", n, silentWhy[n])
+	}
+}
+
+// silentWhy says, per silent case, what the page leaves open.
+var silentWhy = map[string]string{
+	silentIntAsString:      "an integer field sent as a numeric string; the page gives no JSON types",
+	silentDestNotDigits:    "destination_addr with characters other than digits; the page says only \"<= 20 chars\"",
+	silentTextSMSType:      "text_sms on a message_type other than 106; the page says only \"только для транзакционных сообщений\"",
+	silentImageOnText:      "image or button fields on a text-only type; the page's own example sends them with 106",
+	silentImageButtonParts: "108/208 without all of image, button_caption and button_action; the page does not say which are required",
+	silentURLScheme:        "a URL that is not http(s); the page says only \"Правильный URL\"",
+	silentTextSMSLatin:     "text_sms counted one unit per Latin character; the page does not define \"Latin\"",
+	silentImageType:        "an image URL whose path names no type; jpg/png is a property of the file",
+}
+
 // endpointOf accepts {any base}/send-viber and {any base}/receive-viber, with or
 // without a trailing slash.
 func endpointOf(path string) Endpoint {
@@ -304,10 +343,13 @@ func (s *Sim) allow(w http.ResponseWriter, ep Endpoint) (bool, time.Duration) {
 
 // serveSend handles POST send-viber after auth and rate limit.
 func (s *Sim) serveSend(w http.ResponseWriter, r *http.Request, body []byte) {
-	m, field := decodeSend(body)
+	m, field, notes := decodeSend(body)
 	if field == "" {
-		field = firstInvalidField(m)
+		var more []string
+		field, more = checkSend(m)
+		notes = append(notes, more...)
 	}
+	s.lenient(notes)
 	if field != "" {
 		s.reject(EndpointSend, ReasonInvalidParameter)
 		s.writeError(w, errInvalid(field))
@@ -391,23 +433,9 @@ func (s *Sim) sendJSON(id int64) []byte {
 	return append(b, '}')
 }
 
-// firstInvalidField runs the provider's own validation and names the first failing
-// field in the vendor's field order.
-func firstInvalidField(m provider.Message) string {
-	err := m.Validate()
-	if err == nil {
-		return ""
-	}
-	var ve *provider.ValidationError
-	if errors.As(err, &ve) && len(ve.Fields) > 0 && ve.Fields[0].Field != "" {
-		return ve.Fields[0].Field
-	}
-	return "body"
-}
-
 // accept takes one unit of balance, stores the message with its plan and schedules
 // its callbacks. It reports false when the balance is empty.
-func (s *Sim) accept(m provider.Message, textHash [32]byte, key uint64) (int64, bool) {
+func (s *Sim) accept(m sendRequest, textHash [32]byte, key uint64) (int64, bool) {
 	now := s.now()
 	s.mu.Lock()
 	if s.balance == 0 {
@@ -434,7 +462,7 @@ func (s *Sim) accept(m provider.Message, textHash [32]byte, key uint64) (int64, 
 
 // pushJobs lists the status callbacks (final state, or every change with
 // CallbackIntermediate) and the two-way reply of a fresh message.
-func (s *Sim) pushJobs(p *planned, m provider.Message, at time.Time) []*job {
+func (s *Sim) pushJobs(p *planned, m sendRequest, at time.Time) []*job {
 	var jobs []*job
 	rec := &p.rec
 	if m.CallbackURL != "" {
@@ -466,14 +494,25 @@ func (s *Sim) pushJobs(p *planned, m provider.Message, at time.Time) []*job {
 			MessageToken: p.reply.token,
 			PhoneNumber:  rec.dest,
 			Time:         due.UnixMilli(),
-			Message:      replyMessage{Text: p.reply.text, TrackingData: "tracking_id:" + strconv.FormatInt(rec.id, 10)},
+			Message:      replyMessage{Text: p.reply.text, TrackingData: s.trackingData(rec.id)},
 		})
 		jobs = append(jobs, &job{due: due, kind: jobReply, url: s.cfg.ReplyURL, body: body})
 	}
 	return jobs
 }
 
-// replyBody is the two-way reply of reference §6 (time in milliseconds, as upstream Viber).
+// trackingData is the reply's tracking_data: in ShapeDoc the page's nesting
+// ("tracking_data: tracking_id: Идентификатор сообщения") read as an object
+// {"tracking_id":N}; in ShapeSDK the upstream Viber string "tracking_id:N".
+func (s *Sim) trackingData(id int64) any {
+	if s.cfg.Shape == ShapeDoc {
+		return map[string]int64{"tracking_id": id}
+	}
+	return "tracking_id:" + strconv.FormatInt(id, 10)
+}
+
+// replyBody is the two-way reply: the page's fields ("Получить сообщение от
+// пользователя для двусторонних сообщений"), time in milliseconds as upstream Viber.
 type replyBody struct {
 	MessageToken uint64       `json:"message_token"`
 	PhoneNumber  string       `json:"phone_number"`
@@ -483,7 +522,7 @@ type replyBody struct {
 
 type replyMessage struct {
 	Text         string `json:"text"`
-	TrackingData string `json:"tracking_data"`
+	TrackingData any    `json:"tracking_data"`
 }
 
 // serveStatus handles POST receive-viber after auth and rate limit.
@@ -564,79 +603,6 @@ func (s *Sim) sleep(r *http.Request, d time.Duration) bool {
 	case <-s.closed:
 		return false
 	}
-}
-
-// decodeSend decodes a send-viber body field by field, so a wrong JSON type names its
-// field. Unknown fields are ignored, null is "absent". The second result is the first
-// undecodable field ("body" when the body is not a JSON object).
-func decodeSend(body []byte) (provider.Message, string) {
-	var m provider.Message
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
-		return m, "body"
-	}
-	get := func(name string) (json.RawMessage, bool) {
-		raw, ok := obj[name]
-		if !ok || string(raw) == "null" {
-			return nil, false
-		}
-		return raw, true
-	}
-	str := func(name string, dst *string) bool {
-		raw, ok := get(name)
-		return !ok || json.Unmarshal(raw, dst) == nil
-	}
-	integer := func(name string, set func(int)) bool {
-		raw, ok := get(name)
-		if !ok {
-			return true
-		}
-		var n int
-		if json.Unmarshal(raw, &n) != nil {
-			return false
-		}
-		set(n)
-		return true
-	}
-	dest := func() bool {
-		raw, ok := get("destination_addr")
-		switch {
-		case !ok:
-			return true
-		case raw[0] == '"':
-			return json.Unmarshal(raw, &m.DestinationAddr) == nil
-		case digitsOnly(raw):
-			// The doc example sends a JSON number (reference §3.1, Q9).
-			m.DestinationAddr = string(raw)
-			return true
-		}
-		return false
-	}
-	switch {
-	case !str("source_addr", &m.SourceAddr):
-		return m, "source_addr"
-	case !dest():
-		return m, "destination_addr"
-	case !integer("message_type", func(n int) { m.MessageType = provider.MessageType(n) }):
-		return m, "message_type"
-	case !str("text", &m.Text):
-		return m, "text"
-	case !str("text_sms", &m.TextSMS):
-		return m, "text_sms"
-	case !str("image", &m.Image):
-		return m, "image"
-	case !str("button_caption", &m.ButtonCaption):
-		return m, "button_caption"
-	case !str("button_action", &m.ButtonAction):
-		return m, "button_action"
-	case !integer("source_type", func(n int) { m.SourceType = provider.SourceType(n) }):
-		return m, "source_type"
-	case !str("callback_url", &m.CallbackURL):
-		return m, "callback_url"
-	case !integer("validity_period", func(n int) { m.ValidityPeriod = n }):
-		return m, "validity_period"
-	}
-	return m, ""
 }
 
 // decodeStatus reads {"message_id": N} (a JSON integer or a numeric string).

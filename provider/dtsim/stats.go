@@ -50,6 +50,9 @@ type Stats struct {
 	MaxStatusCallsPerMessage int64   `json:"max_status_calls_per_message"`
 	// Faults counts injected faults by FaultKind.
 	Faults map[string]int64 `json:"faults"`
+	// Lenient counts accepted sends that met a case the vendor's page is silent on,
+	// by kind (see README, "Where the vendor documentation is silent").
+	Lenient map[string]int64 `json:"lenient"`
 	// Balance is the sends left, or -1 (Unlimited).
 	Balance int64 `json:"balance"`
 	// Messages is how many messages are stored; Evicted how many were forgotten to
@@ -84,6 +87,7 @@ func (s *Sim) Stats() Stats {
 		FinalSMS:             map[string]int64{},
 		StatusCalls:          s.c.statusCalls,
 		Faults:               maps.Clone(s.c.faults),
+		Lenient:              maps.Clone(s.c.lenient),
 		Balance:              s.balance,
 		Messages:             s.st.len(),
 		Evicted:              s.st.evicted,
