@@ -36,7 +36,7 @@ func TestViberStatus(t *testing.T) {
 func TestSMSStatus(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		s             SMSStatus
+		s                     SMSStatus
 		name                  string
 		final, failed, listed bool
 	}{
