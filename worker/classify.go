@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/viberq/viberq/provider"
@@ -231,4 +232,23 @@ func httpSuffix(d Decision) string {
 		return fmt.Sprintf(" (HTTP %d)", d.HTTPStatus)
 	}
 	return ""
+}
+
+// unlistedStatus returns a log note when a status answer carries a code the vendor
+// lists nowhere (provider.ViberStatus.Listed, provider.SMSStatus.Listed), "" otherwise.
+// Such a code counts as pending, never as final: an unlisted SMS code may even mean
+// "delivered" (the vendor's page lists none), so a message whose polling deadline
+// passes on one ends unknown, not expired (expirePoll).
+func unlistedStatus(viber provider.ViberStatus, sms *provider.SMSStatus) string {
+	var parts []string
+	if !viber.Listed() {
+		parts = append(parts, "viber status "+strconv.Itoa(int(viber)))
+	}
+	if sms != nil && !sms.Listed() {
+		parts = append(parts, "sms status "+strconv.Itoa(int(*sms)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "unlisted provider code (" + strings.Join(parts, ", ") + "): counted as pending"
 }

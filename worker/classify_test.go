@@ -108,6 +108,17 @@ func TestValidityPeriod(t *testing.T) {
 		{-time.Second, 40}, {0, 40}, {10 * time.Second, 40}, {40 * time.Second, 40},
 		{100*time.Second + time.Millisecond, 101}, {time.Hour, 3600}, {6 * time.Hour, 21600}, {7 * time.Hour, 21600},
 	} {
-		require.Equal(t, tt.want, validityPeriod(tt.left), "left %s", tt.left)
+		require.Equal(t, tt.want, validityPeriod(promotional(), tt.left), "left %s", tt.left)
+		require.Equal(t, 40, validityPeriod(transactional(), tt.left), "text_sms, left %s", tt.left)
 	}
+}
+
+func TestUnlistedStatus(t *testing.T) {
+	t.Parallel()
+	sms := func(n int) *provider.SMSStatus { s := provider.SMSStatus(n); return &s }
+	require.Empty(t, unlistedStatus(provider.ViberDelivered, nil))
+	require.Empty(t, unlistedStatus(provider.ViberUndelivered, sms(2)))
+	require.Empty(t, unlistedStatus(provider.ViberSent, sms(6)))
+	require.Equal(t, "unlisted provider code (sms status 8): counted as pending", unlistedStatus(provider.ViberUndelivered, sms(8)))
+	require.Equal(t, "unlisted provider code (viber status 7, sms status 1): counted as pending", unlistedStatus(7, sms(1)))
 }

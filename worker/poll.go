@@ -42,7 +42,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 
 	deadline := w.pollDeadline(a)
 	if !w.now().Before(deadline.Add(lastPollGrace)) {
-		return w.expirePoll(ctx, a, "no final status before the polling deadline")
+		return w.expirePoll(ctx, a, "no final status before the polling deadline", rec.SMSStatus)
 	}
 
 	waitCtx, cancel := context.WithDeadline(ctx, deadline.Add(lastPollGrace))
@@ -50,7 +50,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	cancel()
 	if err != nil {
 		return w.limiterFailed(ctx, err, deadline, func() error {
-			return w.expirePoll(ctx, a, "polling deadline passed while waiting for the rate limiter")
+			return w.expirePoll(ctx, a, "polling deadline passed while waiting for the rate limiter", rec.SMSStatus)
 		})
 	}
 
@@ -83,6 +83,10 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 
 	to, upd := StatusTransition(res, a.HasSMS)
 	upd.IncPolls = true
+	if n := unlistedStatus(res.Status, res.SMSStatus); n != "" {
+		at.note = joinNote(at.note, n)
+		zlog(ctx).Warn().Str("msg_id", a.ID).Int("viber_status", int(res.Status)).Msg(n)
+	}
 	if to == tasks.StateAccepted {
 		return w.nextPoll(ctx, a, upd)
 	}
@@ -153,26 +157,33 @@ func (w *Worker) nextPoll(ctx context.Context, a tasks.PollArgs, upd tasks.Updat
 		return fmt.Errorf("poll %s: schedule poll %d: %w", a.ID, next.Poll, err)
 	}
 	if !more {
-		return w.expirePoll(ctx, a, "no final status before the polling deadline")
+		return w.expirePoll(ctx, a, "no final status before the polling deadline", got.SMSStatus)
 	}
 	at.note = joinNote(at.note, fmt.Sprintf("pending; poll %d at %s", next.Poll, when.UTC().Format(time.RFC3339)))
 	return nil
 }
 
 // expirePoll records expired for an accepted message that got no final status before
-// the polling deadline (Viber never confirmed it).
-func (w *Worker) expirePoll(ctx context.Context, a tasks.PollArgs, why string) error {
+// the polling deadline (Viber never confirmed it), or unknown when the SMS leg's last
+// status is a code the vendor lists nowhere (sms, see unlistedStatus): it may have
+// been delivered, so "expired" would not be true.
+func (w *Worker) expirePoll(ctx context.Context, a tasks.PollArgs, why string, sms *provider.SMSStatus) error {
+	to := tasks.StateExpired
+	if sms != nil && !sms.Listed() {
+		to = tasks.StateUnknown
+		why += fmt.Sprintf("; last sms status %d is not a code the vendor lists", int(*sms))
+	}
 	at := attemptFrom(ctx)
 	if !at.decided {
-		at.decide(Decision{Action: ActionSuccess, Reason: why + "; expired", VendorCode: -1})
+		at.decide(Decision{Action: ActionSuccess, Reason: why + "; " + string(to), VendorCode: -1})
 	} else {
-		at.note = joinNote(at.note, why+"; expired")
+		at.note = joinNote(at.note, why+"; "+string(to))
 	}
 	wctx, cancel := detached(ctx)
 	defer cancel()
-	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, tasks.StateExpired, tasks.Update{Error: shortErr(why)})
+	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, to, tasks.Update{Error: shortErr(why)})
 	if err != nil {
-		return fmt.Errorf("poll %s: record expired: %w", a.ID, err)
+		return fmt.Errorf("poll %s: record %s: %w", a.ID, to, err)
 	}
 	at.state = string(got.State)
 	if ok {

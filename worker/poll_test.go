@@ -128,6 +128,23 @@ func TestPollHandler(t *testing.T) {
 		require.Equal(t, tasks.StateExpired, b.record(t, "p-last").State)
 	})
 
+	t.Run("UnlistedSMSCodeAtDeadlineIsUnknownNotExpired", func(t *testing.T) {
+		t.Parallel()
+		// The SMS leg reports "delivered" with a code the vendor lists nowhere (7): the
+		// message stays pending, and at the deadline it is unknown, never expired.
+		b := setup(t, setupOpts{simCfg: func(c *dtsim.Config) { c.ViberFailShare, c.SMSDeliveredCode = 1, 7 }})
+		_, pa, _ := b.accepted(t, "p-unlisted", transactional(), time.Hour)
+		pa.ExpiresAt = time.Now().Add(-10 * time.Second) // the last poll
+		pt, err := tasks.NewPollTask(pa)
+		require.NoError(t, err)
+		require.NoError(t, b.process(t, pt))
+		rec := b.record(t, "p-unlisted")
+		require.Equal(t, tasks.StateUnknown, rec.State)
+		require.NotNil(t, rec.SMSStatus)
+		require.Equal(t, provider.SMSStatus(7), *rec.SMSStatus)
+		require.Contains(t, rec.Error, "not a code the vendor lists")
+	})
+
 	t.Run("RateLimitedRetriesAfterWithoutBudget", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, setupOpts{})

@@ -159,7 +159,7 @@ func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 func (w *Worker) sendNow(ctx context.Context, a tasks.SendArgs, rec tasks.Record) error {
 	at := attemptFrom(ctx)
 	m := a.Message
-	m.ValidityPeriod = validityPeriod(a.ExpiresAt.Sub(w.now()))
+	m.ValidityPeriod = validityPeriod(m, a.ExpiresAt.Sub(w.now()))
 	if m.CallbackURL == "" && w.cfg.CallbackURL != "" {
 		m.CallbackURL = callbackURLFor(w.cfg.CallbackURL, a.ID)
 	}
@@ -241,8 +241,13 @@ func (w *Worker) loadOrCreate(ctx context.Context, a tasks.SendArgs) (tasks.Reco
 }
 
 // validityPeriod is what remains of the TTL in whole seconds (rounded up), clamped to
-// the provider's 40..21600 (reference §3.3).
-func validityPeriod(remaining time.Duration) int {
+// the provider's 40..21600; a transactional message with text_sms always gets
+// provider.SMSValidityPeriod (40), the only value the vendor allows it (package
+// provider doc, "Vendor notes"; README, "Where the vendor documentation is silent").
+func validityPeriod(m provider.Message, remaining time.Duration) int {
+	if m.HasSMSFallback() {
+		return provider.SMSValidityPeriod
+	}
 	s := int(math.Ceil(remaining.Seconds()))
 	return min(max(s, provider.MinValidityPeriod), provider.MaxValidityPeriod)
 }
