@@ -157,5 +157,11 @@ var queueNames = []string{QueueCritical, QueueDefault, QueueStatus}
 const (
 	minTTL          = 40 * time.Second // provider.MinValidityPeriod
 	maxTTL          = 6 * time.Hour    // provider.MaxValidityPeriod
-	minSecretLength = 16               // API tokens and the callback token
+	minSecretLength = 16               // API tokens, the callback token, the /monitoring password
+	// minRate and maxRate bound VIBERQ_RATE_LIMIT and VIBERQ_STATUS_RATE_LIMIT: one
+	// call per 100 s at the slowest; at the fastest 10000/s, far above any provider
+	// account's limit and still a whole number of microseconds between calls (the
+	// limiter's resolution, package worker).
+	minRate = 0.01
+	maxRate = 10000.0
 )
