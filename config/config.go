@@ -130,8 +130,10 @@ type Worker struct {
 
 // Tasks are the settings of enqueueing and of message records.
 type Tasks struct {
-	// MaxRetry is VIBERQ_MAX_RETRY (default 100, 0..10000): asynq retry budget of a
-	// task. Rate limiting (429) does not use it up.
+	// MaxRetry is VIBERQ_MAX_RETRY (default 100, 0..10000): the retry budget of every
+	// task a worker runs, a setting of the worker (tasks are enqueued with
+	// MaxRetryCeiling and the worker archives them when its budget is used up). Rate
+	// limiting (429) does not use it up.
 	MaxRetry int
 	// Timeout is VIBERQ_TASK_TIMEOUT (default 60s, 1s..1h): asynq timeout of one task
 	// run. Must be longer than Provider.Timeout.

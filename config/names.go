@@ -104,7 +104,11 @@ const (
 	// (an empty value means the default, as for every setting).
 	MetricsAddrOff = "off"
 
-	DefaultMaxRetry        = 100
+	DefaultMaxRetry = 100
+	// MaxRetryCeiling is the largest VIBERQ_MAX_RETRY. The retry budget is the
+	// worker's setting: producers enqueue every task with this ceiling as its asynq
+	// MaxRetry, and the worker archives it when its own VIBERQ_MAX_RETRY is used up.
+	MaxRetryCeiling        = 10000
 	DefaultTaskTimeout     = 60 * time.Second
 	DefaultTTL             = time.Hour
 	DefaultSMSTTL          = 40 * time.Second

@@ -131,7 +131,7 @@ var settings = []spec{
 	addrVar(EnvMetricsAddr, DefaultMetricsAddr, true, `listen address of the worker's /metrics and health endpoints; "off" disables`,
 		func(c *Config) *string { return &c.Worker.MetricsAddr }),
 
-	intVar(EnvMaxRetry, DefaultMaxRetry, 0, 10000, "retry budget of a task (rate-limited attempts do not use it up)",
+	intVar(EnvMaxRetry, DefaultMaxRetry, 0, MaxRetryCeiling, "retry budget of every task a worker runs, whoever enqueued it (rate-limited attempts do not use it up)",
 		func(c *Config) *int { return &c.Tasks.MaxRetry }),
 	durationVar(EnvTaskTimeout, DefaultTaskTimeout, time.Second, time.Hour, "timeout of one task run",
 		func(c *Config) *time.Duration { return &c.Tasks.Timeout }),

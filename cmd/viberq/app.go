@@ -59,8 +59,10 @@ func enqueuerConfig(cfg config.Config) tasks.EnqueuerConfig {
 		DefaultTTL:    cfg.Tasks.DefaultTTL,
 		SMSTTL:        cfg.Tasks.SMSTTL,
 		TaskRetention: cfg.Tasks.TaskRetention,
-		MaxRetry:      cfg.Tasks.MaxRetry,
-		TwoWay:        cfg.Tasks.TwoWay,
+		// The retry budget is the worker's VIBERQ_MAX_RETRY (worker.Config.MaxRetry):
+		// tasks carry the ceiling.
+		MaxRetry: config.MaxRetryCeiling,
+		TwoWay:   cfg.Tasks.TwoWay,
 	}
 }
 

@@ -246,7 +246,17 @@ func workerConfig(cfg config.Config, policy scheduler.Policy) worker.Config {
 		CallbackURL:        cfg.Callback.RevealURL(),
 		Poll:               policy,
 		Prefix:             tasks.DefaultPrefix,
+		MaxRetry:           workerMaxRetry(cfg.Tasks.MaxRetry),
 	}
+}
+
+// workerMaxRetry maps VIBERQ_MAX_RETRY onto worker.Config.MaxRetry, where 0 means the
+// default and a negative value no retry.
+func workerMaxRetry(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // newAlerter logs every alert and POSTs it to VIBERQ_ALERT_WEBHOOK_URL when set, at
