@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -22,9 +23,9 @@ type producer struct {
 }
 
 // loadConfig reads the environment; its error is the config's one line naming each
-// bad variable.
-func loadConfig() (config.Config, error) {
-	cfg, err := config.FromEnv()
+// bad variable and each of required that is unset (config.LoadFor).
+func loadConfig(required ...string) (config.Config, error) {
+	cfg, err := config.LoadFor(os.Getenv, required...)
 	if err != nil {
 		return config.Config{}, fmt.Errorf("config: %w", err)
 	}

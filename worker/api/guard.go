@@ -142,7 +142,7 @@ func (g *authGuard) failed(r *http.Request, kind string) {
 	}
 	if bits.OnesCount64(uint64(n)) == 1 || n == int64(g.policy.Limit) {
 		ev := g.log.Warn().Str("client", addr).Str("auth", kind).Str("route", routeOf(r)).
-			Int64("failures", n).Dur("window", g.policy.Window)
+			Int64("failures", n).Int64("window_ms", g.policy.Window.Milliseconds())
 		if n >= int64(g.policy.Limit) {
 			ev = ev.Bool("refused_until_window_ends", true)
 		}

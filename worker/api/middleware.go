@@ -188,7 +188,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			Str("route", route).
 			Int("status", sw.status).
 			Int("bytes", sw.bytes).
-			Dur("duration", s.opts.Now().Sub(start))
+			Int64("duration_ms", s.opts.Now().Sub(start).Milliseconds())
 		if !strings.HasPrefix(r.URL.Path, "/callbacks/") {
 			ev = ev.Str("path", r.URL.Path)
 		}
