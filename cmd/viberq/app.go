@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -27,6 +28,10 @@ type producer struct {
 func loadConfig(required ...string) (config.Config, error) {
 	cfg, err := config.LoadFor(os.Getenv, required...)
 	if err != nil {
+		// A misspelt variable is often why a setting is missing: say so on the line.
+		if unk := config.UnknownWarnings(os.Environ()); len(unk) > 0 {
+			return config.Config{}, fmt.Errorf("config: %w; %s", err, strings.Join(unk, "; "))
+		}
 		return config.Config{}, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
