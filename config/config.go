@@ -98,12 +98,13 @@ type Provider struct {
 
 // Limits are the global (all pods together) token buckets in front of the provider.
 type Limits struct {
-	// SendRate is VIBERQ_RATE_LIMIT (default 50): send-viber calls per second, > 0.
+	// SendRate is VIBERQ_RATE_LIMIT (default 50): send-viber calls per second,
+	// 0.01..10000.
 	SendRate float64
 	// SendBurst is VIBERQ_RATE_BURST (default 1): bucket size for sends, >= 1.
 	SendBurst int
 	// StatusRate is VIBERQ_STATUS_RATE_LIMIT (default 50): receive-viber calls per
-	// second, > 0.
+	// second, 0.01..10000.
 	StatusRate float64
 	// StatusBurst is VIBERQ_STATUS_RATE_BURST (default 1): bucket size for status
 	// calls, >= 1.
@@ -129,8 +130,10 @@ type Worker struct {
 
 // Tasks are the settings of enqueueing and of message records.
 type Tasks struct {
-	// MaxRetry is VIBERQ_MAX_RETRY (default 100, 0..10000): asynq retry budget of a
-	// task. Rate limiting (429) does not use it up.
+	// MaxRetry is VIBERQ_MAX_RETRY (default 100, 0..10000): the retry budget of every
+	// task a worker runs, a setting of the worker (tasks are enqueued with
+	// MaxRetryCeiling and the worker archives them when its budget is used up). Rate
+	// limiting (429) does not use it up.
 	MaxRetry int
 	// Timeout is VIBERQ_TASK_TIMEOUT (default 60s, 1s..1h): asynq timeout of one task
 	// run. Must be longer than Provider.Timeout.
@@ -212,8 +215,8 @@ type API struct {
 	// /monitoring.
 	MonitoringUser string
 	// MonitoringPassword is VIBERQ_MONITORING_PASSWORD (default none): basic-auth
-	// password of /monitoring, required by `viberq api`
-	// (Config.RequireMonitoringPassword).
+	// password of /monitoring, at least 16 characters and not a placeholder, required
+	// by `viberq api` (RequiredAPI).
 	MonitoringPassword Secret
 	// MaxBodyBytes is VIBERQ_MAX_BODY_BYTES (default 1048576, 1024..67108864): request
 	// body limit; larger bodies get 413.
@@ -302,17 +305,40 @@ type Outbox struct {
 // FromEnv is Load(os.Getenv).
 func FromEnv() (Config, error) { return Load(os.Getenv) }
 
+// The settings each command cannot start without (pass them to LoadFor).
+var (
+	// RequiredWorker: `viberq worker` calls the provider.
+	RequiredWorker = []string{EnvDTAPIKey}
+	// RequiredAPI: `viberq api` serves bearer-token and basic-auth routes.
+	RequiredAPI = []string{EnvAPITokens, EnvMonitoringPassword}
+)
+
 // Load reads every setting through getenv, applies the defaults and validates. An
 // unset or blank variable takes its default; values are trimmed of surrounding
 // whitespace. On failure it returns the zero Config and an *Error listing every bad
 // variable, whose message is one line: `VIBERQ_X: rule, got "v"; VIBERQ_Y: ...`.
 // Secret values are never quoted in errors.
-func Load(getenv func(string) string) (Config, error) {
+func Load(getenv func(string) string) (Config, error) { return LoadFor(getenv) }
+
+// LoadFor is Load for a command that cannot run without the settings named in
+// required (RequiredAPI, RequiredWorker): one *Error names every bad setting and
+// every required one that is unset, together, in Describe order, so that the
+// operator fixes the environment in one go.
+func LoadFor(getenv func(string) string, required ...string) (Config, error) {
 	var c Config
 	e := &Error{}
 	bad := map[string]bool{}
+	need := map[string]bool{}
+	for _, r := range required {
+		need[r] = true
+	}
 	for _, s := range settings {
 		v := strings.TrimSpace(getenv(s.Name))
+		if v == "" && need[s.Name] {
+			e.Problems = append(e.Problems, Problem{Var: s.Name, Rule: ruleRequired})
+			bad[s.Name] = true
+			continue
+		}
 		if v == "" {
 			v = s.Default
 		}
@@ -391,11 +417,13 @@ func (c Config) RequireMonitoringPassword() error {
 	return require(EnvMonitoringPassword, c.API.MonitoringPassword.IsSet())
 }
 
+const ruleRequired = "required by this command, not set"
+
 func require(name string, ok bool) error {
 	if ok {
 		return nil
 	}
-	return &Error{Problems: []Problem{{Var: name, Rule: "required by this command, not set"}}}
+	return &Error{Problems: []Problem{{Var: name, Rule: ruleRequired}}}
 }
 
 // Problem is one bad setting.
@@ -430,8 +458,14 @@ func (e *Error) Vars() []string {
 	return out
 }
 
+// toolPrefixes start the names of variables read by viberq's tests, benchmarks and
+// fault harness (VIBERQ_TEST_REDIS_URL, ...), not by the program: Unknown skips them.
+var toolPrefixes = []string{"VIBERQ_TEST_", "VIBERQ_BENCH_", "VIBERQ_FAULT_", "VIBERQ_WORKER_TEST_"}
+
 // Unknown returns the VIBERQ_-prefixed names in environ (os.Environ form, "K=V") that
-// this package does not read, such as typos, in the order given. Callers may warn.
+// this package does not read, such as typos, in the order given; the variables of
+// the test and benchmark tools (toolPrefixes) are not reported. Callers warn, with
+// Closest.
 func Unknown(environ []string) []string {
 	known := map[string]bool{}
 	for _, s := range settings {
@@ -440,9 +474,68 @@ func Unknown(environ []string) []string {
 	var out []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, Prefix) && !known[k] {
+		if strings.HasPrefix(k, Prefix) && !known[k] && !isToolVar(k) {
 			out = append(out, k)
 		}
+	}
+	return out
+}
+
+func isToolVar(k string) bool {
+	for _, p := range toolPrefixes {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// Closest returns the setting name nearest to name (Levenshtein distance over the
+// part after VIBERQ_, at most a third of its length, and at least 1 edit allowed), or
+// "" when none is that close: VIBERQ_RATE_LIMT gives VIBERQ_RATE_LIMIT.
+func Closest(name string) string {
+	n := strings.TrimPrefix(strings.ToUpper(name), Prefix)
+	best, bestD := "", max(1, len(n)/3)+1
+	for _, s := range settings {
+		if d := editDistance(n, strings.TrimPrefix(s.Name, Prefix)); d < bestD {
+			best, bestD = s.Name, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b (bytes; names are ASCII).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// UnknownWarnings returns one line per unknown variable of environ (see Unknown), for
+// a start-up warning: `VIBERQ_RATE_LIMT is not a viberq setting (did you mean
+// VIBERQ_RATE_LIMIT?); it is ignored`.
+func UnknownWarnings(environ []string) []string {
+	var out []string
+	for _, k := range Unknown(environ) {
+		line := k + " is not a viberq setting"
+		if c := Closest(k); c != "" {
+			line += " (did you mean " + c + "?)"
+		}
+		out = append(out, line+"; it is ignored")
 	}
 	return out
 }

@@ -174,14 +174,14 @@ func settingCases() []settingCase {
 			valid: "redis://redis.svc:6380/2", want: "redis://redis.svc:6380/2",
 			bad: []string{"http://h:6379", "redis://", "redis:///0", "redis://h:0", "redis://h:99999", "redis://h/x", "redis://h/-1", "h:6379", "unix:///tmp/r.sock"}},
 		{name: config.EnvRedisPassword, get: func(c config.Config) any { return sec(c.Redis.Password) }, def: "",
-			valid: "pw", want: "pw"},
+			valid: "pw", want: "pw", bad: []string{"replace-me-with-a-long-random-value", "changeme"}},
 		{name: config.EnvRedisSentinelAddrs, get: func(c config.Config) any { return c.Redis.SentinelAddrs }, def: []string(nil),
 			valid: " s1:26379, s2:26379 ,", want: []string{"s1:26379", "s2:26379"},
 			bad: []string{"s1", "s1:26379,s2", ":26379", "s1:port", "s1:0", "s1:70000"}},
 		{name: config.EnvRedisSentinelMaster, get: func(c config.Config) any { return c.Redis.SentinelMaster }, def: "mymaster",
 			valid: "cache", want: "cache"},
 		{name: config.EnvRedisSentinelPassword, get: func(c config.Config) any { return sec(c.Redis.SentinelPassword) }, def: "",
-			valid: "spw", want: "spw"},
+			valid: "spw", want: "spw", bad: []string{"password"}},
 		{name: config.EnvRedisTLS, get: func(c config.Config) any { return c.Redis.TLS }, def: false,
 			valid: "TRUE", want: true, bad: []string{"yes", "2", "on"}},
 		{name: config.EnvRedisTLSCAFile, get: func(c config.Config) any { return c.Redis.TLSCAFile }, def: "",
@@ -195,18 +195,18 @@ func settingCases() []settingCase {
 			valid: "http://127.0.0.1:8090/v1/api/", want: "http://127.0.0.1:8090/v1/api",
 			bad: []string{"web.it-decision.com/v1/api", "ftp://h/x", "https://", "https://h/api?x=1", "https://h/api#f", "/v1/api"}},
 		{name: config.EnvDTAPIKey, get: func(c config.Config) any { return sec(c.Provider.APIKey) }, def: "",
-			valid: "key-123", want: "key-123"},
+			valid: "key-123", want: "key-123", bad: []string{"replace-me-with-a-long-random-value", "YOUR-API-KEY", "<api key>"}},
 		{name: config.EnvDTKeyEncoded, get: func(c config.Config) any { return c.Provider.KeyEncoded }, def: false,
 			valid: "t", want: true, bad: []string{"yes"}},
 		{name: config.EnvDTTimeout, get: func(c config.Config) any { return c.Provider.Timeout }, def: 10 * time.Second,
 			valid: "2.5s", want: 2500 * time.Millisecond, bad: []string{"10", "abc", "50ms", "6m", "-1s"}},
 
 		{name: config.EnvRateLimit, get: func(c config.Config) any { return c.Limits.SendRate }, def: 50.0,
-			valid: "0.5", want: 0.5, bad: []string{"abc", "0", "-1", "NaN", "Inf", "1e400"}},
+			valid: "0.5", want: 0.5, bad: []string{"abc", "0", "-1", "NaN", "Inf", "1e400", "1e308", "1e-300", "0.009", "10001"}},
 		{name: config.EnvRateBurst, get: func(c config.Config) any { return c.Limits.SendBurst }, def: 1,
 			valid: "10", want: 10, bad: []string{"0", "1.5", "x", "1000001"}},
 		{name: config.EnvStatusRateLimit, get: func(c config.Config) any { return c.Limits.StatusRate }, def: 50.0,
-			valid: "200", want: 200.0, bad: []string{"0", "-5", "fast"}},
+			valid: "200", want: 200.0, bad: []string{"0", "-5", "fast", "1e-300", "1e308"}},
 		{name: config.EnvStatusRateBurst, get: func(c config.Config) any { return c.Limits.StatusBurst }, def: 1,
 			valid: "5", want: 5, bad: []string{"0", "-1"}},
 
@@ -268,11 +268,12 @@ func settingCases() []settingCase {
 			valid: "127.0.0.1:0", want: "127.0.0.1:0", bad: []string{"8080", "off", ":-1", "[::1]"}},
 		{name: config.EnvAPITokens, get: func(c config.Config) any { return c.API.Tokens }, def: []config.Secret(nil),
 			valid: tok16 + ", ,zyxwvutsrqponmlk", want: []config.Secret{tok16, "zyxwvutsrqponmlk"},
-			bad: []string{"short", tok16 + ",short", "abcdefgh ijklmnopq"}},
+			bad: []string{"short", tok16 + ",short", "abcdefgh ijklmnopq", "replace-me-with-a-long-random-value", tok16 + ",changeme-changeme-1"}},
 		{name: config.EnvMonitoringUser, get: func(c config.Config) any { return c.API.MonitoringUser }, def: "admin",
 			valid: "ops", want: "ops", bad: []string{"a:b"}},
 		{name: config.EnvMonitoringPassword, get: func(c config.Config) any { return sec(c.API.MonitoringPassword) }, def: "",
-			valid: "mpw", want: "mpw"},
+			valid: "monitoring-pw-0123", want: "monitoring-pw-0123",
+			bad: []string{"a", "admin", "short-pw-15char", "replace-me-with-a-long-random-value", "passwordpassword-example"}},
 		{name: config.EnvMaxBodyBytes, get: func(c config.Config) any { return c.API.MaxBodyBytes }, def: int64(1 << 20),
 			valid: "4096", want: int64(4096), bad: []string{"1023", "67108865", "1MB"}},
 		{name: config.EnvHTTPReadTimeout, get: func(c config.Config) any { return c.API.ReadTimeout }, def: 10 * time.Second,
@@ -285,12 +286,12 @@ func settingCases() []settingCase {
 			with: map[string]string{config.EnvCallbackToken: tok16},
 			bad:  []string{"viberq.example.com/cb", "ftp://h/cb", "https://u:p@h/cb", "https://h/cb#x", "https://h/cb/" + tok16}},
 		{name: config.EnvCallbackToken, get: func(c config.Config) any { return sec(c.Callback.Token) }, def: "",
-			valid: tok16 + "-_.~", want: tok16 + "-_.~", bad: []string{"short-token", tok16 + "/x", tok16 + "%20"}},
+			valid: tok16 + "-_.~", want: tok16 + "-_.~", bad: []string{"short-token", tok16 + "/x", tok16 + "%20", "replace-me-with-a-long-random-value"}},
 		{name: config.EnvCallbackUser, get: func(c config.Config) any { return c.Callback.User }, def: "",
 			valid: "dt", want: "dt", with: map[string]string{config.EnvCallbackPassword: "cpw"},
 			bad: []string{"d:t", "d\x00t"}},
 		{name: config.EnvCallbackPassword, get: func(c config.Config) any { return sec(c.Callback.Password) }, def: "",
-			valid: "cpw", want: "cpw", with: map[string]string{config.EnvCallbackUser: "dt"}},
+			valid: "cpw", want: "cpw", with: map[string]string{config.EnvCallbackUser: "dt"}, bad: []string{"changeme"}},
 
 		{name: config.EnvAlertWebhookURL, get: func(c config.Config) any { return sec(c.Alert.WebhookURL) }, def: "",
 			valid: "https://hooks.example.com/services/T0/B0/xyz", want: "https://hooks.example.com/services/T0/B0/xyz",
@@ -381,7 +382,7 @@ func TestErrorQuotesTheValue(t *testing.T) {
 		}
 	}
 	got := loadErr(t, map[string]string{config.EnvRateLimit: "abc"}).Error()
-	if want := `VIBERQ_RATE_LIMIT: must be a positive number, got "abc"`; got != want {
+	if want := `VIBERQ_RATE_LIMIT: must be a number between 0.01 and 10000, got "abc"`; got != want {
 		t.Errorf("error = %q, want %q", got, want)
 	}
 }
@@ -539,7 +540,7 @@ func TestRequire(t *testing.T) {
 	t.Parallel()
 	empty := mustLoad(t, nil)
 	full := mustLoad(t, map[string]string{
-		config.EnvDTAPIKey: "k", config.EnvAPITokens: "abcdefghijklmnop", config.EnvMonitoringPassword: "m",
+		config.EnvDTAPIKey: "k", config.EnvAPITokens: "abcdefghijklmnop", config.EnvMonitoringPassword: "monitoring-pw-0123",
 	})
 	for _, tc := range []struct {
 		name string
@@ -770,4 +771,79 @@ func FuzzLoad(f *testing.F) {
 		_ = c.Redis.RevealURL()
 		_ = c.Callback.RevealURL()
 	})
+}
+
+// LoadFor names every required setting that is unset together with every bad one,
+// in one error, in Describe order.
+func TestLoadForNamesEveryRequiredAtOnce(t *testing.T) {
+	t.Parallel()
+	_, err := config.LoadFor(env(map[string]string{config.EnvRateLimit: "fast"}), config.RequiredAPI...)
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("LoadFor = %v, want *config.Error", err)
+	}
+	want := []string{config.EnvRateLimit, config.EnvAPITokens, config.EnvMonitoringPassword}
+	if got := ce.Vars(); !slices.Equal(got, want) {
+		t.Errorf("Vars() = %v, want %v", got, want)
+	}
+	if strings.Count(ce.Error(), "required by this command, not set") != 2 {
+		t.Errorf("error %q does not say both are required", ce)
+	}
+	// Set, they are read as by Load.
+	c, err := config.LoadFor(env(map[string]string{
+		config.EnvAPITokens: "abcdefghijklmnop", config.EnvMonitoringPassword: "monitoring-pw-0123",
+	}), config.RequiredAPI...)
+	if err != nil || len(c.API.Tokens) != 1 || !c.API.MonitoringPassword.IsSet() {
+		t.Errorf("LoadFor with the required settings: %v", err)
+	}
+	if _, err := config.LoadFor(env(nil), config.RequiredWorker...); err == nil || !strings.HasPrefix(err.Error(), config.EnvDTAPIKey+": required") {
+		t.Errorf("worker without the key: %v", err)
+	}
+}
+
+// The secrets of the example manifests are refused wherever they are pasted.
+func TestPlaceholderSecretsRefused(t *testing.T) {
+	t.Parallel()
+	const placeholder = "replace-me-with-a-long-random-value"
+	m := map[string]string{}
+	for _, s := range config.Describe() {
+		if s.Secret && s.Name != config.EnvAlertWebhookURL {
+			m[s.Name] = placeholder
+		}
+	}
+	m[config.EnvCallbackUser] = "dt" // the callback password needs its user
+	ce := loadErr(t, m)
+	for name := range m {
+		if name == config.EnvCallbackUser {
+			continue
+		}
+		if !slices.Contains(ce.Vars(), name) {
+			t.Errorf("%s=%s accepted: %v", name, placeholder, ce)
+		}
+	}
+	if strings.Contains(ce.Error(), placeholder) {
+		t.Errorf("error quotes the value: %v", ce)
+	}
+}
+
+func TestUnknownWarnings(t *testing.T) {
+	t.Parallel()
+	got := config.UnknownWarnings([]string{"VIBERQ_RATE_LIMT=5", "VIBERQ_MONITORING_PASWORD=x", "VIBERQ_ZZZZZZZZZZZZ=1",
+		"VIBERQ_TEST_REDIS_URL=redis://x", "VIBERQ_BENCH_CHILD=1", "VIBERQ_LOG_LEVEL=info"})
+	want := []string{
+		"VIBERQ_RATE_LIMT is not a viberq setting (did you mean VIBERQ_RATE_LIMIT?); it is ignored",
+		"VIBERQ_MONITORING_PASWORD is not a viberq setting (did you mean VIBERQ_MONITORING_PASSWORD?); it is ignored",
+		"VIBERQ_ZZZZZZZZZZZZ is not a viberq setting; it is ignored",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("UnknownWarnings =\n%q\nwant\n%q", got, want)
+	}
+	for in, want := range map[string]string{
+		"VIBERQ_CONCURENCY": config.EnvConcurrency, "viberq_log_levle": config.EnvLogLevel,
+		"VIBERQ_STATUS_RATE_LIMITS": config.EnvStatusRateLimit, "VIBERQ_Q": "",
+	} {
+		if got := config.Closest(in); got != want {
+			t.Errorf("Closest(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -10,6 +10,13 @@
 // and slog (zerolog uses String and MarshalJSON), so the whole Config, its Summary and
 // its LogFields are safe to log. The raw value is read explicitly with Reveal.
 //
+// Secrets are checked too: a value that is a known placeholder (the example
+// manifests' "replace-me-..." or a well-known password) is refused at start, and the
+// /monitoring password must be at least 16 characters. LoadFor adds the settings a
+// command requires, so that one error names every missing and every bad setting.
+// Unknown and UnknownWarnings report VIBERQ_* variables the program does not read,
+// naming the closest known one (Closest).
+//
 // The package imports only the standard library. It does not build Redis or HTTP
 // clients; it exposes the parsed fields (see Redis) and the callers build clients.
 package config

@@ -104,7 +104,11 @@ const (
 	// (an empty value means the default, as for every setting).
 	MetricsAddrOff = "off"
 
-	DefaultMaxRetry        = 100
+	DefaultMaxRetry = 100
+	// MaxRetryCeiling is the largest VIBERQ_MAX_RETRY. The retry budget is the
+	// worker's setting: producers enqueue every task with this ceiling as its asynq
+	// MaxRetry, and the worker archives it when its own VIBERQ_MAX_RETRY is used up.
+	MaxRetryCeiling        = 10000
 	DefaultTaskTimeout     = 60 * time.Second
 	DefaultTTL             = time.Hour
 	DefaultSMSTTL          = 40 * time.Second
@@ -157,5 +161,11 @@ var queueNames = []string{QueueCritical, QueueDefault, QueueStatus}
 const (
 	minTTL          = 40 * time.Second // provider.MinValidityPeriod
 	maxTTL          = 6 * time.Hour    // provider.MaxValidityPeriod
-	minSecretLength = 16               // API tokens and the callback token
+	minSecretLength = 16               // API tokens, the callback token, the /monitoring password
+	// minRate and maxRate bound VIBERQ_RATE_LIMIT and VIBERQ_STATUS_RATE_LIMIT: one
+	// call per 100 s at the slowest; at the fastest 10000/s, far above any provider
+	// account's limit and still a whole number of microseconds between calls (the
+	// limiter's resolution, package worker).
+	minRate = 0.01
+	maxRate = 10000.0
 )

@@ -58,6 +58,9 @@ var settings = []spec{
 	},
 	secretVar(EnvRedisPassword, "Redis password; overrides the password in VIBERQ_REDIS_URL",
 		func(c *Config) *Secret { return &c.Redis.Password }, func(c *Config, v string) error {
+			if err := checkSecret(v); err != nil {
+				return err
+			}
 			if v != "" {
 				c.Redis.Password = Secret(v)
 			}
@@ -105,11 +108,11 @@ var settings = []spec{
 		"HTTP timeout of one provider call; shorter than VIBERQ_TASK_TIMEOUT",
 		func(c *Config) *time.Duration { return &c.Provider.Timeout }),
 
-	floatVar(EnvRateLimit, DefaultRateLimit, 0, math.Inf(1), "send-viber calls per second, all worker pods together",
+	floatVar(EnvRateLimit, DefaultRateLimit, minRate, maxRate, "send-viber calls per second, all worker pods together",
 		func(c *Config) *float64 { return &c.Limits.SendRate }),
 	intVar(EnvRateBurst, DefaultRateBurst, 1, 1000000, "token bucket size for sends",
 		func(c *Config) *int { return &c.Limits.SendBurst }),
-	floatVar(EnvStatusRateLimit, DefaultStatusRateLimit, 0, math.Inf(1), "receive-viber (status) calls per second, all worker pods together",
+	floatVar(EnvStatusRateLimit, DefaultStatusRateLimit, minRate, maxRate, "receive-viber (status) calls per second, all worker pods together",
 		func(c *Config) *float64 { return &c.Limits.StatusRate }),
 	intVar(EnvStatusRateBurst, DefaultStatusRateBurst, 1, 1000000, "token bucket size for status calls",
 		func(c *Config) *int { return &c.Limits.StatusBurst }),
@@ -128,7 +131,7 @@ var settings = []spec{
 	addrVar(EnvMetricsAddr, DefaultMetricsAddr, true, `listen address of the worker's /metrics and health endpoints; "off" disables`,
 		func(c *Config) *string { return &c.Worker.MetricsAddr }),
 
-	intVar(EnvMaxRetry, DefaultMaxRetry, 0, 10000, "retry budget of a task (rate-limited attempts do not use it up)",
+	intVar(EnvMaxRetry, DefaultMaxRetry, 0, MaxRetryCeiling, "retry budget of every task a worker runs, whoever enqueued it (rate-limited attempts do not use it up)",
 		func(c *Config) *int { return &c.Tasks.MaxRetry }),
 	durationVar(EnvTaskTimeout, DefaultTaskTimeout, time.Second, time.Hour, "timeout of one task run",
 		func(c *Config) *time.Duration { return &c.Tasks.Timeout }),
@@ -188,8 +191,14 @@ var settings = []spec{
 	},
 	userVar(EnvMonitoringUser, DefaultMonitoringUser, "basic-auth user of /monitoring (the Asynq UI)",
 		func(c *Config) *string { return &c.API.MonitoringUser }),
-	secretVar(EnvMonitoringPassword, "basic-auth password of /monitoring; required by `viberq api`",
-		func(c *Config) *Secret { return &c.API.MonitoringPassword }, nil),
+	secretVar(EnvMonitoringPassword, "basic-auth password of /monitoring, at least 16 characters and not a placeholder; required by `viberq api`",
+		func(c *Config) *Secret { return &c.API.MonitoringPassword }, func(c *Config, v string) error {
+			if err := checkPassword(v); err != nil {
+				return err
+			}
+			c.API.MonitoringPassword = Secret(v)
+			return nil
+		}),
 	int64Var(EnvMaxBodyBytes, DefaultMaxBodyBytes, 1024, 64<<20, "request body limit in bytes (larger bodies get 413)",
 		func(c *Config) *int64 { return &c.API.MaxBodyBytes }),
 	durationVar(EnvHTTPReadTimeout, DefaultHTTPReadTimeout, time.Second, 10*time.Minute, "HTTP server read timeout",
@@ -391,25 +400,16 @@ func int64Var(name string, def, lo, hi int64, desc string, f func(*Config) *int6
 	}
 }
 
-// floatVar accepts lo < v <= hi when lo is 0 and hi is +Inf ("a positive number"),
-// lo <= v <= hi otherwise.
+// floatVar accepts a finite lo <= v <= hi: every numeric setting is bounded, so that a
+// value such as 1e308 or 1e-300 is refused rather than overflowing a duration
+// computed from it.
 func floatVar(name string, def, lo, hi float64, desc string, f func(*Config) *float64) spec {
-	positive := lo == 0 && math.IsInf(hi, 1)
-	rule, bounds := fmt.Sprintf("must be a number between %g and %g", lo, hi), fmt.Sprintf(" (%g..%g)", lo, hi)
-	if positive {
-		rule, bounds = "must be a positive number", " (> 0)"
-	}
+	rule := fmt.Sprintf("must be a number between %g and %g", lo, hi)
 	return spec{
-		Setting: Setting{Name: name, Default: strconv.FormatFloat(def, 'f', -1, 64), Description: desc + bounds},
+		Setting: Setting{Name: name, Default: strconv.FormatFloat(def, 'f', -1, 64), Description: desc + fmt.Sprintf(" (%g..%g)", lo, hi)},
 		parse: func(c *Config, v string) error {
 			x, err := strconv.ParseFloat(v, 64)
-			ok := err == nil && !math.IsNaN(x) && !math.IsInf(x, 0) && x <= hi
-			if positive {
-				ok = ok && x > 0
-			} else {
-				ok = ok && x >= lo
-			}
-			if !ok {
+			if err != nil || math.IsNaN(x) || x < lo || x > hi {
 				return fmt.Errorf("%s, got %s", rule, quote(v))
 			}
 			*f(c) = x
@@ -434,11 +434,14 @@ func durationVar(name string, def, lo, hi time.Duration, desc string, f func(*Co
 	}
 }
 
-// secretVar is a credential. parse, when not nil, replaces the plain assignment; it
-// must not quote the value in its error.
+// secretVar is a credential. parse, when not nil, replaces the plain assignment (and
+// the placeholder check, see checkSecret); it must not quote the value in its error.
 func secretVar(name, desc string, f func(*Config) *Secret, parse func(*Config, string) error) spec {
 	if parse == nil {
 		parse = func(c *Config, v string) error {
+			if err := checkSecret(v); err != nil {
+				return err
+			}
 			*f(c) = Secret(v)
 			return nil
 		}
@@ -675,6 +678,9 @@ func validateToken(c *Config, v string) error {
 func checkToken(t string, pathSafe bool) error {
 	if n := len(t); n < minSecretLength {
 		return fmt.Errorf("must be at least %d characters, got %d", minSecretLength, n)
+	}
+	if isPlaceholder(t) {
+		return errPlaceholder
 	}
 	for _, r := range t {
 		switch {

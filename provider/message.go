@@ -22,8 +22,16 @@ const (
 
 // Limits of reference §3 and Q6/Q11.
 const (
-	MaxSourceAddrLen    = 20
-	MaxDestinationLen   = 20
+	MaxSourceAddrLen = 20
+	// MinDestinationLen and MaxDestinationLen bound destination_addr, an international
+	// number without '+'. The numbering plans decide both ends: ITU-T E.164 caps an
+	// international number at 15 digits (country code included), so anything longer
+	// is not a number; the shortest numbers in service are 7 digits, a 3-digit country
+	// code with 4-digit subscriber numbers (Niue +683, Tokelau +690). Shorter input is
+	// a national or short code, or a typo ("1"), that would only fail at the provider
+	// after using up a send.
+	MinDestinationLen   = 7
+	MaxDestinationLen   = 15
 	MaxTextLen          = 1000
 	MaxButtonCaptionLen = 30
 	MaxSMSGSM7Len       = 160   // septets, extension characters count 2

@@ -80,7 +80,8 @@ func (s SourceType) Valid() bool { return s == SourcePromotional || s == SourceT
 // *ValidationError listing every violation at once:
 //
 //   - source_addr: required, at most 20 characters;
-//   - destination_addr: required, ASCII digits only (international format without '+', Q9), at most 20;
+//   - destination_addr: required, ASCII digits only (international format without '+'),
+//     7 to 15 digits (the numbering plans, see MinDestinationLen);
 //   - message_type: 106, 108, 206 or 208 (Q18: not 225); source_type: 1 or 2;
 //   - text: required, at most 1000 characters; button_caption: at most 30;
 //   - 106/206 are text only: image, button_caption and button_action must be empty (Q7);
@@ -106,8 +107,9 @@ func (m Message) Validate() error {
 		v.add("destination_addr", "is required")
 	case !allDigits(m.DestinationAddr):
 		v.add("destination_addr", "must contain digits only (international format without '+')")
-	case len(m.DestinationAddr) > MaxDestinationLen:
-		v.add("destination_addr", fmt.Sprintf("must be at most %d digits, got %d", MaxDestinationLen, len(m.DestinationAddr)))
+	case len(m.DestinationAddr) < MinDestinationLen || len(m.DestinationAddr) > MaxDestinationLen:
+		v.add("destination_addr", fmt.Sprintf("must be %d to %d digits (an international number, E.164), got %d",
+			MinDestinationLen, MaxDestinationLen, len(m.DestinationAddr)))
 	}
 
 	typeOK := m.MessageType.Valid()

@@ -62,8 +62,11 @@ func TestValidate(t *testing.T) {
 		{name: "SourceAddrInvalidUTF8", base: validText, mod: func(m *Message) { m.SourceAddr = "a\xffb" }, field: "source_addr", rule: "UTF-8"},
 
 		// destination_addr
-		{name: "Destination20", base: validText, mod: func(m *Message) { m.DestinationAddr = rep("1", 20) }},
-		{name: "Destination21", base: validText, mod: func(m *Message) { m.DestinationAddr = rep("1", 21) }, field: "destination_addr", rule: "must be at most 20 digits, got 21"},
+		{name: "Destination15", base: validText, mod: func(m *Message) { m.DestinationAddr = rep("1", 15) }},
+		{name: "Destination16", base: validText, mod: func(m *Message) { m.DestinationAddr = rep("1", 16) }, field: "destination_addr", rule: "must be 7 to 15 digits (an international number, E.164), got 16"},
+		{name: "Destination7", base: validText, mod: func(m *Message) { m.DestinationAddr = "6834321" }},
+		{name: "Destination6", base: validText, mod: func(m *Message) { m.DestinationAddr = "683432" }, field: "destination_addr", rule: "must be 7 to 15 digits (an international number, E.164), got 6"},
+		{name: "Destination1", base: validText, mod: func(m *Message) { m.DestinationAddr = "1" }, field: "destination_addr", rule: "got 1"},
 		{name: "DestinationEmpty", base: validText, mod: func(m *Message) { m.DestinationAddr = "" }, field: "destination_addr", rule: "is required"},
 		{name: "DestinationPlus", base: validText, mod: func(m *Message) { m.DestinationAddr = "+380501234567" }, field: "destination_addr", rule: "digits only"},
 		{name: "DestinationSpace", base: validText, mod: func(m *Message) { m.DestinationAddr = "380 501234567" }, field: "destination_addr", rule: "digits only"},

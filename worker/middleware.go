@@ -137,7 +137,8 @@ func (w *Worker) middleware(next asynq.Handler) asynq.Handler {
 		taskID, _ := asynq.GetTaskID(ctx)
 		queue, _ := asynq.GetQueueName(ctx)
 		retried, _ := asynq.GetRetryCount(ctx)
-		maxRetry, hasMax := asynq.GetMaxRetry(ctx)
+		taskMax, hasMax := asynq.GetMaxRetry(ctx)
+		maxRetry := w.retryBudget(ctx)
 
 		lg := w.log.With().Str("task_id", taskID).Str("task_type", t.Type()).Str("queue", queue).Logger()
 		ctx = lg.WithContext(ctx)
@@ -169,13 +170,22 @@ func (w *Worker) middleware(next asynq.Handler) asynq.Handler {
 		default:
 			retryIn = w.retryDelay(retried, err, t)
 			failure := w.isFailure(err)
-			if hasMax && retried >= maxRetry {
+			switch {
+			case failure && retried >= maxRetry && (!hasMax || retried < taskMax):
+				// The worker's budget (Config.MaxRetry) ends before the task's own:
+				// record the final state here and have asynq archive the task.
 				outcome = "archived"
 				at.note = joinNote(at.note, "retries exhausted")
-			} else {
+				w.exhausted(ctx, t, err, retried, maxRetry)
+				err = skip(err)
+			case hasMax && retried >= taskMax:
+				outcome = "archived"
+				at.note = joinNote(at.note, "retries exhausted")
+				err = &retryError{delay: retryIn, failure: failure, err: err}
+			default:
 				outcome = "retry"
+				err = &retryError{delay: retryIn, failure: failure, err: err}
 			}
-			err = &retryError{delay: retryIn, failure: failure, err: err}
 		}
 		w.logAttempt(lg, at, err, outcome, retried, maxRetry, retryIn, w.now().Sub(start))
 		return err

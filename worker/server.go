@@ -106,6 +106,14 @@ type Config struct {
 	// further bounded by the message's TTL (or the polling deadline).
 	RetryInitial time.Duration
 	RetryMax     time.Duration
+	// MaxRetry is the retry budget of every task this worker runs, whoever enqueued
+	// it (VIBERQ_MAX_RETRY of the worker): a task is archived, and its record made
+	// final, after MaxRetry failed retries. Attempts that were rate limited (429)
+	// or deferred (RetryAfterError) do not use it up. A task enqueued with a smaller
+	// asynq MaxRetry keeps that smaller one (asynq archives it first); the producers
+	// of package cmd/viberq enqueue with the ceiling so that the worker decides.
+	// Defaults to tasks.DefaultMaxRetry (100); negative means no retry at all.
+	MaxRetry int
 	// LogPeriod and LogBurst rate-limit repeated warn/error lines with the same action
 	// and reason: at most LogBurst per LogPeriod (defaults 20 per second); a negative
 	// LogBurst disables the limit.
@@ -138,6 +146,7 @@ func (c Config) withDefaults() Config {
 	c.RetryInitial = cmp.Or(c.RetryInitial, DefaultRetryInitial)
 	c.RetryMax = cmp.Or(c.RetryMax, DefaultRetryMax)
 	c.LogPeriod = cmp.Or(c.LogPeriod, DefaultLogPeriod)
+	c.MaxRetry = cmp.Or(c.MaxRetry, tasks.DefaultMaxRetry)
 	c.LogBurst = cmp.Or(c.LogBurst, DefaultLogBurst)
 	return c
 }
@@ -470,6 +479,22 @@ func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	if !ok1 || !ok2 || retried < maxRetry {
 		return
 	}
+	w.exhausted(ctx, t, err, retried, maxRetry)
+}
+
+// retryBudget is the number of failed retries a task may have: the worker's MaxRetry,
+// or the task's own asynq MaxRetry when that is smaller (asynq archives it then).
+func (w *Worker) retryBudget(ctx context.Context) int {
+	budget := max(w.cfg.MaxRetry, 0)
+	if m, ok := asynq.GetMaxRetry(ctx); ok && m < budget {
+		budget = m
+	}
+	return budget
+}
+
+// exhausted records the final state of a task whose retries are used up (see
+// handleError).
+func (w *Worker) exhausted(ctx context.Context, t *asynq.Task, err error, retried, maxRetry int) {
 	wctx, cancel := detached(ctx)
 	defer cancel()
 	msg := "retries exhausted: " + err.Error()

@@ -112,6 +112,28 @@ func TestRetriesExhaustedRecordsFinalState(t *testing.T) {
 	require.Empty(t, b.sim.Ledger())
 }
 
+// TestWorkerRetryBudgetAppliesToEveryTask: the budget is the worker's setting. A task
+// enqueued elsewhere with a budget of 100 is archived by a worker configured with 1
+// after one failed retry, with the same final record as when asynq's own budget runs
+// out.
+func TestWorkerRetryBudgetAppliesToEveryTask(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	cfg.MaxRetry = 1
+	b := setup(t, setupOpts{cfg: &cfg, simCfg: func(c *dtsim.Config) { c.Faults.ServerError = 1 }})
+	b.run(t)
+	res, err := b.enqueuer(tasks.EnqueuerConfig{MaxRetry: 100}).Enqueue(context.Background(), tasks.EnqueueRequest{ID: "budget", Message: transactional(), TTL: time.Hour})
+	require.NoError(t, err)
+	rec := b.waitState(t, res.ID, tasks.StateDropped, 20*time.Second)
+	require.Contains(t, rec.Error, "retries exhausted")
+	require.Equal(t, 2, rec.Attempts)
+	require.Eventually(t, func() bool {
+		info, err := b.insp.GetTaskInfo(tasks.QueueCritical, res.ID)
+		return err == nil && info.State == asynq.TaskStateArchived && info.Retried == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Empty(t, b.sim.Ledger())
+}
+
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{})

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/worker"
@@ -26,18 +27,13 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %v", fs.Args())
 	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(config.RequiredAPI...)
 	if err != nil {
 		return err
 	}
-	if err := cfg.RequireAPITokens(); err != nil {
-		return err
-	}
-	if err := cfg.RequireMonitoringPassword(); err != nil {
-		return err
-	}
-	if *addr == "" {
-		*addr = cfg.API.Addr
+	if *addr != "" {
+		// The flag wins, and the config line logs the address really listened on.
+		cfg.API.Addr = *addr
 	}
 	log := newLogger(cfg.Log).With().Str("cmd", "api").Logger()
 	log.Info().Fields(cfg.LogFields()).Msg("config")
@@ -83,7 +79,7 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	if cfg.Callback.URL == "" {
 		log.Info().Msg("VIBERQ_CALLBACK_URL unset: the provider sends no status callbacks; polling alone decides")
 	}
-	return srv.ListenAndServe(ctx, *addr)
+	return srv.ListenAndServe(ctx, cfg.API.Addr)
 }
 
 // storeStatusApplier applies a status callback to a record with the poll handler's

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -22,10 +24,14 @@ type producer struct {
 }
 
 // loadConfig reads the environment; its error is the config's one line naming each
-// bad variable.
-func loadConfig() (config.Config, error) {
-	cfg, err := config.FromEnv()
+// bad variable and each of required that is unset (config.LoadFor).
+func loadConfig(required ...string) (config.Config, error) {
+	cfg, err := config.LoadFor(os.Getenv, required...)
 	if err != nil {
+		// A misspelt variable is often why a setting is missing: say so on the line.
+		if unk := config.UnknownWarnings(os.Environ()); len(unk) > 0 {
+			return config.Config{}, fmt.Errorf("config: %w; %s", err, strings.Join(unk, "; "))
+		}
 		return config.Config{}, fmt.Errorf("config: %w", err)
 	}
 	return cfg, nil
@@ -59,8 +65,10 @@ func enqueuerConfig(cfg config.Config) tasks.EnqueuerConfig {
 		DefaultTTL:    cfg.Tasks.DefaultTTL,
 		SMSTTL:        cfg.Tasks.SMSTTL,
 		TaskRetention: cfg.Tasks.TaskRetention,
-		MaxRetry:      cfg.Tasks.MaxRetry,
-		TwoWay:        cfg.Tasks.TwoWay,
+		// The retry budget is the worker's VIBERQ_MAX_RETRY (worker.Config.MaxRetry):
+		// tasks carry the ceiling.
+		MaxRetry: config.MaxRetryCeiling,
+		TwoWay:   cfg.Tasks.TwoWay,
 	}
 }
 

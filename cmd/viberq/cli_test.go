@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -156,6 +157,15 @@ func TestSendPrintsIDAndEnqueues(t *testing.T) {
 	}
 	if q, err := c.insp.GetQueueInfo(tasks.QueueCritical); err != nil || q.Size != 1 {
 		t.Errorf("critical queue after a duplicate: %+v, %v; want size 1", q, err)
+	}
+	// Without --json it says so on stderr; stdout stays the bare ID.
+	var dupOut string
+	dupErr := captureStderr(t, func() {
+		dupOut = c.mustRun("send", "--from", "Shop", "--to", "380501234567", "--text", "Your code is 1234",
+			"--sms-text", "Code 1234", "--id", "order-42")
+	})
+	if strings.TrimSpace(dupOut) != "order-42" || !strings.Contains(dupErr, "order-42 is a duplicate") {
+		t.Errorf("second send: stdout %q, stderr %q; want the ID, and the duplicate said on stderr", dupOut, dupErr)
 	}
 
 	// Same ID, another message: refused, exit 1.
@@ -666,4 +676,25 @@ func equalInts(a, b []int) bool {
 		}
 	}
 	return true
+}
+
+// captureStderr runs f with os.Stderr redirected and returns what f wrote there.
+func captureStderr(t *testing.T, f func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stderr
+	os.Stderr = w
+	done := make(chan string)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- string(b)
+	}()
+	defer func() { os.Stderr = old }()
+	f()
+	_ = w.Close()
+	os.Stderr = old
+	return <-done
 }

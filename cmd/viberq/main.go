@@ -26,15 +26,16 @@ type command struct {
 // not a variable: the commands' flag sets print their summaries from this table.)
 func commands() map[string]command {
 	return map[string]command{
-		"worker": {"run a worker: consume send and poll tasks (and the outbox stream)", runWorker},
-		"api":    {"serve the HTTP API, provider callbacks, /monitoring and /metrics", runAPI},
-		"send":   {"enqueue one message (flags) or many (--csv FILE); prints message IDs", runSend},
-		"status": {"show a message record: viberq status ID [--json]", runStatus},
-		"queues": {"show queue sizes, paused and archived tasks", runQueues},
-		"resume": {"unpause the send queues (after a balance top-up)", runResume},
-		"sim":    {"run the DecisionTelecom simulator", runSim},
-		"demo":   {"run everything in-process (embedded Redis + simulator + worker) on a mixed batch", runDemo},
-		"bench":  {"run the benchmarks against Redis and the simulator and print one table", runBench},
+		"worker":  {"run a worker: consume send and poll tasks (and the outbox stream)", runWorker},
+		"api":     {"serve the HTTP API, provider callbacks, /monitoring and /metrics", runAPI},
+		"send":    {"enqueue one message (flags) or many (--csv FILE); prints message IDs", runSend},
+		"status":  {"show a message record: viberq status ID [--json]", runStatus},
+		"queues":  {"show queue sizes, paused and archived tasks", runQueues},
+		"resume":  {"unpause the send queues (after a balance top-up)", runResume},
+		"sim":     {"run the DecisionTelecom simulator", runSim},
+		"demo":    {"run everything in-process (embedded Redis + simulator + worker) on a mixed batch", runDemo},
+		"bench":   {"run the benchmarks against Redis and the simulator and print one table", runBench},
+		"version": {"print the version, the commit and the Go version this binary was built from", runVersion},
 	}
 }
 
@@ -109,13 +110,23 @@ func newFlagSet(name string, stdout io.Writer, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args; a parse error becomes a usageError, --help flag.ErrHelp.
+// parseFlags parses args; a parse error becomes a usageError (printed once, by
+// realMain, with a pointer to --help), --help prints the usage and gives flag.ErrHelp.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	out, usage := fs.Output(), fs.Usage
+	// The flag package prints a parse error and the whole usage itself; silence it so
+	// that the error is said once.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
 			return err
 		}
-		return usageError{err.Error()}
+		return usageError{err.Error() + " (" + fs.Name() + " --help lists the flags)"}
 	}
 	return nil
 }

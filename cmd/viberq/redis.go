@@ -19,6 +19,7 @@ import (
 // redis:// or rediss:// (TLS), a password, or Sentinel. It pings Redis so that a wrong
 // address fails at start with a clear line rather than in the first task.
 func newRedis(ctx context.Context, cfg config.Redis) (redis.UniversalClient, error) {
+	quietRedis()
 	var tlsCfg *tls.Config
 	if cfg.TLS {
 		host, _, err := net.SplitHostPort(cfg.Addr)

@@ -84,6 +84,10 @@ func runSend(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return enqueueError(err)
 	}
+	if res.Duplicate {
+		// stdout stays the bare ID (scripts read it); the note goes to stderr.
+		fmt.Fprintf(os.Stderr, "viberq send: %s is a duplicate: that ID was already enqueued (now %s), nothing new was queued\n", res.ID, res.State)
+	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(resultJSON(res))
 	}

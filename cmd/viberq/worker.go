@@ -42,7 +42,7 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	if *concurrency < 0 || *rate < 0 || *statusRate < 0 {
 		return usagef("--concurrency, --rate and --status-rate must not be negative")
 	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(config.RequiredWorker...)
 	if err != nil {
 		return err
 	}
@@ -64,9 +64,6 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 			return usagef("--metrics-addr: %v", err)
 		}
 		cfg.Worker.MetricsAddr = *metricsAddr
-	}
-	if err := cfg.RequireAPIKey(); err != nil {
-		return err
 	}
 	log := newLogger(cfg.Log).With().Str("cmd", "worker").Logger()
 	log.Info().Fields(cfg.LogFields()).Msg("config")
@@ -246,7 +243,17 @@ func workerConfig(cfg config.Config, policy scheduler.Policy) worker.Config {
 		CallbackURL:        cfg.Callback.RevealURL(),
 		Poll:               policy,
 		Prefix:             tasks.DefaultPrefix,
+		MaxRetry:           workerMaxRetry(cfg.Tasks.MaxRetry),
 	}
+}
+
+// workerMaxRetry maps VIBERQ_MAX_RETRY onto worker.Config.MaxRetry, where 0 means the
+// default and a negative value no retry.
+func workerMaxRetry(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // newAlerter logs every alert and POSTs it to VIBERQ_ALERT_WEBHOOK_URL when set, at

@@ -302,7 +302,7 @@ func TestConfigValidate(t *testing.T) {
 	defer s.Close()
 	require.Equal(t, ErrorStyleStatus, s.Config().ErrorStyle)
 	require.Equal(t, IDNumber, s.Config().IDStyle)
-	rec := httptestDo(s, `{"source_addr":"Shop","destination_addr":"1","message_type":106,"text":"x","source_type":2}`)
+	rec := httptestDo(s, `{"source_addr":"Shop","destination_addr":"380501234567","message_type":106,"text":"x","source_type":2}`)
 	require.True(t, strings.HasPrefix(rec, `{"message_id":100000}`), rec)
 }
 

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
@@ -65,23 +66,45 @@ type DecodeError struct {
 	Problem string
 	// Unknown lists the unknown field names, sorted.
 	Unknown []string
+	// Duplicate lists the field names given more than once in one JSON object,
+	// sorted. encoding/json would silently keep the last one; the producer may have
+	// meant the first, so neither is guessed.
+	Duplicate []string
 }
 
-// Error returns e.g. `malformed JSON: unexpected end of input` or
-// `unknown fields: "colour", "phone"`.
+// Error returns e.g. `malformed JSON: unexpected end of input`,
+// `unknown fields "colour", "phone"` or `field "text" given more than once`.
 func (e *DecodeError) Error() string {
 	if e.Problem != "" {
 		return e.Problem
 	}
-	q := make([]string, len(e.Unknown))
-	for i, u := range e.Unknown {
+	var parts []string
+	if len(e.Unknown) > 0 {
+		parts = append(parts, quoteList("unknown field", e.Unknown))
+	}
+	if len(e.Duplicate) > 0 {
+		parts = append(parts, quoteList("field", e.Duplicate)+" given more than once")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// quoteList is `noun "a"` or `nouns "a", "b"`.
+func quoteList(noun string, names []string) string {
+	q := make([]string, len(names))
+	for i, u := range names {
 		q[i] = strconv.Quote(u)
 	}
 	if len(q) == 1 {
-		return "unknown field " + q[0]
+		return noun + " " + q[0]
 	}
-	return "unknown fields " + strings.Join(q, ", ")
+	return noun + "s " + strings.Join(q, ", ")
 }
+
+// ruleDuplicate is the Reasons rule of a field given more than once.
+const ruleDuplicate = "given more than once"
+
+// ruleUTF8 is the rule of a string that is not valid UTF-8 text.
+const ruleUTF8 = "must be valid UTF-8 text (no invalid bytes, no lone UTF-16 surrogate escapes)"
 
 // Reasons lists why a request was refused, as field/rule pairs: the fields of a
 // *provider.ValidationError, the unknown fields (rule "unknown field") or the
@@ -104,6 +127,9 @@ func Reasons(err error) []provider.FieldError {
 		}
 		for _, u := range de.Unknown {
 			out = append(out, provider.FieldError{Field: u, Rule: "unknown field"})
+		}
+		for _, u := range de.Duplicate {
+			out = append(out, provider.FieldError{Field: u, Rule: ruleDuplicate})
 		}
 		return out
 	case errors.Is(err, tasks.ErrIdempotencyConflict):
@@ -135,15 +161,28 @@ func Permanent(err error) bool {
 // (numbers, or strings holding one); destination_addr is a string of digits (a JSON
 // integer is accepted too); the others are strings. null is the same as absent.
 //
-// It returns a *DecodeError for malformed JSON, a document that is not an object, or
-// unknown fields; and a *provider.ValidationError when values have the wrong type,
+// It returns a *DecodeError for malformed JSON, a document that is not an object,
+// unknown fields or a field given twice; and a *provider.ValidationError when values
+// have the wrong type or a string is not valid UTF-8 (invalid bytes, or a \uD800-
+// \uDFFF escape that is not half of a pair: encoding/json would silently turn either
+// into U+FFFD),
 // listing those together with every other violation of provider.Message.Validate,
 // the id rule and the TTL range, so that one answer names every bad field. The request
 // decoded so far is returned with the error.
 func DecodeJSON(data []byte) (tasks.EnqueueRequest, error) {
-	raw, err := jsonObject(data)
+	raw, dup, err := jsonObject(data)
 	if err != nil {
 		return tasks.EnqueueRequest{}, err
+	}
+	if len(dup) > 0 {
+		var unk []string
+		for name := range raw {
+			if _, ok := fieldKinds[name]; !ok {
+				unk = append(unk, name)
+			}
+		}
+		sort.Strings(unk)
+		return tasks.EnqueueRequest{}, &DecodeError{Unknown: unk, Duplicate: dup}
 	}
 	var (
 		d   decoder
@@ -256,30 +295,107 @@ func decodeWrapped(values map[string]any, doc string) (tasks.EnqueueRequest, err
 	return req, err
 }
 
-// jsonObject decodes data as one JSON object.
-func jsonObject(data []byte) (map[string]json.RawMessage, error) {
+// jsonObject decodes data as one JSON object; dup lists the names given more than
+// once, sorted. A name that is not valid UTF-8 is a malformed document.
+func jsonObject(data []byte) (raw map[string]json.RawMessage, dup []string, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
-		return nil, &DecodeError{Problem: "empty document: want a JSON object"}
+		return nil, nil, &DecodeError{Problem: "empty document: want a JSON object"}
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
-	var raw map[string]json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
+	malformed := func(err error) error {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &se):
-			return nil, &DecodeError{Problem: fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, se.Error())}
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return nil, &DecodeError{Problem: "malformed JSON: unexpected end of input"}
+			return &DecodeError{Problem: fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, se.Error())}
+		case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+			return &DecodeError{Problem: "malformed JSON: unexpected end of input"}
 		}
-		return nil, &DecodeError{Problem: "not a JSON object"}
+		return &DecodeError{Problem: "not a JSON object"}
 	}
-	if raw == nil {
-		return nil, &DecodeError{Problem: "not a JSON object"}
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, nil, malformed(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, nil, &DecodeError{Problem: "not a JSON object"}
+	}
+	raw = map[string]json.RawMessage{}
+	seen := map[string]int{}
+	for dec.More() {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, nil, malformed(err)
+		}
+		name, ok := tok.(string)
+		if !ok {
+			return nil, nil, &DecodeError{Problem: "not a JSON object"}
+		}
+		if !validJSONString(bytes.TrimLeft(data[start:dec.InputOffset()], " \t\r\n,")) {
+			return nil, nil, &DecodeError{Problem: "malformed JSON: a field name is not valid UTF-8"}
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, malformed(err)
+		}
+		if seen[name]++; seen[name] == 2 {
+			dup = append(dup, name)
+		}
+		raw[name] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, malformed(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, &DecodeError{Problem: "malformed JSON: data after the object"}
+		return nil, nil, &DecodeError{Problem: "malformed JSON: data after the object"}
 	}
-	return raw, nil
+	sort.Strings(dup)
+	return raw, dup, nil
+}
+
+// validJSONString reports whether the JSON string literal q (with its quotes) is valid
+// UTF-8 and has no lone surrogate escape (\uD800-\uDFFF not forming a pair).
+func validJSONString(q []byte) bool {
+	if !utf8.Valid(q) {
+		return false
+	}
+	for i := 0; i < len(q); i++ {
+		if q[i] != '\\' || i+1 >= len(q) {
+			continue
+		}
+		if q[i+1] != 'u' {
+			i++ // an escape such as \\ or \": skip its second byte
+			continue
+		}
+		r, ok := hex4(q, i+2)
+		if !ok {
+			return false
+		}
+		i += 5
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return false // a low surrogate without its high half
+		case r >= 0xD800 && r <= 0xDBFF:
+			if i+6 >= len(q) || q[i+1] != '\\' || q[i+2] != 'u' {
+				return false
+			}
+			lo, ok := hex4(q, i+3)
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return false
+			}
+			i += 6
+		}
+	}
+	return true
+}
+
+// hex4 reads the 4 hex digits at q[i:i+4].
+func hex4(q []byte, i int) (rune, bool) {
+	if i+4 > len(q) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(q[i:i+4]), 16, 16)
+	return rune(n), err == nil
 }
 
 // jsonScalar turns one JSON value into the text that decoder.set parses. present is
@@ -291,6 +407,9 @@ func jsonScalar(k kind, v json.RawMessage) (s string, present bool, rule string)
 	}
 	switch v[0] {
 	case '"':
+		if !validJSONString(v) {
+			return "", false, ruleUTF8
+		}
 		if err := json.Unmarshal(v, &s); err != nil {
 			return "", false, "must be a valid JSON string"
 		}

@@ -2,8 +2,10 @@ package outbox_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -183,4 +185,53 @@ func TestReasonsAndPermanent(t *testing.T) {
 	transient := errors.New("dial tcp: connection refused")
 	require.False(t, outbox.Permanent(transient))
 	require.Nil(t, outbox.Reasons(nil))
+}
+
+// Invalid UTF-8 and lone surrogate escapes are refused naming the field, not turned
+// into U+FFFD; a field given twice is refused naming it, not "last one wins".
+func TestDecodeJSONStrictText(t *testing.T) {
+	t.Parallel()
+	base := `"destination_addr":"380501234567","source_addr":"Shop","message_type":106,"source_type":2`
+	for _, tc := range []struct {
+		name, doc, field, rule string
+	}{
+		{"invalid byte", "{" + base + ",\"text\":\"Hi \xff there\"}", "text", "UTF-8"},
+		{"truncated sequence", "{" + base + ",\"text\":\"Hi \xe2\x82\"}", "text", "UTF-8"},
+		{"lone high surrogate", "{" + base + `,"text":"Hi \ud83d there"}`, "text", "UTF-8"},
+		{"lone low surrogate", "{" + base + `,"text_sms":"x\udc00"}`, "text_sms", "UTF-8"},
+		{"high then non-low", "{" + base + `,"text":"\ud83d\u0041"}`, "text", "UTF-8"},
+		{"surrogate in id", "{" + base + `,"text":"t","id":"a\ud800"}`, "id", "UTF-8"},
+		{"duplicate text", "{" + base + `,"text":"first","text":"second"}`, "text", "given more than once"},
+		{"duplicate destination", "{" + base + `,"text":"t","destination_addr":"380509999999"}`, "destination_addr", "given more than once"},
+	} {
+		_, err := outbox.DecodeJSON([]byte(tc.doc))
+		if err == nil {
+			t.Errorf("%s: accepted", tc.name)
+			continue
+		}
+		found := false
+		for _, r := range outbox.Reasons(err) {
+			if r.Field == tc.field && strings.Contains(r.Rule, tc.rule) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("%s: reasons %v do not name %s (%s)", tc.name, outbox.Reasons(err), tc.field, tc.rule)
+		}
+	}
+	// Valid escapes pass: a surrogate pair, an escaped backslash before a 'u'.
+	for _, text := range []string{`Hi \ud83d\ude00`, `C:\\udcxx path`, `tab\tand \"quote\" \u00e9`} {
+		req, err := outbox.DecodeJSON([]byte("{" + base + `,"text":"` + text + `"}`))
+		if err != nil {
+			t.Errorf("text %s: %v", text, err)
+			continue
+		}
+		if strings.ContainsRune(req.Message.Text, utf8.RuneError) {
+			t.Errorf("text %s decoded with U+FFFD: %q", text, req.Message.Text)
+		}
+	}
+	// A field name that is not UTF-8 makes the document malformed.
+	if _, err := outbox.DecodeJSON([]byte("{\"te\xffxt\":\"x\"}")); err == nil {
+		t.Error("invalid UTF-8 in a field name accepted")
+	}
 }

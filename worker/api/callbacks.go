@@ -90,7 +90,10 @@ func (s *Server) callbackAuth(w http.ResponseWriter, r *http.Request, token stri
 	case !tokenSet && !basicSet:
 		writeError(w, http.StatusNotFound, "not found")
 		return false
+	case s.guard.refuse(w, r):
+		return false
 	case tokenSet && !cb.Token.Equal(token), !tokenSet && token != "":
+		s.guard.failed(r, "callback")
 		writeError(w, http.StatusNotFound, "not found")
 		return false
 	}
@@ -99,6 +102,9 @@ func (s *Server) callbackAuth(w http.ResponseWriter, r *http.Request, token stri
 		userOK := equalString(user, cb.User)
 		passOK := cb.Password.Equal(pass)
 		if !ok || !userOK || !passOK {
+			if ok {
+				s.guard.failed(r, "callback")
+			}
 			w.Header().Set("WWW-Authenticate", `Basic realm="viberq callbacks", charset="UTF-8"`)
 			writeError(w, http.StatusUnauthorized, "authentication required")
 			return false

@@ -50,6 +50,17 @@
 //
 // # Security
 //
+// Browsers: a state-changing request (not GET, HEAD or OPTIONS) that a browser sends
+// from another origin (Sec-Fetch-Site, else Origin against Host) is refused with 403
+// on every route, so a foreign page cannot pause queues or delete tasks through
+// /monitoring/api with cached Basic credentials, nor post messages. Every answer
+// forbids framing (X-Frame-Options DENY, CSP frame-ancestors 'none') and sniffing
+// (nosniff). Guessing: failed authentications (bearer token, /monitoring, callbacks)
+// are counted per client address in Redis across all pods, slowed down, refused for
+// the rest of the window past a limit, and logged at warn with the address
+// (AuthFailures). config refuses a /monitoring password shorter than 16 characters
+// and placeholder secrets.
+//
 // No token, password, full phone number or message text is written to a response,
 // a log line or an error: logs carry masked numbers, callback paths are never logged,
 // and the Asynq UI shows payloads masked (FormatPayload).

@@ -107,6 +107,9 @@ type Options struct {
 	Prefix          string
 	// ShutdownTimeout bounds the graceful shutdown (DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
+	// AuthFailures is the policy against credential guessing (zero fields take the
+	// Default* values; see AuthFailures).
+	AuthFailures AuthFailures
 	// Now is the clock (time.Now).
 	Now func() time.Time
 }
@@ -117,6 +120,7 @@ type Server struct {
 	opts    Options
 	handler http.Handler
 	metrics *apiMetrics
+	guard   *authGuard
 }
 
 // New checks opts and builds the routes.
@@ -155,7 +159,7 @@ func New(opts Options) (*Server, error) {
 	if opts.Monitoring == nil {
 		opts.Monitoring = NewMonitoring(opts.Redis)
 	}
-	s := &Server{opts: opts, metrics: m}
+	s := &Server{opts: opts, metrics: m, guard: newAuthGuard(opts.Redis, opts.Prefix, opts.AuthFailures, opts.Logger)}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -192,7 +196,7 @@ func (s *Server) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 
-	return s.logRequests(recoverPanics(mux))
+	return s.logRequests(securityHeaders(refuseCrossOrigin(recoverPanics(mux))))
 }
 
 // readyz answers 200 when Redis answers PING within ReadyTimeout, else 503.

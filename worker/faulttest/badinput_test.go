@@ -135,7 +135,9 @@ var goAPICases = []goAPICase{
 	{"destination_addr missing", set(func(m *provider.Message) { m.DestinationAddr = "" }), "destination_addr", "is required"},
 	{"destination_addr with +", set(func(m *provider.Message) { m.DestinationAddr = "+" + badPhone }), "destination_addr", "digits only"},
 	{"destination_addr with spaces", set(func(m *provider.Message) { m.DestinationAddr = "380 50 123 45 67" }), "destination_addr", "digits only"},
-	{"destination_addr 21 digits", set(func(m *provider.Message) { m.DestinationAddr = strings.Repeat("3", 21) }), "destination_addr", "at most 20 digits"},
+	{"destination_addr 16 digits (over E.164's 15)", set(func(m *provider.Message) { m.DestinationAddr = strings.Repeat("3", 16) }), "destination_addr", "must be 7 to 15 digits"},
+	{"destination_addr 1 digit", set(func(m *provider.Message) { m.DestinationAddr = "1" }), "destination_addr", "must be 7 to 15 digits (an international number, E.164), got 1"},
+	{"destination_addr 6 digits", set(func(m *provider.Message) { m.DestinationAddr = "683432" }), "destination_addr", "got 6"},
 	{"destination_addr letters", set(func(m *provider.Message) { m.DestinationAddr = "38050CALLME" }), "destination_addr", "digits only"},
 	{"message_type 0", set(func(m *provider.Message) { m.MessageType = 0 }), "message_type", "must be one of 106, 108, 206, 208"},
 	{"message_type 225", set(func(m *provider.Message) { m.MessageType = 225 }), "message_type", "got 225"},
@@ -274,6 +276,72 @@ func TestBadInputCLIFlags(t *testing.T) {
 		t.Errorf("control send: exit %d stdout %q stderr %q", code, stdout, stderr)
 	}
 	e.nothingWritten(t, "control", 1)
+}
+
+// settingsCase is a bad environment for `viberq api` or `viberq worker`.
+type settingsCase struct {
+	name string
+	cmd  string   // api or worker
+	env  []string // K=V on top of a valid environment for cmd
+	want []string // in stderr: the variable and the rule
+}
+
+// Secrets the example manifests held, and values that switched limiting off.
+var settingsCases = []settingsCase{
+	{"send rate 1e308", "worker", []string{"VIBERQ_RATE_LIMIT=1e308"}, []string{"VIBERQ_RATE_LIMIT: must be a number between 0.01 and 10000"}},
+	{"status rate 1e-300 (limiting off)", "worker", []string{"VIBERQ_STATUS_RATE_LIMIT=1e-300"}, []string{"VIBERQ_STATUS_RATE_LIMIT: must be a number between 0.01 and 10000"}},
+	{"max retry over the ceiling", "worker", []string{"VIBERQ_MAX_RETRY=10001"}, []string{"VIBERQ_MAX_RETRY: must be a whole number between 0 and 10000"}},
+	{"placeholder API key", "worker", []string{"VIBERQ_DT_API_KEY=replace-me-with-a-long-random-value"}, []string{"VIBERQ_DT_API_KEY: is a placeholder"}},
+	{"placeholder API token", "api", []string{"VIBERQ_API_TOKENS=replace-me-with-a-long-random-value"}, []string{"VIBERQ_API_TOKENS: token 1 of 1 is a placeholder"}},
+	{"placeholder /monitoring password", "api", []string{"VIBERQ_MONITORING_PASSWORD=replace-me-with-a-long-random-value"}, []string{"VIBERQ_MONITORING_PASSWORD: is a placeholder"}},
+	{"one-character /monitoring password", "api", []string{"VIBERQ_MONITORING_PASSWORD=x"}, []string{"VIBERQ_MONITORING_PASSWORD: must be at least 16 characters, got 1"}},
+	{"placeholder callback token", "api", []string{"VIBERQ_CALLBACK_TOKEN=replace-me-with-a-long-random-value"}, []string{"VIBERQ_CALLBACK_TOKEN: is a placeholder"}},
+	{"placeholder Redis password", "api", []string{"VIBERQ_REDIS_PASSWORD=replace-me-with-a-long-random-value"}, []string{"VIBERQ_REDIS_PASSWORD: is a placeholder"}},
+	{"every required setting missing", "api", []string{"VIBERQ_API_TOKENS=", "VIBERQ_MONITORING_PASSWORD=", "VIBERQ_POLL_JITTER=2"},
+		[]string{"VIBERQ_POLL_JITTER: must be a number between 0 and 1", "VIBERQ_API_TOKENS: required by this command, not set", "VIBERQ_MONITORING_PASSWORD: required by this command, not set"}},
+}
+
+// TestBadInputSettings: `viberq api` and `viberq worker` refuse to start (exit 1,
+// one line naming each bad variable and its rule, never the secret's value) on the
+// placeholders of the example manifests and on unbounded numbers; a misspelt variable
+// is warned about with the closest name.
+func TestBadInputSettings(t *testing.T) {
+	t.Parallel()
+	e := newMiniEnv(t)
+	bin := viberqBin(t)
+	valid := map[string][]string{
+		"api":    {"VIBERQ_API_TOKENS=" + apiTok, "VIBERQ_MONITORING_PASSWORD=" + monPass, "VIBERQ_HTTP_ADDR=127.0.0.1:0"},
+		"worker": {"VIBERQ_DT_API_KEY=" + testKey, "VIBERQ_METRICS_ADDR=off", "VIBERQ_OUTBOX=false"},
+	}
+	for _, c := range settingsCases {
+		env := append(append(cliEnv(e), valid[c.cmd]...), c.env...)
+		stdout, stderr, code := runCmd(t, env, nil, 30*time.Second, bin, c.cmd)
+		if code != 1 {
+			t.Errorf("%s: exit %d, want 1\nstdout: %s\nstderr: %s", c.name, code, stdout, stderr)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", c.name, w, stderr)
+			}
+		}
+		if strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%s: the error is not one line:\n%s", c.name, stderr)
+		}
+		if strings.Contains(stderr, "replace-me") {
+			t.Errorf("%s: stderr quotes the secret: %s", c.name, stderr)
+		}
+	}
+	e.nothingWritten(t, "settings", 0)
+
+	// A misspelt variable is named, with the closest setting, on the same line as the
+	// setting it left missing. (A running command warns in its log instead; see
+	// cmd/viberq.)
+	env := append(cliEnv(e), "VIBERQ_API_TOKEN="+apiTok, "VIBERQ_MONITORING_PASSWORD="+monPass)
+	_, stderr, code := runCmd(t, env, nil, 30*time.Second, bin, "api")
+	if code != 1 || !strings.Contains(stderr, "VIBERQ_API_TOKENS: required by this command, not set") ||
+		!strings.Contains(stderr, "VIBERQ_API_TOKEN is not a viberq setting (did you mean VIBERQ_API_TOKENS?)") {
+		t.Errorf("misspelt variable: exit %d, want 1 naming it and the closest setting:\n%s", code, stderr)
+	}
 }
 
 // TestBadInputCLICSV: bad CSV rows are each reported with their line, field and rule;
@@ -470,6 +538,15 @@ var httpCases = []httpCase{
 	{"id with a slash", "application/json", jsonMsg(`"id":"a/b"`), auth, http.StatusUnprocessableEntity, []string{`"field":"id"`}},
 	{"Idempotency-Key differs from id", "application/json", jsonMsg(`"id":"order-1"`), map[string]string{"Authorization": "Bearer " + apiTok, "Idempotency-Key": "order-2"}, http.StatusUnprocessableEntity, []string{`"field":"id"`, "differs from the Idempotency-Key header"}},
 	{"108 transactional with text_sms", "application/json", `{"source_addr":"Shop","destination_addr":"` + badPhone + `","message_type":108,"source_type":2,"text":"hi","text_sms":"x","image":"https://c.example.com/a.png","button_caption":"Go","button_action":"https://c.example.com"}`, auth, http.StatusUnprocessableEntity, []string{`"field":"source_type"`, `"field":"text_sms"`}},
+	{"button_caption invalid UTF-8 byte", "application/json", jsonMsg("\"button_caption\":\"Go \xff\""), auth, http.StatusUnprocessableEntity, []string{`"field":"button_caption"`, "valid UTF-8"}},
+	{"text lone high surrogate", "application/json", `{"source_addr":"Shop","destination_addr":"` + badPhone + `","message_type":106,"source_type":2,"text":"Hi \ud83d"}`, auth, http.StatusUnprocessableEntity, []string{`"field":"text"`, "lone UTF-16 surrogate"}},
+	{"source_addr lone low surrogate", "application/json", `{"source_addr":"Sh\udc00op","destination_addr":"` + badPhone + `","message_type":106,"source_type":2,"text":"Hi"}`, auth, http.StatusUnprocessableEntity, []string{`"field":"source_addr"`, "valid UTF-8"}},
+	{"duplicate key text", "application/json", jsonMsg(`"text":"Your code is 9999"`), auth, http.StatusBadRequest, []string{`"field":"text"`, "given more than once"}},
+	{"duplicate key destination_addr", "application/json", jsonMsg(`"destination_addr":"380509999999"`), auth, http.StatusBadRequest, []string{`"field":"destination_addr"`, "given more than once"}},
+	{"destination_addr 1", "application/json", `{"source_addr":"Shop","destination_addr":"1","message_type":106,"source_type":2,"text":"hi"}`, auth, http.StatusUnprocessableEntity, []string{`"field":"destination_addr"`, "7 to 15 digits"}},
+	{"destination_addr 16 digits", "application/json", `{"source_addr":"Shop","destination_addr":"3805012345678901","message_type":106,"source_type":2,"text":"hi"}`, auth, http.StatusUnprocessableEntity, []string{`"field":"destination_addr"`, "7 to 15 digits"}},
+	{"cross-origin POST from a page", "application/json", jsonMsg(""), map[string]string{"Authorization": "Bearer " + apiTok, "Origin": "http://evil.example"}, http.StatusForbidden, []string{"cross-origin request refused"}},
+	{"cross-site fetch", "text/plain", jsonMsg(""), map[string]string{"Authorization": "Bearer " + apiTok, "Sec-Fetch-Site": "cross-site"}, http.StatusForbidden, []string{"cross-origin request refused"}},
 	{"body over the limit", "application/json", `{"text":"` + strings.Repeat("x", maxBody) + `"}`, auth, http.StatusRequestEntityTooLarge, []string{"larger than the limit"}},
 }
 
@@ -548,6 +625,11 @@ var outboxCases = []outboxCase{
 	{"document with an unknown field", map[string]any{"message": jsonMsg(`"colour":"red"`)}, "colour", "unknown field"},
 	{"id beside the document differs", map[string]any{"message": jsonMsg(`"id":"a-1"`), "id": "a-2"}, "id", "differs from the id inside message"},
 	{"extra field beside the document", map[string]any{"message": jsonMsg(""), "priority": "high"}, "priority", "unknown field"},
+	{"document text invalid UTF-8", map[string]any{"message": jsonMsg("\"button_caption\":\"\xc3\x28\"")}, "button_caption", "valid UTF-8"},
+	{"document text lone surrogate", map[string]any{"message": jsonMsg(`"id":"x\udfff"`)}, "id", "lone UTF-16 surrogate"},
+	{"document duplicate key", map[string]any{"message": jsonMsg(`"source_type":1`)}, "source_type", "given more than once"},
+	{"document destination_addr 1", map[string]any{"message": `{"source_addr":"Shop","destination_addr":"1","message_type":106,"source_type":2,"text":"hi"}`}, "destination_addr", "7 to 15 digits"},
+	{"flat destination_addr 20 digits", map[string]any{"source_addr": "Shop", "destination_addr": strings.Repeat("3", 20), "message_type": "106", "source_type": "2", "text": "hi"}, "destination_addr", "7 to 15 digits"},
 	{"text too long", map[string]any{"source_addr": "Shop", "destination_addr": badPhone, "message_type": "106", "source_type": "2", "text": strings.Repeat("t", 1001)}, "text", "at most 1000"},
 }
 
@@ -868,9 +950,9 @@ func TestBadInputTaskPayloads(t *testing.T) {
 
 // TestBadInputCatalogueSize keeps the catalogue at its promised size.
 func TestBadInputCatalogueSize(t *testing.T) {
-	n := len(goAPICases) + len(cliFlagCases) + 6 + len(httpCases) + len(outboxCases) + 16 + len(taskCases) + len(foreignTypeCases) + 1
+	n := len(goAPICases) + len(cliFlagCases) + len(settingsCases) + 6 + len(httpCases) + len(outboxCases) + 16 + len(taskCases) + len(foreignTypeCases) + 1
 	if n < 40 || len(goAPICases) < 40 {
 		t.Errorf("bad-input catalogue: %d cases (%d through the Go API), want at least 40", n, len(goAPICases))
 	}
-	t.Logf("bad-input catalogue: %d cases through 7 entrances", n)
+	t.Logf("bad-input catalogue: %d cases through 8 entrances", n)
 }
