@@ -246,6 +246,7 @@ func workerConfig(cfg config.Config, policy scheduler.Policy) worker.Config {
 		CallbackURL:        cfg.Callback.RevealURL(),
 		Poll:               policy,
 		Prefix:             tasks.DefaultPrefix,
+		Reconcile:          worker.ReconcileConfig{Period: cfg.Worker.ReconcilePeriod, Batch: cfg.Worker.ReconcileBatch},
 	}
 }
 
