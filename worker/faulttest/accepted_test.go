@@ -131,6 +131,17 @@ func runOutageMidAccept(t *testing.T, name string, down time.Duration, wantHeld 
 	report := fmt.Sprintf("Redis down %s mid-accept: record %q, provider id %d (simulator's %d), %s after Redis came back",
 		down, rec.State, rec.ProviderMessageID, led[0].MessageID, time.Since(back).Round(100*time.Millisecond))
 	t.Log(report)
+	f := Figures{Scenario: "redis-outage-mid-accept-" + name, Title: "Redis outage mid-accept (" + name + ")",
+		Fault: fmt.Sprintf("redis-server SIGKILL while send-viber was answering, down %s, restarted from its AOF; TaskTimeout 12s", down),
+		Messages: 1, States: map[string]int{string(rec.State): 1}, SimAccepted: int64(len(led)),
+		RecoverSeconds: time.Since(back).Seconds(), UnknownAccepted: -1, Bucket429: -1, Notes: report}
+	if rec.State == tasks.StateUnknown {
+		f.Unknown = 1
+	}
+	if !rec.State.Final() {
+		f.NotFinal = 1
+	}
+	defer func() { f.Pass = !t.Failed(); writeFigures(t, f) }()
 	if rec.State == tasks.StateUnknown || rec.ProviderMessageID != led[0].MessageID {
 		t.Logf("worker log:\n%s", tail(string(logBuf.Bytes()), 6000))
 		t.Fatalf("the provider's message_id was known but not recorded: %s", report)
