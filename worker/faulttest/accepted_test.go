@@ -132,7 +132,7 @@ func runOutageMidAccept(t *testing.T, name string, down time.Duration, wantHeld 
 		down, rec.State, rec.ProviderMessageID, led[0].MessageID, time.Since(back).Round(100*time.Millisecond))
 	t.Log(report)
 	f := Figures{Scenario: "redis-outage-mid-accept-" + name, Title: "Redis outage mid-accept (" + name + ")",
-		Fault: fmt.Sprintf("redis-server SIGKILL while send-viber was answering, down %s, restarted from its AOF; TaskTimeout 12s", down),
+		Fault:    fmt.Sprintf("redis-server SIGKILL while send-viber was answering, down %s, restarted from its AOF; TaskTimeout 12s", down),
 		Messages: 1, States: map[string]int{string(rec.State): 1}, SimAccepted: int64(len(led)),
 		RecoverSeconds: time.Since(back).Seconds(), UnknownAccepted: -1, Bucket429: -1, Notes: report}
 	if rec.State == tasks.StateUnknown {
