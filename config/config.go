@@ -126,6 +126,13 @@ type Worker struct {
 	// MetricsAddr is VIBERQ_METRICS_ADDR (default ":9090"): the worker's /metrics and
 	// health listener. "" when disabled with the value "off".
 	MetricsAddr string
+	// ReconcilePeriod is VIBERQ_RECONCILE_PERIOD (default 30s, 1s..1h): how often the
+	// reconciler's leader sweeps the non-final records, and how long one goes
+	// unchecked at most (README, "Message states").
+	ReconcilePeriod time.Duration
+	// ReconcileBatch is VIBERQ_RECONCILE_BATCH (default 500, 1..100000): the most
+	// records one sweep checks.
+	ReconcileBatch int
 }
 
 // Tasks are the settings of enqueueing and of message records.

@@ -65,6 +65,8 @@ func TestLoadDefaults(t *testing.T) {
 			QueueWeights:    map[string]int{"critical": 6, "default": 3, "status": 1},
 			ShutdownTimeout: config.DefaultShutdownTimeout,
 			MetricsAddr:     config.DefaultMetricsAddr,
+			ReconcilePeriod: config.DefaultReconcilePeriod,
+			ReconcileBatch:  config.DefaultReconcileBatch,
 		},
 		Tasks: config.Tasks{
 			MaxRetry: config.DefaultMaxRetry, Timeout: config.DefaultTaskTimeout,
@@ -221,6 +223,10 @@ func settingCases() []settingCase {
 			valid: "5m", want: 5 * time.Minute, bad: []string{"999ms", "5m1s", "20"}},
 		{name: config.EnvMetricsAddr, get: func(c config.Config) any { return c.Worker.MetricsAddr }, def: ":9090",
 			valid: "OFF", want: "", bad: []string{"9090", "localhost", ":http", ":70000"}},
+		{name: config.EnvReconcilePeriod, get: func(c config.Config) any { return c.Worker.ReconcilePeriod }, def: 30 * time.Second,
+			valid: "5s", want: 5 * time.Second, bad: []string{"999ms", "1h1s", "30"}},
+		{name: config.EnvReconcileBatch, get: func(c config.Config) any { return c.Worker.ReconcileBatch }, def: 500,
+			valid: "100000", want: 100000, bad: []string{"0", "100001", "all"}},
 
 		{name: config.EnvMaxRetry, get: func(c config.Config) any { return c.Tasks.MaxRetry }, def: 100,
 			valid: "0", want: 0, bad: []string{"-1", "10001", "lots"}},

@@ -30,6 +30,9 @@ const (
 	EnvQueueWeights    = "VIBERQ_QUEUE_WEIGHTS"
 	EnvShutdownTimeout = "VIBERQ_SHUTDOWN_TIMEOUT"
 	EnvMetricsAddr     = "VIBERQ_METRICS_ADDR"
+	// EnvReconcilePeriod and EnvReconcileBatch: see Worker.ReconcilePeriod.
+	EnvReconcilePeriod = "VIBERQ_RECONCILE_PERIOD"
+	EnvReconcileBatch  = "VIBERQ_RECONCILE_BATCH"
 
 	EnvMaxRetry        = "VIBERQ_MAX_RETRY"
 	EnvTaskTimeout     = "VIBERQ_TASK_TIMEOUT"
@@ -100,6 +103,10 @@ const (
 	DefaultQueueWeights    = "critical=6,default=3,status=1"
 	DefaultShutdownTimeout = 20 * time.Second
 	DefaultMetricsAddr     = ":9090"
+	// DefaultReconcilePeriod and DefaultReconcileBatch are worker.DefaultReconcilePeriod
+	// and worker.DefaultReconcileBatch (config imports only the standard library).
+	DefaultReconcilePeriod = 30 * time.Second
+	DefaultReconcileBatch  = 500
 	// MetricsAddrOff is the VIBERQ_METRICS_ADDR value that disables the listener
 	// (an empty value means the default, as for every setting).
 	MetricsAddrOff = "off"

@@ -130,6 +130,11 @@ var settings = []spec{
 		func(c *Config) *time.Duration { return &c.Worker.ShutdownTimeout }),
 	addrVar(EnvMetricsAddr, DefaultMetricsAddr, true, `listen address of the worker's /metrics and health endpoints; "off" disables`,
 		func(c *Config) *string { return &c.Worker.MetricsAddr }),
+	durationVar(EnvReconcilePeriod, DefaultReconcilePeriod, time.Second, time.Hour,
+		"how often the reconciler (one leader among the workers) sweeps the non-final records; a record whose task was deleted ends within two periods",
+		func(c *Config) *time.Duration { return &c.Worker.ReconcilePeriod }),
+	intVar(EnvReconcileBatch, DefaultReconcileBatch, 1, 100000, "most non-final records one reconciler sweep checks",
+		func(c *Config) *int { return &c.Worker.ReconcileBatch }),
 
 	intVar(EnvMaxRetry, DefaultMaxRetry, 0, MaxRetryCeiling, "retry budget of every task a worker runs, whoever enqueued it (rate-limited attempts do not use it up)",
 		func(c *Config) *int { return &c.Tasks.MaxRetry }),

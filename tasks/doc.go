@@ -37,7 +37,8 @@
 // times as Unix milliseconds, booleans as "1", empty values absent. Every state change is appended, once, to the stream
 // "{prefix}events" (capped near EventsMaxLen) with the fields id, from, to, channel,
 // provider_message_id, error and at (Unix milliseconds); any Redis-connected app can
-// follow delivery from it.
+// follow delivery from it. The sorted set "{prefix}nonfinal" indexes the records not
+// yet final (Store.DueNonFinal), for the worker's reconciler.
 //
 // States (State) follow DESIGN §3: queued → sending → accepted → delivered,
 // undelivered or expired, with the side exits rejected, dropped, expired and unknown.

@@ -93,7 +93,7 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 
 // createScript writes a record unless one exists.
 //
-// KEYS[1] record, KEYS[2] events stream
+// KEYS[1] record, KEYS[2] events stream, KEYS[3] non-final index (nonfinal.go)
 // ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms,
 // ARGV[5..] field/value pairs
 // Returns 1 when created, else the existing record (HGETALL).
@@ -103,6 +103,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 5))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'id', ARGV[3], 'from', '', 'to', 'queued', 'channel', '', 'provider_message_id', '', 'error', '', 'at', ARGV[4])
 return 1
@@ -129,7 +130,7 @@ func (s *Store) Create(ctx context.Context, rec Record, payloadHash string) (cre
 	args := make([]any, 0, 4+len(fields))
 	args = append(args, s.retention.Milliseconds(), s.maxLen, rec.ID, now.UnixMilli())
 	args = append(args, fields...)
-	res, err := createScript.Run(ctx, s.rdb, []string{s.Key(rec.ID), s.EventsKey()}, args...).Result()
+	res, err := createScript.Run(ctx, s.rdb, []string{s.Key(rec.ID), s.EventsKey(), s.NonFinalKey()}, args...).Result()
 	if err != nil {
 		return false, Record{}, fmt.Errorf("create record %s: %w", rec.ID, err)
 	}
@@ -191,7 +192,7 @@ func (u Update) pairs() []any {
 
 // transitionScript is the compare-and-set of a record's state.
 //
-// KEYS[1] record, KEYS[2] events stream
+// KEYS[1] record, KEYS[2] events stream, KEYS[3] non-final index (nonfinal.go)
 // ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms,
 // ARGV[5] target state ("" = keep the current one), ARGV[6] "1" = HINCRBY attempts,
 // ARGV[7] "1" = HINCRBY polls, ARGV[8] n from states, ARGV[9] n field pairs always
@@ -200,7 +201,9 @@ func (u Update) pairs() []any {
 //
 // Returns -1 when there is no record, {0, record} when the current state is not one
 // of the from states (nothing written), {1, record after} otherwise. The event is
-// appended only when the state actually changes.
+// appended only when the state actually changes; a state change also leaves the
+// non-final index (a record with final_at set) or joins it (NX: a record written
+// before the index existed, or a re-run).
 var transitionScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return -1 end
@@ -229,6 +232,11 @@ if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'polls', 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if to ~= cur then
+  if redis.call('HEXISTS', KEYS[1], 'final_at') == 1 then
+    redis.call('ZREM', KEYS[3], ARGV[3])
+  else
+    redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
+  end
   local ev = redis.call('HMGET', KEYS[1], 'channel', 'provider_message_id', 'error')
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
     'id', ARGV[3], 'from', cur, 'to', to, 'channel', ev[1] or '',
@@ -287,7 +295,7 @@ func (s *Store) run(ctx context.Context, id string, from []State, to State, upd 
 	}
 	args = append(args, set...)
 	args = append(args, chg...)
-	res, err := transitionScript.Run(ctx, s.rdb, []string{s.Key(id), s.EventsKey()}, args...).Result()
+	res, err := transitionScript.Run(ctx, s.rdb, []string{s.Key(id), s.EventsKey(), s.NonFinalKey()}, args...).Result()
 	if err != nil {
 		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
 	}

@@ -14,14 +14,24 @@
 // call; then a token from the global send bucket (Limiter.Wait, bounded by the TTL),
 // the compare-and-set queued → sending, send-viber with validity_period = what remains
 // of the TTL, Classify, and the record written before the handler returns (so before
-// asynq acknowledges the task). On success the first poll is scheduled; if that fails
-// the task is retried, and the retry, seeing the message_id, only schedules the poll.
+// asynq acknowledges the task). On success the message_id is written retrying until
+// Redis answers or the task's time runs out, then held by the process and retried in
+// the background (accepted.go); the first poll is scheduled; if that fails the task is
+// retried, and the retry, seeing the message_id, only schedules the poll.
 //
 // A poll task (tasks.PollArgs) ends without a provider call when the record is already
 // final (a status callback settled it) and records "expired" past the polling
 // deadline; otherwise it takes a token from the global status bucket, calls
 // receive-viber, records the statuses (StatusTransition) and either settles the
 // message or schedules the next poll (scheduler.Policy).
+//
+// # Reconciler
+//
+// Run also starts a Reconciler: one leader among the workers (a Redis lease with a
+// fencing token) sweeps, every ReconcileConfig.Period, the non-final records not
+// checked for a period (the store's non-final index) and moves each one that nothing
+// will finish to what is true — cancelled, expired, unknown, or a poll scheduled —
+// with an event, a metric and a log line (README, "The reconciler").
 //
 // # Error policy
 //

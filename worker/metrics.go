@@ -19,7 +19,12 @@ import (
 //	viberq_limiter_wait_seconds{bucket}                      time spent in Limiter.Wait (send, status)
 //	viberq_polls_per_message                                 polls a message needed before its final state
 //	viberq_alerts_total{kind}                                alerts delivered (after dedup)
-//	viberq_unknown_total                                     sends that ended ambiguous (DESIGN §5)
+//	viberq_unknown_total                                     sends that ended ambiguous (README, "Exactly once, as far as it can be")
+//	viberq_reconciler_repairs_total{repair}                  records the reconciler finished: cancelled, expired, unknown, poll (README, "Message states")
+//	viberq_reconciler_checked_total                          non-final records the reconciler looked at
+//	viberq_reconciler_leader                                 1 while this process holds the reconciler lease
+//	viberq_nonfinal_records                                  non-final records in the index, as the leader last counted
+//	viberq_accepted_held                                     provider message_ids accepted but not yet written (Redis unreachable); held and retried by this process
 type Metrics struct {
 	sends           *prometheus.CounterVec
 	finals          *prometheus.CounterVec
@@ -28,6 +33,11 @@ type Metrics struct {
 	pollsPerMessage prometheus.Histogram
 	alerts          *prometheus.CounterVec
 	unknown         prometheus.Counter
+	repairs         *prometheus.CounterVec
+	checked         prometheus.Counter
+	leader          prometheus.Gauge
+	nonFinal        prometheus.Gauge
+	held            prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg (a new registry when reg
@@ -68,8 +78,29 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "viberq_unknown_total",
 			Help: "Sends whose outcome is ambiguous (may or may not have been sent).",
 		}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "viberq_reconciler_repairs_total",
+			Help: "Non-final records the reconciler moved on, by repair (cancelled, expired, unknown, poll).",
+		}, []string{"repair"}),
+		checked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "viberq_reconciler_checked_total",
+			Help: "Non-final records the reconciler checked.",
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "viberq_reconciler_leader",
+			Help: "1 while this process holds the reconciler lease.",
+		}),
+		nonFinal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "viberq_nonfinal_records",
+			Help: "Non-final message records, as the reconciler leader last counted them.",
+		}),
+		held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "viberq_accepted_held",
+			Help: "Provider message IDs accepted but not yet written to their record (Redis unreachable), held by this process.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.sends, m.finals, m.providerLatency, m.limiterWait, m.pollsPerMessage, m.alerts, m.unknown} {
+	for _, c := range []prometheus.Collector{m.sends, m.finals, m.providerLatency, m.limiterWait, m.pollsPerMessage, m.alerts, m.unknown,
+		m.repairs, m.checked, m.leader, m.nonFinal, m.held} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -108,6 +139,36 @@ func (m *Metrics) observeLimiterWait(bucket string, d time.Duration) {
 func (m *Metrics) countUnknown() {
 	if m != nil {
 		m.unknown.Inc()
+	}
+}
+
+func (m *Metrics) countRepair(repair string) {
+	if m != nil {
+		m.repairs.WithLabelValues(repair).Inc()
+	}
+}
+
+func (m *Metrics) countReconcileChecked() {
+	if m != nil {
+		m.checked.Inc()
+	}
+}
+
+func (m *Metrics) setReconcileLeader(v bool) {
+	if m != nil {
+		m.leader.Set(map[bool]float64{false: 0, true: 1}[v])
+	}
+}
+
+func (m *Metrics) setNonFinal(n int64) {
+	if m != nil {
+		m.nonFinal.Set(float64(n))
+	}
+}
+
+func (m *Metrics) addHeld(d int) {
+	if m != nil {
+		m.held.Add(float64(d))
 	}
 }
 

@@ -8,7 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// metricValue returns the value of a counter or the sample count of a histogram.
+// metricValue returns the value of a counter or gauge, or the sample count of a
+// histogram.
 func metricValue(t *testing.T, c prometheus.Collector) float64 {
 	t.Helper()
 	ch := make(chan prometheus.Metric, 16)
@@ -21,6 +22,8 @@ func metricValue(t *testing.T, c prometheus.Collector) float64 {
 		switch {
 		case pb.Counter != nil:
 			sum += pb.GetCounter().GetValue()
+		case pb.Gauge != nil:
+			sum += pb.GetGauge().GetValue()
 		case pb.Histogram != nil:
 			sum += float64(pb.GetHistogram().GetSampleCount())
 		}

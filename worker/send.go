@@ -272,26 +272,30 @@ func (w *Worker) limiterFailed(ctx context.Context, err error, deadline time.Tim
 }
 
 // accepted records the provider's message_id (before the task is acknowledged) and
-// schedules the first poll. If scheduling fails the error makes asynq retry the task,
-// and the retry, seeing the message_id, only schedules the poll.
+// schedules the first poll. The write retries until Redis answers or the task's time
+// runs out; then the ID is held by this process and retried in the background, and the
+// task comes back after HeldRetryDelay (accepted.go). If scheduling the poll fails the
+// error makes asynq retry the task, and the retry, seeing the message_id, only
+// schedules the poll.
 func (w *Worker) accepted(ctx context.Context, a tasks.SendArgs, id provider.MessageID) error {
 	at := attemptFrom(ctx)
 	at.providerMsgID = int64(id)
-	wctx, cancel := detached(ctx)
-	defer cancel()
-	empty := ""
-	rec, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateSending}, tasks.StateAccepted,
-		tasks.Update{ProviderMessageID: id, Error: &empty})
+	rec, ok, err := w.writeAccepted(ctx, a.ID, id, acceptDeadline(ctx))
 	if err != nil {
-		// The provider has the message but the record does not say so: the retry will
-		// find "sending" and record unknown. The provider id is in this line's log.
-		return fmt.Errorf("send %s: accepted as %d but cannot record it: %w", a.ID, id, err)
+		if errors.Is(err, tasks.ErrNotFound) {
+			return fmt.Errorf("send %s: accepted as %d but cannot record it: %w", a.ID, id, err)
+		}
+		w.holdAccepted(a, id)
+		at.note = joinNote(at.note, "accepted message_id held: Redis unreachable")
+		return errHeld(a.ID, id, err)
 	}
 	at.state = string(rec.State)
 	if !ok {
 		at.note = joinNote(at.note, "record changed concurrently ("+string(rec.State)+")")
 		return nil
 	}
+	wctx, cancel := detached(ctx)
+	defer cancel()
 	if a.Message.MessageType.TwoWay() {
 		// Replies name the message they answer by the provider's ID (tracking_id).
 		if err := w.store.IndexProvider(wctx, id, a.ID); err != nil {

@@ -119,6 +119,8 @@ type Config struct {
 	// LogBurst disables the limit.
 	LogPeriod time.Duration
 	LogBurst  int
+	// Reconcile configures the reconciler Run starts (reconcile.go).
+	Reconcile ReconcileConfig
 }
 
 // DefaultConfig returns the recommended configuration: defaults everywhere, and
@@ -148,6 +150,7 @@ func (c Config) withDefaults() Config {
 	c.LogPeriod = cmp.Or(c.LogPeriod, DefaultLogPeriod)
 	c.MaxRetry = cmp.Or(c.MaxRetry, tasks.DefaultMaxRetry)
 	c.LogBurst = cmp.Or(c.LogBurst, DefaultLogBurst)
+	c.Reconcile = c.Reconcile.withDefaults()
 	return c
 }
 
@@ -222,6 +225,7 @@ type Worker struct {
 	handler   asynq.Handler
 	srv       *asynq.Server
 	closers   []func() error
+	held      heldAccepts // accepted message_ids not written yet (accepted.go)
 
 	runMu   sync.Mutex
 	running bool
@@ -347,9 +351,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.log.Info().Int("concurrency", w.cfg.Concurrency).Any("queues", w.cfg.Queues).
 		Float64("send_rate", w.cfg.SendRate).Float64("status_rate", w.cfg.StatusRate).Msg("worker started")
+	rctx, stopRec := context.WithCancel(ctx)
+	recDone := make(chan struct{})
+	go func() { defer close(recDone); NewReconciler(w).Run(rctx) }()
 	<-ctx.Done()
 	w.log.Info().Msg("worker shutting down")
+	stopRec()
+	<-recDone
 	w.srv.Shutdown()
+	w.held.stop(w.cfg.ShutdownTimeout)
 	w.close()
 	w.log.Info().Msg("worker stopped")
 	return nil

@@ -244,6 +244,7 @@ func workerConfig(cfg config.Config, policy scheduler.Policy) worker.Config {
 		Poll:               policy,
 		Prefix:             tasks.DefaultPrefix,
 		MaxRetry:           workerMaxRetry(cfg.Tasks.MaxRetry),
+		Reconcile:          worker.ReconcileConfig{Period: cfg.Worker.ReconcilePeriod, Batch: cfg.Worker.ReconcileBatch},
 	}
 }
 
