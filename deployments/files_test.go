@@ -222,6 +222,11 @@ var knownMetrics = map[string]struct {
 	"viberq_polls_per_message":                 {true, nil},
 	"viberq_alerts_total":                      {false, []string{"kind"}},
 	"viberq_unknown_total":                     {false, nil},
+	"viberq_reconciler_repairs_total":          {false, []string{"repair"}},
+	"viberq_reconciler_checked_total":          {false, nil},
+	"viberq_reconciler_leader":                 {false, nil},
+	"viberq_nonfinal_records":                  {false, nil},
+	"viberq_accepted_held":                     {false, nil},
 
 	"asynq_tasks_enqueued_total":            {false, []string{"queue", "state"}},
 	"asynq_queue_size":                      {false, []string{"queue"}},
@@ -239,6 +244,7 @@ var targetLabels = []string{"instance", "job", "namespace", "pod", "container", 
 var dashboardMustShow = []string{
 	"viberq_sends_total", "viberq_final_states_total", "viberq_provider_request_duration_seconds",
 	"viberq_limiter_wait_seconds", "viberq_polls_per_message", "viberq_alerts_total", "viberq_unknown_total",
+	"viberq_reconciler_repairs_total", "viberq_accepted_held",
 	"asynq_queue_size", "asynq_tasks_enqueued_total", "asynq_queue_paused_total",
 }
 
