@@ -70,31 +70,13 @@ func runOutageMidAccept(t *testing.T, name string, down time.Duration, wantHeld 
 	}
 	store := tasks.NewStore(rdb, tasks.StoreOptions{})
 	logBuf := &lockedBuffer{}
-	m, err := worker.NewMetrics(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := worker.New(worker.Config{
+	runWorker(t, worker.Config{
 		TaskTimeout: 12 * time.Second, SendRate: 1000, StatusRate: 1000, LogBurst: -1,
 		DelayedTaskCheckInterval: 200 * time.Millisecond,
 		Poll:                     scheduler.Policy{First: 200 * time.Millisecond, MaxInterval: time.Second, SMSGrace: 10 * time.Second},
 		Reconcile:                worker.ReconcileConfig{Period: time.Second},
-	}, worker.Deps{Redis: rdb, Provider: prov, Store: store, Logger: zerolog.New(logBuf), Metrics: m})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(60 * time.Second):
-			t.Error("worker did not stop")
-		}
-	})
-
+	}, worker.Deps{Redis: rdb, Provider: prov, Store: store, Logger: zerolog.New(logBuf)})
+	ctx := context.Background()
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), store, tasks.EnqueuerConfig{})
 	msg := validMsg()
 	msg.TextSMS = ""
@@ -156,4 +138,24 @@ func runOutageMidAccept(t *testing.T, name string, down time.Duration, wantHeld 
 	if n := sim.Stats().Requests[string(dtsim.EndpointSend)]; n != 1 {
 		t.Errorf("%d send requests, want 1 (never sent twice)", n)
 	}
+}
+
+// runWorker runs an in-process worker until the test ends.
+func runWorker(t *testing.T, cfg worker.Config, deps worker.Deps) {
+	t.Helper()
+	w, err := worker.New(cfg, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Error("worker did not stop")
+		}
+	})
 }

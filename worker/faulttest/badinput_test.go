@@ -835,22 +835,8 @@ func TestBadInputTaskPayloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &lockedBuffer{}
-	w, err := worker.New(worker.Config{TaskTimeout: 10 * time.Second, SendRate: 1000, StatusRate: 1000, LogBurst: -1},
+	runWorker(t, worker.Config{TaskTimeout: 10 * time.Second, SendRate: 1000, StatusRate: 1000, LogBurst: -1},
 		worker.Deps{Redis: e.rdb, Provider: prov, Store: e.store, Logger: zerolog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("worker did not stop")
-		}
-	})
 
 	client := asynq.NewClientFromRedisClient(e.rdb)
 	ids := map[string]taskCase{}

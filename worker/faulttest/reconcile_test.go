@@ -57,12 +57,12 @@ func (h *harness) allRecords() (map[string]int, int, error) {
 	return counts, notFinal, nil
 }
 
-// startAPI starts `viberq api` on the scenario's Redis and waits until it listens.
-func (h *harness) startAPI(port int, token string, gen int) *proc {
+// startAPI starts `viberq api` (log name name) on the scenario's Redis and waits
+// until it listens.
+func (h *harness) startAPI(port int, token, monPass, name string) *proc {
 	env := baseEnv("VIBERQ_REDIS_URL="+h.redisURL, "VIBERQ_LOG_FORMAT=json", "VIBERQ_HTTP_ADDR="+hostPort(port),
-		"VIBERQ_API_TOKENS="+token, "VIBERQ_MONITORING_PASSWORD=monitor-pass-9876", "VIBERQ_DT_API_KEY="+testKey,
-		"VIBERQ_EVENTS_MAXLEN=10000000")
-	p := startProc(h.t, h.dir, fmt.Sprintf("api-%d", gen), env, viberqBin(h.t), "api")
+		"VIBERQ_API_TOKENS="+token, "VIBERQ_MONITORING_PASSWORD="+monPass, "VIBERQ_DT_API_KEY="+testKey)
+	p := startProc(h.t, h.dir, name, env, viberqBin(h.t), "api")
 	h.track(p)
 	if err := p.waitLog(`"api listening"`, 30*time.Second); err != nil {
 		h.t.Fatal(err)
@@ -87,10 +87,10 @@ func TestFaultAPIKill9(t *testing.T) {
 	h.env = append(h.env, "VIBERQ_RECONCILE_PERIOD="+reconcilePeriod.String())
 	h.startWorkers(2)
 
-	const token = "api-token-0123456789abcdef"
+	const token, monPass = "api-token-0123456789abcdef", "monitor-pass-9876"
 	port := freePort(t)
 	base := "http://" + hostPort(port) + "/v1/messages"
-	api := h.startAPI(port, token, 1)
+	api := h.startAPI(port, token, monPass, "api-1")
 
 	perProducer := pick(100, 320)
 	var (
@@ -138,7 +138,7 @@ func TestFaultAPIKill9(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		api.kill()
-		api = h.startAPI(port, token, k+1)
+		api = h.startAPI(port, token, monPass, fmt.Sprintf("api-%d", k+1))
 	}
 	lastKill := time.Now()
 	wg.Wait()

@@ -58,25 +58,12 @@ func TestWorkerHandsTaskBackAfterRedisOutage(t *testing.T) {
 	}
 	store := tasks.NewStore(rdb, tasks.StoreOptions{})
 	logs := &lockedBuffer{}
-	w, err := worker.New(worker.Config{
+	runWorker(t, worker.Config{
 		TaskTimeout: 10 * time.Second, SendRate: 1000, StatusRate: 1000, LogBurst: -1,
 		DelayedTaskCheckInterval: 200 * time.Millisecond,
 		Poll:                     scheduler.Policy{First: 200 * time.Millisecond, MaxInterval: time.Second, SMSGrace: 10 * time.Second},
 	}, worker.Deps{Redis: rdb, Provider: prov, Store: store, Logger: zerolog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			t.Error("worker did not stop")
-		}
-	})
+	ctx := context.Background()
 
 	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), store, tasks.EnqueuerConfig{})
 	msg := validMsg()

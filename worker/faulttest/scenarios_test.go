@@ -304,13 +304,7 @@ func (h *harness) apiLeakCheck() map[string][]byte {
 	const token, monPass = "api-token-0123456789abcdef", "monitor-pass-9876"
 	port := freePort(t)
 	base := "http://" + hostPort(port)
-	env := baseEnv("VIBERQ_REDIS_URL="+h.redisURL, "VIBERQ_LOG_FORMAT=json", "VIBERQ_HTTP_ADDR="+hostPort(port),
-		"VIBERQ_API_TOKENS="+token, "VIBERQ_MONITORING_PASSWORD="+monPass, "VIBERQ_DT_API_KEY="+testKey)
-	p := startProc(t, h.dir, "api", env, viberqBin(t), "api")
-	h.track(p)
-	if err := p.waitLog(`"api listening"`, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	p := h.startAPI(port, token, monPass, "api")
 	out := map[string][]byte{}
 	c := &http.Client{Timeout: 10 * time.Second}
 	get := func(path string, auth func(*http.Request)) (int, []byte) {
