@@ -56,13 +56,14 @@ func TestSendHandler(t *testing.T) {
 		require.True(t, pa.HasSMS)
 		require.Equal(t, a.ExpiresAt.Unix(), pa.ExpiresAt.Unix())
 
-		// validity_period is what remains of the TTL; callback_url from the config,
-		// with the message ID so that the callback names our message.
+		// validity_period is provider.SMSValidityPeriod for a message with text_sms
+		// (what remains of the TTL otherwise); callback_url from the config, with the
+		// message ID so that the callback names our message.
 		reqs := b.sim.Requests()
 		require.Len(t, reqs, 1)
 		var sent map[string]any
 		require.NoError(t, json.Unmarshal(reqs[0].Body, &sent))
-		require.InDelta(t, 100, sent["validity_period"], 2)
+		require.EqualValues(t, provider.SMSValidityPeriod, sent["validity_period"])
 		require.Equal(t, cfg.CallbackURL+"?id=m-ok", sent["callback_url"])
 		require.Equal(t, 1.0, metricValue(t, b.m.sends.WithLabelValues("success")))
 
