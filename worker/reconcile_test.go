@@ -264,3 +264,29 @@ func TestReconcileRunEndsDeletedTask(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n, "lease given up")
 }
+
+// A sending record whose accepted message_id this process still holds (Redis was
+// unreachable when it came back) is not taken for lost: no unknown while the ID is
+// known here.
+func TestReconcileLeavesHeldAcceptance(t *testing.T) {
+	t.Parallel()
+	b, clk, r := setupReconcile(t)
+	ctx := context.Background()
+	b.newSend(t, "held-1", transactional(), time.Now().Add(time.Hour))
+	_, ok, err := b.store.Transition(ctx, "held-1", []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{IncAttempts: true})
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, b.insp.DeleteTask(tasks.QueueCritical, "held-1"))
+	require.True(t, b.w.held.add("held-1", 4242))
+
+	clk.add(testPeriod + time.Second)
+	res := sweep(t, r)
+	require.Equal(t, 1, res.Checked)
+	require.Empty(t, res.Repairs)
+	require.Equal(t, tasks.StateSending, b.record(t, "held-1").State)
+
+	// Once nothing holds it, the same record is unknown.
+	b.w.held.remove("held-1")
+	clk.add(testPeriod + time.Second)
+	require.Equal(t, map[string]int{RepairUnknown: 1}, sweep(t, r).Repairs)
+}
