@@ -1,6 +1,7 @@
 package deployments
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -110,13 +111,24 @@ func (s composeService) environment() (map[string]string, error) {
 	return env, nil
 }
 
-var composeVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}`)
+var composeVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}`)
 
-// interpolate resolves ${VAR:-default} and ${VAR} as compose does with an environment
-// where no variable is set: the default, or "".
+// generatedEnv stands for deployments/.env as deployments/scripts/gen-secrets.sh
+// writes it: a random 64-hex value for each variable.
+func generatedEnv(name string) string {
+	return fmt.Sprintf("%x", sha256.Sum256([]byte("compose-test-"+name)))
+}
+
+// interpolate resolves ${VAR:-default}, ${VAR} and ${VAR:?message} as compose does
+// with an environment where only deployments/.env (generatedEnv) sets the required
+// ones: the default, "", or the generated value.
 func interpolate(v string) string {
 	return composeVar.ReplaceAllStringFunc(v, func(m string) string {
-		return composeVar.FindStringSubmatch(m)[2]
+		sm := composeVar.FindStringSubmatch(m)
+		if sm[2] == "?" {
+			return generatedEnv(sm[1])
+		}
+		return sm[3]
 	})
 }
 
@@ -213,6 +225,13 @@ func TestCompose(t *testing.T) {
 		resolved := map[string]string{}
 		for k, v := range env {
 			resolved[k] = interpolate(v)
+			// A credential has no default in the file (a default would be a
+			// published secret): it is required, from deployments/.env.
+			if known[k].Secret {
+				if sm := composeVar.FindStringSubmatch(v); sm == nil || sm[0] != v || sm[2] != "?" {
+					t.Errorf("%s: %s is %q; a credential must be ${%s:?...}, generated into deployments/.env", where, k, v, k)
+				}
+			}
 		}
 		cfg, err := config.Load(mapGetenv(resolved))
 		if err != nil {

@@ -3,6 +3,7 @@ package deployments
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -598,7 +599,7 @@ func TestOverlays(t *testing.T) {
 				}
 			}
 			// The settings after the ConfigMap patches load.
-			env := mergedConfigEnv(t, set, dir)
+			env := asDeployed(t, dir, mergedConfigEnv(t, set, dir))
 			if _, err := config.Load(mapGetenv(env)); err != nil {
 				t.Errorf("%s: the ConfigMap and Secret (with this overlay's patches) do not load: %v", dir, err)
 			}
@@ -1085,7 +1086,7 @@ func checkObjects(t *testing.T, where string, objs []k8sDoc) {
 				t.Errorf("%s: a second workload runs `viberq %s`", cw, sub)
 			}
 			roles[sub] = w
-			cfg, err := config.Load(mapGetenv(env))
+			cfg, err := config.Load(mapGetenv(asDeployed(t, cw, env)))
 			if err != nil {
 				t.Errorf("%s: its environment does not load: %v", cw, err)
 				continue
@@ -1290,4 +1291,28 @@ func checkRedis(t *testing.T, where string, objs []k8sDoc, redisURL string) {
 	if !slices.ContainsFunc(svc.obj.(*corev1.Service).Spec.Ports, func(p corev1.ServicePort) bool { return strconv.Itoa(int(p.Port)) == port }) {
 		t.Errorf("%s: %s uses port %s, which Service %s does not expose", where, config.EnvRedisURL, port, host)
 	}
+}
+
+// asDeployed checks that every credential the manifests carry is a placeholder that
+// viberq refuses at start (so that applying them unedited cannot run with a known
+// secret), and returns env with each replaced by a generated value, as
+// deployments/scripts/gen-secrets.sh k8s makes them, for the checks that need a
+// loading configuration.
+func asDeployed(t *testing.T, where string, env map[string]string) map[string]string {
+	t.Helper()
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		out[k] = v
+	}
+	for _, s := range config.Describe() {
+		v, ok := env[s.Name]
+		if !s.Secret || !ok || v == "" {
+			continue
+		}
+		if _, err := config.Load(mapGetenv(map[string]string{s.Name: v})); err == nil {
+			t.Errorf("%s: %s holds a value viberq accepts: a published secret; keep a placeholder (refused at start)", where, s.Name)
+		}
+		out[s.Name] = fmt.Sprintf("%x", sha256.Sum256([]byte("generated-"+s.Name)))
+	}
+	return out
 }

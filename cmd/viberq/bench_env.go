@@ -38,9 +38,10 @@ import (
 // ---- Redis: the bench database, its lock, FLUSHDB ----
 
 // benchLockPrefix is the lock key prefix of tasks/redistest: the bench takes the same
-// lock on its database (a key in database 0, SET NX with an expiry, the only thing
-// it writes there), so that a concurrent `go test` with VIBERQ_TEST_REDIS_URL never
-// gets the database while the bench flushes and fills it, and the other way round.
+// lock on its database (a key inside that database, SET NX with an expiry, kept
+// across the bench's flushes), so that a concurrent `go test` with
+// VIBERQ_TEST_REDIS_URL never gets the database while the bench flushes and fills it,
+// and the other way round. No other database is touched.
 const (
 	benchLockPrefix = "viberq:redistest:db:"
 	benchLockTTL    = 15 * time.Minute
@@ -74,8 +75,7 @@ func openBenchRedis(ctx context.Context, rawURL string, db int, progress io.Writ
 	}
 	opt.DB = db
 	u.Path = "/" + strconv.Itoa(db)
-	ctlOpt := *opt
-	ctlOpt.DB = 0
+	ctlOpt := *opt // the lock lives in the bench database itself
 	br := &benchRedis{opt: opt, url: u.String(), rdb: redis.NewClient(opt), ctl: redis.NewClient(&ctlOpt)}
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = br.rdb.Ping(pctx).Err()
@@ -133,7 +133,13 @@ func (br *benchRedis) flush(ctx context.Context) error {
 	if br.opt.DB == 0 {
 		return errors.New("refusing to flush database 0")
 	}
-	if err := br.rdb.FlushDB(ctx).Err(); err != nil {
+	// FLUSHDB keeping the lock, in one MULTI (as tasks/redistest.Flush does).
+	key := benchLockPrefix + strconv.Itoa(br.opt.DB)
+	if _, err := br.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.FlushDB(ctx)
+		p.Set(ctx, key, br.token, benchLockTTL)
+		return nil
+	}); err != nil {
 		return fmt.Errorf("flush database %d: %w", br.opt.DB, err)
 	}
 	return nil

@@ -19,14 +19,15 @@
 # not run). Everything listens on 127.0.0.1 only; every wait is bounded; the
 # processes, the temp dir and the Redis database are cleaned up on exit.
 #
-# Redis database: one of 1..15 reserved with the same lock key in database 0 that
-# tasks/redistest uses (so it never collides with a concurrent integration test),
-# E2E_DB (default 12) first; it is flushed before and after. Database 0 is never used
-# for data.
+# Redis database: one of VIBERQ_TEST_REDIS_DBS (default 1-15) reserved with the lock
+# key tasks/redistest uses, kept inside that database (so it never collides with a
+# concurrent integration test or bench), E2E_DB (default 12) first when in the range;
+# it is flushed before and after, keeping the lock. No other database is touched.
 #
 # Environment:
 #   E2E_REDIS_PORT                 Redis port on 127.0.0.1 (6379)
 #   E2E_DB                         preferred database (12)
+#   VIBERQ_TEST_REDIS_DBS          the databases it may use: 7 or 1-15 (default)
 #   E2E_POLL_FIRST_WITH_CALLBACK   VIBERQ_POLL_FIRST_WITH_CALLBACK for the workers
 #                                  (25s: far above the 1-11 s the simulator's callbacks
 #                                  take, short enough to watch the first polls end)
@@ -76,9 +77,8 @@ cleanup() {
 		kill -KILL "$pid" 2>/dev/null
 	done
 	if [ -n "$db" ]; then
-		rcli -n "$db" flushdb >/dev/null 2>&1
-		# Release the lock only if it is still ours.
-		rcli -n 0 eval "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0" \
+		# Flush and release, only if the lock is still ours.
+		rcli -n "$db" eval "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('FLUSHDB') end return 0" \
 			1 "$lock_key" "$lock_token" >/dev/null 2>&1
 	fi
 	if [ "${E2E_KEEP_LOGS:-}" = 1 ]; then
@@ -92,17 +92,27 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # --- a free Redis database, locked like tasks/redistest does --------------------------
-for cand in "$pref_db" $(seq 1 15); do
-	[ "$cand" -ge 1 ] && [ "$cand" -le 15 ] || continue
-	key="viberq:redistest:db:$cand"
-	if [ "$(rcli -n 0 set "$key" "$lock_token" NX EX 900)" = "OK" ]; then
-		db=$cand
-		lock_key=$key
-		break
-	fi
+dbs="${VIBERQ_TEST_REDIS_DBS:-1-15}"
+db_first=${dbs%-*}
+db_last=${dbs#*-}
+[[ "$db_first" =~ ^[0-9]+$ && "$db_last" =~ ^[0-9]+$ && "$db_first" -le "$db_last" && "$db_last" -le 15 ]] ||
+	die "VIBERQ_TEST_REDIS_DBS=$dbs: want a database number like 7 or a range like 1-15"
+for _ in $(seq 1 60); do
+	for cand in "$pref_db" $(seq "$db_first" "$db_last"); do
+		[ "$cand" -ge "$db_first" ] && [ "$cand" -le "$db_last" ] || continue
+		key="viberq:redistest:db:$cand"
+		if [ "$(rcli -n "$cand" set "$key" "$lock_token" NX EX 900)" = "OK" ]; then
+			db=$cand
+			lock_key=$key
+			break 2
+		fi
+	done
+	sleep 2 # every database is in use by a test or a bench: wait for one
 done
-[ -n "$db" ] || die "no free Redis database among 1..15 (all locked by tests)"
-rcli -n "$db" flushdb >/dev/null || die "cannot flush database $db"
+[ -n "$db" ] || die "no free Redis database among $dbs (all locked by tests)"
+# FLUSHDB keeping our lock, in one MULTI.
+printf 'MULTI\nFLUSHDB\nSET %s %s EX 900\nEXEC\n' "$lock_key" "$lock_token" | rcli -n "$db" >/dev/null ||
+	die "cannot flush database $db"
 echo "e2e: Redis 127.0.0.1:$redis_port database $db, work dir $work"
 
 # --- free ports on 127.0.0.1 -----------------------------------------------------------
@@ -135,7 +145,7 @@ bin="$work/viberq"
 api_token="e2e-token-$(printf '%04x%04x%04x%04x' $RANDOM $RANDOM $RANDOM $RANDOM)"
 cb_token="cb$(printf '%04x%04x%04x%04x' $RANDOM $RANDOM $RANDOM $RANDOM)"
 mon_user=admin
-mon_pass="mon-$(printf '%04x%04x' $RANDOM $RANDOM)"
+mon_pass="mon-$(printf '%04x%04x%04x%04x' $RANDOM $RANDOM $RANDOM $RANDOM)"
 export VIBERQ_REDIS_URL="redis://127.0.0.1:$redis_port/$db"
 export VIBERQ_DT_API_KEY="e2e-dt-key-$RANDOM"
 export VIBERQ_DT_BASE_URL="http://127.0.0.1:$sim_port/v1/api"

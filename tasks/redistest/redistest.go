@@ -5,9 +5,13 @@
 // Every test that touches a real Redis must get it from this package, never from
 // VIBERQ_TEST_REDIS_URL directly: several test binaries run at once (go test ./...
 // runs packages in parallel) and they share one server. Client reserves one of the
-// databases 1..15 for the calling test with a lock key in database 0 (SET NX with an
-// expiry, released at Cleanup; the lock keys are the only thing written to database 0),
-// flushes it before the test and again after it. Nothing here ever runs FLUSHALL.
+// databases of VIBERQ_TEST_REDIS_DBS (default 1-15) for the calling test with a lock
+// key inside that database (LockKey: SET NX with an expiry, released at Cleanup),
+// flushes it before the test and again after it, keeping only its lock (FLUSHDB and
+// the lock's SET in one MULTI). No other database is touched, so the tests, `viberq
+// bench` and the e2e script, which take the same lock, can be confined to one
+// database of a shared Redis: VIBERQ_TEST_REDIS_DBS=7 (the tests then run one at a
+// time). Nothing here ever runs FLUSHALL.
 //
 // Real-Redis tests are skipped when VIBERQ_TEST_REDIS_URL is unset, so go test ./...
 // needs no Redis. Example: VIBERQ_TEST_REDIS_URL=redis://127.0.0.1:6379 go test ./...
@@ -22,6 +26,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -34,12 +39,40 @@ import (
 // redis://127.0.0.1:6379 (a database number in it is ignored).
 const EnvURL = "VIBERQ_TEST_REDIS_URL"
 
+// EnvDBs names the environment variable with the databases the tests may use: one
+// number ("7") or an inclusive range ("1-15", the default).
+const EnvDBs = "VIBERQ_TEST_REDIS_DBS"
+
 const (
-	firstDB, lastDB = 1, 15
-	lockPrefix      = "viberq:redistest:db:"
-	lockTTL         = 15 * time.Minute // longer than go test's default timeout
-	waitFor         = 2 * time.Minute  // for a free database
+	defaultFirst, defaultLast = 1, 15
+	lockPrefix                = "viberq:redistest:db:"
+	lockTTL                   = 15 * time.Minute // longer than go test's default timeout
+	waitFor                   = 2 * time.Minute  // for a free database among the default ones
 )
+
+// LockKey is the key that reserves database db, held inside db itself by whoever
+// uses it (a test, `viberq bench`, deployments/scripts/e2e.sh). A test that counts the
+// keys of its database finds this one too.
+func LockKey(db int) string { return lockPrefix + strconv.Itoa(db) }
+
+// DBs returns the database range of VIBERQ_TEST_REDIS_DBS: "N" or "A-B" with
+// 0 <= A <= B <= 15 (1..15 when unset).
+func DBs() (first, last int, err error) {
+	v := strings.TrimSpace(os.Getenv(EnvDBs))
+	if v == "" {
+		return defaultFirst, defaultLast, nil
+	}
+	a, b, isRange := strings.Cut(v, "-")
+	first, err1 := strconv.Atoi(strings.TrimSpace(a))
+	last, err2 := first, error(nil)
+	if isRange {
+		last, err2 = strconv.Atoi(strings.TrimSpace(b))
+	}
+	if err1 != nil || err2 != nil || first < 0 || last < first || last > 15 {
+		return 0, 0, fmt.Errorf("%s=%q: want a database number like 7 or a range like 1-15 (0..15)", EnvDBs, v)
+	}
+	return first, last, nil
+}
 
 // Enabled reports whether VIBERQ_TEST_REDIS_URL is set.
 func Enabled() bool { return os.Getenv(EnvURL) != "" }
@@ -116,7 +149,11 @@ func reserve(t testing.TB) *lease {
 	if err != nil {
 		t.Fatalf("redistest: %s: %v", EnvURL, err)
 	}
-	l, err = acquire(t, base)
+	first, last, err := DBs()
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	l, err = acquire(t, base, first, last)
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -126,30 +163,27 @@ func reserve(t testing.TB) *lease {
 	return l
 }
 
-// acquire locks a free database, flushes it and registers its release.
-func acquire(t testing.TB, base *redis.Options) (*lease, error) {
+// acquire locks a free database of first..last, flushes it and registers its
+// release. With fewer databases than the default, tests wait longer for one (up to
+// the lock's expiry): confined to one database, they run one after the other.
+func acquire(t testing.TB, base *redis.Options, first, last int) (*lease, error) {
 	ctx := context.Background()
-	ctlOpts := *base
-	ctlOpts.DB = 0
-	ctl := redis.NewClient(&ctlOpts)
 	token := newToken(t)
-	deadline := time.Now().Add(waitFor)
+	wait := waitFor
+	if last-first < defaultLast-defaultFirst {
+		wait = lockTTL
+	}
+	deadline := time.Now().Add(wait)
 	for {
-		start := rand.IntN(lastDB - firstDB + 1)
-		for i := range lastDB - firstDB + 1 {
-			db := firstDB + (start+i)%(lastDB-firstDB+1)
-			key := lockPrefix + strconv.Itoa(db)
-			got, err := ctl.SetNX(ctx, key, token, lockTTL).Result()
-			if err != nil {
-				_ = ctl.Close()
-				return nil, fmt.Errorf("lock database %d: %w", db, err)
-			}
-			if !got {
+		n := last - first + 1
+		start := rand.IntN(n)
+		for i := range n {
+			db := first + (start+i)%n
+			l, ok, err := open(ctx, base, db, token)
+			if err != nil { // e.g. fewer databases configured: try another
 				continue
 			}
-			l, err := open(ctx, base, db)
-			if err != nil { // e.g. fewer databases configured: leave this one
-				unlock(ctx, ctl, key, token)
+			if !ok {
 				continue
 			}
 			t.Cleanup(func() {
@@ -158,30 +192,53 @@ func acquire(t testing.TB, base *redis.Options) (*lease, error) {
 				mu.Unlock()
 				cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 				defer cancel()
-				if err := l.client.FlushDB(cctx).Err(); err != nil {
+				if err := Flush(cctx, l.client, token); err != nil {
 					t.Errorf("redistest: flush database %d: %v", db, err)
 				}
+				unlock(cctx, l.client, LockKey(db), token)
 				_ = l.client.Close()
-				unlock(cctx, ctl, key, token)
-				_ = ctl.Close()
 			})
 			return l, nil
 		}
 		if time.Now().After(deadline) {
-			_ = ctl.Close()
-			return nil, fmt.Errorf("no free database among %d..%d after %s (locks %s*)", firstDB, lastDB, waitFor, lockPrefix)
+			return nil, fmt.Errorf("no free database among %d..%d after %s (locks %s*, %s)", first, last, wait, lockPrefix, EnvDBs)
 		}
 		time.Sleep(time.Duration(50+rand.IntN(150)) * time.Millisecond)
 	}
 }
 
-func open(ctx context.Context, base *redis.Options, db int) (*lease, error) {
+// Flush empties the database of c, a database whose lock (LockKey) holds token,
+// keeping that lock: FLUSHDB and the lock's SET run in one MULTI, so that nobody can
+// take the database in between. It fails, flushing nothing, when the lock is not
+// token's.
+func Flush(ctx context.Context, c *redis.Client, token string) error {
+	key := LockKey(c.Options().DB)
+	if got, err := c.Get(ctx, key).Result(); err != nil || got != token {
+		return fmt.Errorf("database %d: the lock %s is not ours (%v)", c.Options().DB, key, err)
+	}
+	_, err := c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.FlushDB(ctx)
+		p.Set(ctx, key, token, lockTTL)
+		return nil
+	})
+	return err
+}
+
+// open takes database db's lock with token and flushes it; ok=false when someone
+// else holds the lock.
+func open(ctx context.Context, base *redis.Options, db int, token string) (*lease, bool, error) {
 	o := *base
 	o.DB = db
 	c := redis.NewClient(&o)
-	if err := c.FlushDB(ctx).Err(); err != nil {
+	got, err := c.SetNX(ctx, LockKey(db), token, lockTTL).Result()
+	if err != nil || !got {
 		_ = c.Close()
-		return nil, err
+		return nil, false, err
+	}
+	if err := Flush(ctx, c, token); err != nil {
+		unlock(ctx, c, LockKey(db), token)
+		_ = c.Close()
+		return nil, false, err
 	}
 	u := url.URL{Scheme: "redis", Host: o.Addr, Path: "/" + strconv.Itoa(db)}
 	if o.TLSConfig != nil {
@@ -191,7 +248,7 @@ func open(ctx context.Context, base *redis.Options, db int) (*lease, error) {
 		u.User = url.UserPassword(o.Username, o.Password)
 	}
 	oc := o
-	return &lease{db: db, opts: &oc, url: u.String(), client: c}, nil
+	return &lease{db: db, opts: &oc, url: u.String(), client: c}, true, nil
 }
 
 var unlockScript = redis.NewScript(`

@@ -45,9 +45,14 @@ func TestNew(t *testing.T) {
 	rdb := redistest.New(t)
 	ctx := context.Background()
 	require.NoError(t, rdb.Set(ctx, "k", "v", 0).Err())
-	n, err := rdb.DBSize(ctx).Result()
+	keys, err := rdb.Keys(ctx, "*").Result()
 	require.NoError(t, err)
-	require.EqualValues(t, 1, n, "starts empty")
+	if redistest.Enabled() {
+		// The database's lock lives in it (LockKey) and survives the flush.
+		require.ElementsMatch(t, []string{"k", redistest.LockKey(rdb.Options().DB)}, keys, "starts empty but for its lock")
+	} else {
+		require.Equal(t, []string{"k"}, keys, "starts empty")
+	}
 }
 
 func TestSameDatabaseForOneTest(t *testing.T) {
@@ -56,8 +61,10 @@ func TestSameDatabaseForOneTest(t *testing.T) {
 	rdb := redistest.Client(t)
 	require.Same(t, rdb, redistest.Client(t))
 	db := rdb.Options().DB
-	require.GreaterOrEqual(t, db, 1)
-	require.LessOrEqual(t, db, 15)
+	first, last, err := redistest.DBs()
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, db, first)
+	require.LessOrEqual(t, db, last)
 	require.Equal(t, db, redistest.Options(t).DB)
 
 	opts, err := redis.ParseURL(redistest.URL(t))
@@ -73,6 +80,9 @@ func TestConcurrentTestsGetDistinctDatabases(t *testing.T) {
 	t.Parallel()
 	if !redistest.Enabled() {
 		t.Skipf("set %s", redistest.EnvURL)
+	}
+	if first, last, err := redistest.DBs(); err != nil || last-first < 3 {
+		t.Skipf("%s gives fewer than 4 databases", redistest.EnvDBs)
 	}
 	probe := fmt.Sprintf("redistest:probe:%d", time.Now().UnixNano())
 	dbs := map[int]bool{}
@@ -101,4 +111,40 @@ func TestConcurrentTestsGetDistinctDatabases(t *testing.T) {
 		require.NoError(t, err)
 		require.Zero(t, n, "database %d not flushed", db)
 	}
+}
+
+// Confined to one database (VIBERQ_TEST_REDIS_DBS=N), every test gets database N, and
+// no other database of the server is written, not even 0.
+func TestConfinedToOneDatabase(t *testing.T) {
+	if !redistest.Enabled() {
+		t.Skipf("set %s", redistest.EnvURL)
+	}
+	t.Setenv(redistest.EnvDBs, "9")
+	ctx := context.Background()
+	var seen []int
+	for i := range 2 {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			rdb := redistest.Client(t)
+			seen = append(seen, rdb.Options().DB)
+			require.NoError(t, rdb.Set(ctx, "probe", "1", 0).Err())
+		})
+	}
+	require.Equal(t, []int{9, 9}, seen)
+	for _, v := range []string{"x", "3-2", "0-16", "-1"} {
+		t.Setenv(redistest.EnvDBs, v)
+		_, _, err := redistest.DBs()
+		require.Error(t, err, v)
+	}
+	t.Setenv(redistest.EnvDBs, "4-6")
+	first, last, err := redistest.DBs()
+	require.NoError(t, err)
+	require.Equal(t, [2]int{4, 6}, [2]int{first, last})
+	// Database 0 holds no lock: nothing was written there.
+	opts := redistest.Options(t)
+	opts.DB = 0
+	c := redis.NewClient(opts)
+	defer c.Close()
+	n, err := c.Exists(ctx, redistest.LockKey(9)).Result()
+	require.NoError(t, err)
+	require.Zero(t, n)
 }
