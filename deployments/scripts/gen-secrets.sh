@@ -5,7 +5,9 @@
 #
 #   gen-secrets.sh env [FILE]       KEY=VALUE lines for docker compose (deployments/.env);
 #                                   with FILE, writes it only if it does not exist yet
-#   gen-secrets.sh k8s [NAMESPACE]  a Secret viberq-secrets manifest for kubectl apply -f -
+#   gen-secrets.sh k8s [NAMESPACE]  a Secret viberq-secrets manifest: a patch for a kustomize
+#                                   overlay (secret-patch.yaml), or with NAMESPACE for
+#                                   kubectl apply -f -
 #
 # Each value is 32 random bytes as 64 hex characters (valid for every secret setting,
 # including the path-safe VIBERQ_CALLBACK_TOKEN). VIBERQ_DT_API_KEY is generated for the
