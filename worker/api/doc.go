@@ -1,7 +1,7 @@
 // Package api is `viberq api`: one HTTP server for producers, the provider's
 // callbacks, operators and probes.
 //
-//	POST /v1/messages                 enqueue a message (bearer token)          202, 400, 401, 409, 413, 415, 422, 503
+//	POST /v1/messages                 enqueue a message (bearer token)          202, 400, 401, 403, 409, 413, 415, 422, 429, 503
 //	GET  /v1/messages/{id}            the message record, status JSON (token)   200, 401, 404
 //	POST /callbacks/{token}/status    provider status callback                  200, 401, 404, 413, 503
 //	POST /callbacks/{token}/inbound   provider two-way reply                    200, 401, 404, 413, 503
@@ -18,8 +18,9 @@
 // button_caption, button_action, source_type, callback_url). The idempotency key is
 // the Idempotency-Key header or the "id" field (both given and different: 422). The
 // Content-Type must be application/json (415), the body at most
-// config.API.MaxBodyBytes (413); malformed JSON and unknown fields are 400, naming
-// the fields. A message the Enqueuer refuses is 422 with every bad field:
+// config.API.MaxBodyBytes (413); malformed JSON, unknown fields and fields given
+// twice are 400, naming the fields; a string with invalid UTF-8 or a lone surrogate
+// escape is 422 naming its field (outbox.DecodeJSON). A message the Enqueuer refuses is 422 with every bad field:
 //
 //	{"error":"invalid message","fields":[{"field":"text","rule":"is required"}, ...]}
 //
