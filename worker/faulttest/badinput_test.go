@@ -156,7 +156,7 @@ var goAPICases = []goAPICase{
 	{"button_action on a text message", set(func(m *provider.Message) { m.ButtonAction = "https://x.example.com" }), "button_action", "must be empty for message_type 106"},
 	{"108 without image", as108(func(m *provider.Message) { m.Image = "" }), "image", "is required for message_type 108"},
 	{"108 image not http", as108(func(m *provider.Message) { m.Image = "ftp://cdn.example.com/p.png" }), "image", "absolute http or https URL"},
-	{"108 image .gif", as108(func(m *provider.Message) { m.Image = "https://cdn.example.com/p.gif" }), "image", "ends in .jpg, .jpeg or .png"},
+	{"108 image .gif", as108(func(m *provider.Message) { m.Image = "https://cdn.example.com/p.gif" }), "image", "must be a jpg, jpeg or png image"},
 	{"108 button_caption 31 characters", as108(func(m *provider.Message) { m.ButtonCaption = strings.Repeat("b", 31) }), "button_caption", "at most 30 characters, got 31"},
 	{"108 button_action javascript:", as108(func(m *provider.Message) { m.ButtonAction = "javascript:alert(1)" }), "button_action", "absolute http or https URL"},
 	{"108 button_action missing", as108(func(m *provider.Message) { m.ButtonAction = "" }), "button_action", "is required for message_type 108"},
@@ -165,7 +165,8 @@ var goAPICases = []goAPICase{
 	{"source_type 3", set(func(m *provider.Message) { m.SourceType = 3; m.TextSMS = "" }), "source_type", "got 3"},
 	{"callback_url not a URL", set(func(m *provider.Message) { m.CallbackURL = "not a url" }), "callback_url", "absolute http or https URL"},
 	{"callback_url file:", set(func(m *provider.Message) { m.CallbackURL = "file:///etc/passwd" }), "callback_url", "absolute http or https URL"},
-	{"validity_period 39", set(func(m *provider.Message) { m.ValidityPeriod = 39 }), "validity_period", "between 40 and 21600 seconds, got 39"},
+	{"validity_period 39", set(func(m *provider.Message) { m.ValidityPeriod = 39; m.TextSMS = "" }), "validity_period", "between 40 and 21600 seconds, got 39"},
+	{"validity_period 60 with text_sms", set(func(m *provider.Message) { m.ValidityPeriod = 60 }), "validity_period", "must be 40 seconds for a transactional message with text_sms"},
 	{"validity_period 21601", set(func(m *provider.Message) { m.ValidityPeriod = 21601 }), "validity_period", "got 21601"},
 	{"ttl 500ms", func(r *tasks.EnqueueRequest) { r.TTL = 500 * time.Millisecond }, "ttl", fmt.Sprintf("between %s and %s, got 500ms", tasks.MinTTL, tasks.MaxTTL)},
 	{"ttl 7h", func(r *tasks.EnqueueRequest) { r.TTL = 7 * time.Hour }, "ttl", "got 7h0m0s"},
@@ -732,7 +733,6 @@ func TestBadInputCallbacks(t *testing.T) {
 		{"fractional status", path, "application/json", `{"message_id":100001,"status":1.5}`, basic(nil), 200, "ignored"},
 		{"empty body", path, "application/json", ``, basic(nil), 200, "ignored"},
 		{"form garbage", path, "application/x-www-form-urlencoded", "message_id=%zz&status=", basic(nil), 200, "ignored"},
-		{"reply with a bad time", path, "application/json", `{"message_token":"t1","phone_number":"` + badPhone + `","time":"yesterday","message":{"text":"hi"}}`, basic(nil), 200, "ignored"},
 		{"other provider id", path, "application/json", `{"message_id":999999,"status":1}`, basic(nil), 200, "ignored"},
 		{"unknown message", "/callbacks/status/" + cbTok + "?id=nope", "application/json", `{"message_id":100001,"status":1}`, basic(nil), 200, "unknown_message"},
 		{"bad id parameter", "/callbacks/status/" + cbTok + "?id=../x", "application/json", `{"message_id":100001,"status":1}`, basic(nil), 200, "unknown_message"},
@@ -757,6 +757,15 @@ func TestBadInputCallbacks(t *testing.T) {
 	}
 	if n, _ := e.rdb.XLen(ctx, api.DefaultInboundStream).Result(); n != 0 {
 		t.Errorf("inbound stream holds %d entries after bad replies", n)
+	}
+	// A reply whose time cannot be read is kept, with the unreadable part (a reply is
+	// the customer's text: provider.ParseReply keeps what it can), and changes no record.
+	reply := `{"message_token":"t1","phone_number":"` + badPhone + `","time":"yesterday","message":{"text":"hi"}}`
+	if code, body := e.do(t, http.MethodPost, path, "application/json", []byte(reply), basic(nil)); code != 200 || !strings.Contains(string(body), `"result":"stored"`) {
+		t.Errorf("reply with a bad time: HTTP %d %s, want 200 stored", code, body)
+	}
+	if after, _ := e.store.Get(ctx, "cb-1"); after.State != before.State || !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("reply with a bad time: the record changed")
 	}
 	e.nothingWritten(t, "callbacks", 1)
 	scanLogBytes(t, "api log (callbacks)", e.logs.Bytes())
