@@ -172,10 +172,10 @@ func (m Message) Validate() error {
 
 	switch {
 	case m.ValidityPeriod == 0:
-	case m.TextSMS != "" && m.ValidityPeriod != SMSValidityPeriod:
-		v.add("validity_period", fmt.Sprintf("must be %d seconds for a transactional message with text_sms (the vendor: TTL only 40 seconds), got %d", SMSValidityPeriod, m.ValidityPeriod))
 	case m.ValidityPeriod < MinValidityPeriod || m.ValidityPeriod > MaxValidityPeriod:
 		v.add("validity_period", fmt.Sprintf("must be between %d and %d seconds, got %d", MinValidityPeriod, MaxValidityPeriod, m.ValidityPeriod))
+	case m.TextSMS != "" && m.ValidityPeriod != SMSValidityPeriod:
+		v.add("validity_period", fmt.Sprintf("must be %d seconds for a transactional message with text_sms (the vendor: TTL only 40 seconds), got %d", SMSValidityPeriod, m.ValidityPeriod))
 	}
 
 	if len(v.errs) == 0 {
@@ -264,7 +264,7 @@ func imageURLRule(s string) string {
 	if !letter || imageOrScript[ext] {
 		return ""
 	}
-	return "must be a jpg, jpeg or png image, but the URL path names a ." + ext + " file"
+	return "must be a jpg, jpeg or png image, but the URL path names a ." + ext + " file (allowed: a path that ends in .jpg, .jpeg or .png, or names no type)"
 }
 
 // imageOrScript are the extensions an image URL may end in.

@@ -732,7 +732,8 @@ func TestBadInputCallbacks(t *testing.T) {
 		{"fractional status", path, "application/json", `{"message_id":100001,"status":1.5}`, basic(nil), 200, "ignored"},
 		{"empty body", path, "application/json", ``, basic(nil), 200, "ignored"},
 		{"form garbage", path, "application/x-www-form-urlencoded", "message_id=%zz&status=", basic(nil), 200, "ignored"},
-		{"reply with a bad time", path, "application/json", `{"message_token":"t1","phone_number":"` + badPhone + `","time":"yesterday","message":{"text":"hi"}}`, basic(nil), 200, "ignored"},
+		// A reply is kept whatever its time: the unreadable part is stored raw with the reason.
+		{"reply with a bad time", path, "application/json", `{"message_token":"t1","phone_number":"` + badPhone + `","time":"yesterday","message":{"text":"hi"}}`, basic(nil), 200, "stored"},
 		{"other provider id", path, "application/json", `{"message_id":999999,"status":1}`, basic(nil), 200, "ignored"},
 		{"unknown message", "/callbacks/status/" + cbTok + "?id=nope", "application/json", `{"message_id":100001,"status":1}`, basic(nil), 200, "unknown_message"},
 		{"bad id parameter", "/callbacks/status/" + cbTok + "?id=../x", "application/json", `{"message_id":100001,"status":1}`, basic(nil), 200, "unknown_message"},
@@ -755,8 +756,9 @@ func TestBadInputCallbacks(t *testing.T) {
 			t.Errorf("%s: the record changed: %s → %s", c.name, before.State, after.State)
 		}
 	}
-	if n, _ := e.rdb.XLen(ctx, api.DefaultInboundStream).Result(); n != 0 {
-		t.Errorf("inbound stream holds %d entries after bad replies", n)
+	// Only the reply with an unreadable time is kept (with the reason and the raw body).
+	if n, _ := e.rdb.XLen(ctx, api.DefaultInboundStream).Result(); n != 1 {
+		t.Errorf("inbound stream holds %d entries after bad replies, want 1", n)
 	}
 	e.nothingWritten(t, "callbacks", 1)
 	scanLogBytes(t, "api log (callbacks)", e.logs.Bytes())
