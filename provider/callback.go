@@ -445,23 +445,6 @@ func mustValue(p payload, name string) any {
 	return v
 }
 
-// firstScalar returns the first present scalar among the payloads and names.
-func firstScalar(ps []payload, names ...string) (string, error) {
-	for _, p := range ps {
-		if p.empty() {
-			continue
-		}
-		s, ok, err := p.scalar(kindReply, names...)
-		if err != nil {
-			return "", err
-		}
-		if ok {
-			return s, nil
-		}
-	}
-	return "", nil
-}
-
 // parseEpoch reads seconds, or milliseconds above 10^12 (vendor notes: two-way replies).
 func parseEpoch(s string) (time.Time, error) {
 	f, err := strconv.ParseFloat(s, 64)
