@@ -367,6 +367,9 @@ func parseReplyTime(v any) (time.Time, string) {
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			if t.UTC().Year() < 1970 {
+				return time.Time{}, "out of range"
+			}
 			return t.UTC(), ""
 		}
 	}
