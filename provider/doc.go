@@ -34,7 +34,8 @@
 //     which decodes to the same user); WithEncodedKey sends a pre-encoded key as is.
 //   - Timeout: the page's sample sets CURLOPT_TIMEOUT 30; DefaultTimeout is 30 s (its doc
 //     says why a shorter one costs "unknown" sends).
-//   - Fields and limits ("Параметры"): source_addr and destination_addr ≤ 20 chars;
+//   - Fields and limits ("Параметры"): source_addr ≤ 20 chars; destination_addr ≤ 20
+//     chars on the page, held here to 7..15 digits (E.164, MinDestinationLen);
 //     message_type 106, 108, 206, 208 (the 225 of one English example is listed nowhere
 //     else and refused); text ≤ 1000; text_sms "<= 70 chars for UCS-2 (16-bit) and <= 160
 //     chars for Latin", read as one SMS segment (GSM-7 with extension characters counting
