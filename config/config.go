@@ -91,7 +91,7 @@ type Provider struct {
 	// KeyEncoded is VIBERQ_DT_KEY_ENCODED (default false): APIKey is already Base64 and
 	// is sent as is (provider.WithEncodedKey).
 	KeyEncoded bool
-	// Timeout is VIBERQ_DT_TIMEOUT (default 10s), the HTTP client timeout of one
+	// Timeout is VIBERQ_DT_TIMEOUT (default 30s, provider.DefaultTimeout), the HTTP client timeout of one
 	// provider call, 100ms..5m, shorter than Tasks.Timeout.
 	Timeout time.Duration
 }

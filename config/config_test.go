@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/viberq/viberq/config"
+	"github.com/viberq/viberq/provider"
 )
 
 // env returns a getenv over m.
@@ -200,7 +201,7 @@ func settingCases() []settingCase {
 			valid: "key-123", want: "key-123", bad: []string{"replace-me-with-a-long-random-value", "YOUR-API-KEY", "<api key>"}},
 		{name: config.EnvDTKeyEncoded, get: func(c config.Config) any { return c.Provider.KeyEncoded }, def: false,
 			valid: "t", want: true, bad: []string{"yes"}},
-		{name: config.EnvDTTimeout, get: func(c config.Config) any { return c.Provider.Timeout }, def: 10 * time.Second,
+		{name: config.EnvDTTimeout, get: func(c config.Config) any { return c.Provider.Timeout }, def: 30 * time.Second,
 			valid: "2.5s", want: 2500 * time.Millisecond, bad: []string{"10", "abc", "50ms", "6m", "-1s"}},
 
 		{name: config.EnvRateLimit, get: func(c config.Config) any { return c.Limits.SendRate }, def: 50.0,
@@ -428,7 +429,7 @@ func TestCrossChecks(t *testing.T) {
 	}{
 		{"TimeoutBelowTaskTimeout", map[string]string{config.EnvDTTimeout: "59s"}, "", ""},
 		{"TimeoutEqualsTaskTimeout", map[string]string{config.EnvDTTimeout: "60s"}, config.EnvDTTimeout, config.EnvTaskTimeout},
-		{"TimeoutAboveShorterTaskTimeout", map[string]string{config.EnvTaskTimeout: "5s"}, config.EnvDTTimeout, "(5s), got 10s"},
+		{"TimeoutAboveShorterTaskTimeout", map[string]string{config.EnvTaskTimeout: "5s"}, config.EnvDTTimeout, "(5s), got 30s"},
 		{"RetentionCoversTTLAndGrace", map[string]string{config.EnvRecordRetention: "6h10m"}, "", ""},
 		{"RetentionBelowTTLAndGrace", map[string]string{config.EnvRecordRetention: "6h9m"}, config.EnvRecordRetention, "6h10m"},
 		{"RetentionBelowBiggerGrace", map[string]string{config.EnvPollSMSGrace: "24h", config.EnvRecordRetention: "24h"}, config.EnvRecordRetention, "30h"},
@@ -615,7 +616,7 @@ func TestSummaryAndLogFields(t *testing.T) {
 		t.Errorf("Summary is not one line: %q", s)
 	}
 	for _, want := range []string{
-		"redis_url=redis://127.0.0.1:6379/0 ", "rate_limit=50 ", "dt_timeout=10s ", "dt_api_key=[REDACTED] ",
+		"redis_url=redis://127.0.0.1:6379/0 ", "rate_limit=50 ", "dt_timeout=30s ", "dt_api_key=[REDACTED] ",
 		`redis_password="" `, `queue_weights="critical=6,default=3,status=1" `, "metrics_addr=off ", "record_retention=168h ",
 	} {
 		if !strings.Contains(s, want) {
@@ -851,5 +852,17 @@ func TestUnknownWarnings(t *testing.T) {
 		if got := config.Closest(in); got != want {
 			t.Errorf("Closest(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestDefaultsMirrorProvider: the provider package owns these defaults; config repeats
+// them because it imports only the standard library.
+func TestDefaultsMirrorProvider(t *testing.T) {
+	t.Parallel()
+	if provider.DefaultTimeout != config.DefaultDTTimeout {
+		t.Errorf("config.DefaultDTTimeout %s, provider.DefaultTimeout %s", config.DefaultDTTimeout, provider.DefaultTimeout)
+	}
+	if provider.DefaultBaseURL != config.DefaultDTBaseURL {
+		t.Errorf("config.DefaultDTBaseURL %s, provider.DefaultBaseURL %s", config.DefaultDTBaseURL, provider.DefaultBaseURL)
 	}
 }

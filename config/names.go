@@ -92,7 +92,10 @@ const (
 	// DefaultDTBaseURL is the real API; it equals provider.DefaultBaseURL.
 	DefaultDTBaseURL    = "https://web.it-decision.com/v1/api"
 	DefaultDTKeyEncoded = false
-	DefaultDTTimeout    = 10 * time.Second
+	// DefaultDTTimeout mirrors provider.DefaultTimeout, which owns the value and says
+	// why it is 30 s (config imports only the standard library; a test checks they
+	// agree).
+	DefaultDTTimeout = 30 * time.Second
 
 	DefaultRateLimit       = 50.0
 	DefaultRateBurst       = 1

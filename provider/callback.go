@@ -21,7 +21,7 @@ import (
 const DefaultMaxCallbackBytes = 64 << 10
 
 // StatusCallback is what the provider POSTs to a message's callback_url. The payload
-// is undocumented (reference §7), so parsing is tolerant (Q12): JSON or form data,
+// is undocumented (vendor notes: status callbacks), so parsing is tolerant: JSON or form data,
 // message_id as a number or a numeric string, extra fields ignored. Treat it as a
 // hint and confirm by polling receive-viber, the source of truth.
 type StatusCallback struct {
@@ -30,7 +30,7 @@ type StatusCallback struct {
 	SMSMessageID *MessageID // nil when absent, null, "" or 0
 	SMSStatus    *SMSStatus // nil when absent, null or ""
 	// Raw is the body as received, so that unknown payloads can be logged verbatim
-	// (Q12). It holds whatever the sender put there.
+	// (vendor notes: status callbacks). It holds whatever the sender put there.
 	Raw []byte
 }
 
@@ -39,7 +39,7 @@ func (c StatusCallback) Outcome(hasSMSFallback bool) Outcome {
 	return Combine(c.Status, c.SMSStatus, hasSMSFallback)
 }
 
-// Reply is a two-way user reply to a 206/208 message (reference §6, Q13).
+// Reply is a two-way user reply to a 206/208 message (vendor notes: two-way replies).
 type Reply struct {
 	// MessageToken is the token of the reply, kept as the decimal text the provider
 	// sent: Viber tokens can exceed 2^53, so it is never a float.
@@ -167,10 +167,10 @@ func (p payload) scalar(kind string, names ...string) (string, bool, error) {
 
 func (p payload) empty() bool { return p.obj == nil && p.form == nil }
 
-// ParseStatusCallback parses a status callback (Q12). contentType is the request's
+// ParseStatusCallback parses a status callback (vendor notes: status callbacks). contentType is the request's
 // Content-Type. message_id and status are required (numbers or numeric strings);
 // sms_message_id and sms_message_status are optional (absent, null or "" give nil).
-// Unknown status codes are kept as they are (they mean pending, Q3/Q4). Errors are
+// Unknown status codes are kept as they are (they mean pending, vendor notes: Viber statuses, SMS statuses). Errors are
 // *CallbackError naming the field.
 func ParseStatusCallback(contentType string, body []byte) (StatusCallback, error) {
 	p, err := parsePayload(kindStatus, contentType, body)
@@ -238,7 +238,7 @@ func callbackInt(p payload, kind, name string) (int, bool, error) {
 
 var trackingIDRe = regexp.MustCompile(`tracking_id:\s*(\d+)`)
 
-// Epoch bounds for Reply.Time: values above msThreshold are milliseconds (Q13);
+// Epoch bounds for Reply.Time: values above msThreshold are milliseconds (vendor notes: two-way replies);
 // anything beyond year 9999 is rejected.
 const (
 	msThreshold = 1e12
@@ -367,6 +367,9 @@ func parseReplyTime(v any) (time.Time, string) {
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05", "2006-01-02T15:04:05"} {
 		if t, err := time.Parse(layout, s); err == nil {
+			if t.UTC().Year() < 1970 {
+				return time.Time{}, "out of range"
+			}
 			return t.UTC(), ""
 		}
 	}
@@ -445,7 +448,7 @@ func mustValue(p payload, name string) any {
 	return v
 }
 
-// parseEpoch reads seconds, or milliseconds above 10^12 (Q13).
+// parseEpoch reads seconds, or milliseconds above 10^12 (vendor notes: two-way replies).
 func parseEpoch(s string) (time.Time, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || strings.ContainsAny(s, "xXpP_") {
@@ -461,7 +464,7 @@ func parseEpoch(s string) (time.Time, error) {
 	return time.UnixMilli(int64(ms)).UTC(), nil
 }
 
-// IsReply tells a two-way reply from a status callback by key presence (Q13): the
+// IsReply tells a two-way reply from a status callback by key presence (vendor notes: two-way replies): the
 // body (JSON, or form data when it does not start with '{') has a non-empty
 // message_token and phone_number.
 func IsReply(body []byte) bool {

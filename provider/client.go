@@ -17,7 +17,7 @@ import (
 	"time"
 )
 
-// DefaultBaseURL is the provider's API base (reference §1).
+// DefaultBaseURL is the provider's API base (vendor notes: endpoints).
 const DefaultBaseURL = "https://web.it-decision.com/v1/api"
 
 // Defaults of the Client.
@@ -25,10 +25,11 @@ const (
 	// DefaultTimeout bounds one request. It is the vendor's own sample timeout
 	// (CURLOPT_TIMEOUT 30 in the page's PHP example). A shorter one turns slow answers
 	// into ambiguous sends: a request written and then abandoned may have been
-	// accepted, so the message ends "unknown" instead of "accepted" (RELIABILITY.md:
-	// with 10 s every 15 s hang of the chaos profile became an unknown, half of them
-	// accepted by the provider). 30 s still fits the task timeout (1 m) with room for
-	// the limiter and the record writes. This package owns the value; config mirrors it.
+	// accepted, so the message ends "unknown" instead of being followed to its end
+	// (RELIABILITY.md, "The provider call timeout": with 15 s hangs in the chaos
+	// profile, 135 unknown at 10 s, 94 at 30 s). 30 s still fits the task timeout (1 m)
+	// with room for the limiter and the record writes. This package owns the value;
+	// config mirrors it.
 	DefaultTimeout   = 30 * time.Second
 	DefaultUserAgent = "viberq"
 	// MaxResponseBytes caps how much of a response body the client reads. The
@@ -36,14 +37,14 @@ const (
 	MaxResponseBytes = 64 << 10
 )
 
-// API paths under the base URL (reference §1, E1 and E2).
+// API paths under the base URL (vendor notes: endpoints).
 const (
 	PathSend   = "/send-viber"
 	PathStatus = "/receive-viber"
 )
 
 // Client calls the DecisionTelecom Viber + SMS API. It is safe for concurrent use.
-// It never retries and never logs: the queue is the retry loop (ANCHORS §3.2).
+// It never retries and never logs: the queue is the retry loop.
 //
 // Formatting a Client with any fmt verb, or its String and GoString, shows the base
 // URL only, never the access key.
@@ -129,7 +130,7 @@ func WithUserAgent(ua string) Option {
 }
 
 // WithEncodedKey declares that the access key is already Base64-encoded and goes into
-// the header as given: "Authorization: Basic <key>" (Q10 "raw" mode). Without it the
+// the header as given: "Authorization: Basic <key>" ("raw" mode, vendor notes: auth). Without it the
 // header is "Basic base64(key)", as all official SDKs send it.
 func WithEncodedKey() Option {
 	return func(c *Client) error {
@@ -244,9 +245,9 @@ func (c Client) GoString() string { return c.String() }
 // Format makes every fmt verb print String.
 func (c Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
-// Send validates m and sends it: POST {base}/send-viber with m.WireJSON (reference §3).
+// Send validates m and sends it: POST {base}/send-viber with m.WireJSON (vendor notes: fields and limits).
 // A validation failure returns the *ValidationError and sends nothing. On success the
-// result carries the provider's message_id (number or numeric string, Q2). Errors are
+// result carries the provider's message_id (number or numeric string, vendor notes: send answer). Errors are
 // the typed errors of this package; see MaybeSent for the ambiguous ones.
 func (c *Client) Send(ctx context.Context, m Message) (SendResult, error) {
 	if err := m.Validate(); err != nil {
@@ -264,7 +265,7 @@ func (c *Client) Send(ctx context.Context, m Message) (SendResult, error) {
 }
 
 // Status queries a message's state: POST {base}/receive-viber with {"message_id":N}
-// (reference §5; messages of the last 5 days only). The SMS fields are nil when the
+// (vendor notes: endpoints; messages of the last 5 days only). The SMS fields are nil when the
 // provider does not report them.
 func (c *Client) Status(ctx context.Context, id MessageID) (StatusResult, error) {
 	if id <= 0 {
@@ -281,7 +282,7 @@ func (c *Client) Status(ctx context.Context, id MessageID) (StatusResult, error)
 }
 
 // do is the one funnel for every request: it sends body, reads the response through
-// a size cap, parses it on every HTTP status (Q1), maps errors to the typed errors and
+// a size cap, parses it on every HTTP status (vendor notes: errors), maps errors to the typed errors and
 // decodes a success into v. Endpoint methods never look at status codes.
 func (c *Client) do(ctx context.Context, op, path string, body []byte, v responseDecoder) error {
 	u := *c.base

@@ -138,7 +138,7 @@ func TestClientAuthHeader(t *testing.T) {
 		opts []Option
 		want string
 	}{
-		// base64("KEY123") as all SDKs send it (Q10), not base64("KEY123:") as libcurl would.
+		// base64("KEY123") as all SDKs send it (vendor notes: auth), not base64("KEY123:") as libcurl would.
 		{"SDKStyle", "KEY123", nil, "Basic S0VZMTIz"},
 		{"EncodedKeyAsGiven", "S0VZMTIzOg==", []Option{WithEncodedKey()}, "Basic S0VZMTIzOg=="},
 		{"EncodedKeyNotReencoded", "S0VZMTIz", []Option{WithEncodedKey()}, "Basic S0VZMTIz"},
@@ -204,7 +204,7 @@ func TestClientStatusDecoding(t *testing.T) {
 	}
 }
 
-// errorRow is one row of the provider's error table (reference §8.1) or of DESIGN §4.
+// errorRow is one row of the provider's error table (vendor notes: errors) or of README, Error policy.
 type errorRow struct {
 	name    string
 	code    int
@@ -255,7 +255,7 @@ var vendorRows = []errorRow{
 		}},
 }
 
-// TestClientVendorErrors runs every error row in both styles (Q1): the error JSON with
+// TestClientVendorErrors runs every error row in both styles (vendor notes: errors): the error JSON with
 // HTTP 200, and with the matching HTTP status; for both endpoints.
 func TestClientVendorErrors(t *testing.T) {
 	t.Parallel()

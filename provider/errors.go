@@ -18,8 +18,8 @@ const (
 )
 
 // APIError is an error answer of the provider: either the vendor's error JSON
-// ({"name","message","code","status"}, reference §8), which may arrive with HTTP 200 or
-// with a matching 4xx/5xx (Q1), or a bare non-2xx HTTP status without that JSON.
+// ({"name","message","code","status"}, vendor notes: errors), which may arrive with HTTP 200 or
+// with a matching 4xx/5xx (vendor notes: errors), or a bare non-2xx HTTP status without that JSON.
 //
 // The more specific types RateLimitError, InvalidParameterError, ServerError,
 // BalanceError and UnauthorizedError embed it and unwrap to it, so
@@ -66,10 +66,10 @@ func (e *APIError) Error() string {
 // than from a bare HTTP status.
 func (e *APIError) IsVendorError() bool { return e.Code >= 0 }
 
-// RateLimitError is the provider's "Too Many Requests" (HTTP 429 or code 0, reference
-// §8.1). RetryAfter is the provider's hint, from Retry-After (seconds or an HTTP date)
+// RateLimitError is the provider's "Too Many Requests" (HTTP 429 or code 0, vendor
+// notes: errors). RetryAfter is the provider's hint, from Retry-After (seconds or an HTTP date)
 // or else X-Rate-Limit-Reset (Yii2 sends seconds until the window resets; a value
-// above 10^9 is read as a Unix time), 0 when there is no usable hint (Q14).
+// above 10^9 is read as a Unix time), 0 when there is no usable hint (README, Error policy).
 type RateLimitError struct {
 	APIError
 	RetryAfter time.Duration
@@ -88,8 +88,8 @@ func (e *RateLimitError) Error() string {
 func (e *RateLimitError) Unwrap() error { return &e.APIError }
 
 // InvalidParameterError is "Invalid Parameter: <field>" (HTTP 400 or code 1,
-// reference §8.1). Param is the field the provider named, "" when it named none.
-// Never retried (Q15).
+// vendor notes: errors). Param is the field the provider named, "" when it named none.
+// Never retried (vendor notes: retries).
 type InvalidParameterError struct {
 	APIError
 	Param string
@@ -103,7 +103,7 @@ func (e *InvalidParameterError) Unwrap() error { return &e.APIError }
 
 // ServerError is a provider-side failure: code 2 / HTTP 500, and 502, 503, 504 or any
 // other 5xx. Whether the message was accepted before the failure is unknown to the
-// provider API; the worker's policy decides (DESIGN §4, Q15).
+// provider API; the worker's policy decides (README, Error policy, vendor notes: retries).
 type ServerError struct {
 	APIError
 }
@@ -114,8 +114,8 @@ func (e *ServerError) Error() string { return e.APIError.Error() }
 // Unwrap returns the embedded *APIError.
 func (e *ServerError) Unwrap() error { return &e.APIError }
 
-// BalanceError is "Topup balance is required" (HTTP 402 or code 3, reference §8.1):
-// the account balance is empty (Q16). Never retried; alert.
+// BalanceError is "Topup balance is required" (HTTP 402 or code 3, vendor notes: errors):
+// the account balance is empty (vendor notes: errors). Never retried; alert.
 type BalanceError struct {
 	APIError
 }
@@ -128,7 +128,7 @@ func (e *BalanceError) Unwrap() error { return &e.APIError }
 
 // UnauthorizedError is HTTP 401 or 403 (with any body, JSON or not), or a vendor
 // error JSON whose status is 401 or 403: the access key or its encoding is wrong
-// (reference §2, Q10). A configuration error: never hammer the provider.
+// (vendor notes: auth). A configuration error: never hammer the provider.
 type UnauthorizedError struct {
 	APIError
 }
@@ -146,7 +146,7 @@ func (e *UnauthorizedError) Unwrap() error { return &e.APIError }
 // MaybeSent is false when the request never left this process completely (no
 // connection, DNS failure, refused, context done before the write): resending cannot
 // duplicate. It is true when the request was written and then the exchange failed:
-// the provider may have accepted the message (Q15, DESIGN §5).
+// the provider may have accepted the message (vendor notes: retries, README, Exactly once).
 type TransportError struct {
 	Op        string
 	URL       string // request URL without userinfo or query
@@ -203,10 +203,10 @@ func (e *ResponseError) Unwrap() error { return e.Err }
 func (e *ResponseError) MaybeSent() bool { return e.HTTPStatus >= 200 && e.HTTPStatus <= 299 }
 
 // MaybeSent reports whether err leaves it open that the provider acted on the request
-// (Q15, DESIGN §5): a *TransportError with MaybeSent, or a *ResponseError on a 2xx
+// (vendor notes: retries, README, Exactly once): a *TransportError with MaybeSent, or a *ResponseError on a 2xx
 // answer. It is false for nil, for validation errors, for errors before the write and
 // for every typed provider answer (those say what happened; the 5xx policy is the
-// worker's, DESIGN §4).
+// worker's, README, Error policy).
 func MaybeSent(err error) bool {
 	var te *TransportError
 	if errors.As(err, &te) {
@@ -230,7 +230,7 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// classOf maps an HTTP-like status to an error class (reference §8.1, DESIGN §4).
+// classOf maps an HTTP-like status to an error class (vendor notes: errors, README, Error policy).
 type errClass int
 
 const (

@@ -192,6 +192,8 @@ func FuzzParseReply(f *testing.F) {
 		{"", `{"message_token":1,"phone_number":"1","message":"plain","tracking_id":"12"}`},
 		{"", `{"message_token":1.5,"phone_number":"1","time":-1}`},
 		{"", `{"message_token":1,"phone_number":"1","time":1e300,"tracking_data":"tracking_id:99999999999999999999999"}`},
+		{"", `{"message_token":1,"phone_number":"1","time":"2016-03-12 06:29:57","message":{"tracking_data":{"tracking_id":100035}}}`},
+		{"", `{"message_token":1,"phone_number":"1","time":"0001-01-01T00:00:00Z","tracking_data":"{\"tracking_id\":\"7\"}"}`},
 	} {
 		f.Add(s.ct, []byte(s.body))
 	}
@@ -212,6 +214,9 @@ func FuzzParseReply(f *testing.F) {
 		}
 		if !rp.Time.IsZero() && (rp.Time.Year() < 1970 || rp.Time.Year() > 9999) {
 			t.Fatalf("time out of range: %v", rp.Time)
+		}
+		if (len(rp.Unparsed) > 0) != (rp.Raw != nil) {
+			t.Fatalf("Raw kept iff something is unparsed: %+v", rp)
 		}
 		if ct == "" && !IsReply(body) {
 			t.Fatalf("ParseReply accepted what IsReply rejects: %q", body)

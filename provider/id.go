@@ -11,7 +11,7 @@ import (
 // MessageID is a provider message id (message_id, sms_message_id).
 //
 // The provider documents it as a JSON number, and one official SDK's tests feed a
-// numeric string (reference §4), so UnmarshalJSON accepts both 429 and "429" (Q2).
+// numeric string (vendor notes: send answer), so UnmarshalJSON accepts both 429 and "429".
 // It is always sent back as a JSON number, as every SDK does. Negative, fractional,
 // exponent, empty or non-numeric values are rejected; null leaves the value unchanged
 // (use *MessageID to tell "absent" from "present").
@@ -25,7 +25,7 @@ func (id MessageID) MarshalJSON() ([]byte, error) {
 	return strconv.AppendInt(nil, int64(id), 10), nil
 }
 
-// UnmarshalJSON accepts a JSON integer or a string holding a decimal integer (Q2).
+// UnmarshalJSON accepts a JSON integer or a string holding a decimal integer (vendor notes: send answer).
 func (id *MessageID) UnmarshalJSON(b []byte) error {
 	b = bytes.TrimSpace(b)
 	if string(b) == "null" {

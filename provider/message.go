@@ -3,7 +3,8 @@ package provider
 // MessageType is the vendor's message_type.
 type MessageType int
 
-// Message types of reference §3.1. 206 and 208 are two-way (Q19: gated by configuration upstream).
+// Message types (vendor notes: fields and limits). 206 and 208 are two-way, gated by
+// VIBERQ_TWO_WAY upstream (README, Settings).
 const (
 	TypeText                  MessageType = 106 // text only
 	TypeTextImageButton       MessageType = 108 // text + image + button
@@ -14,13 +15,13 @@ const (
 // SourceType is the vendor's source_type.
 type SourceType int
 
-// Source types of reference §3.1.
+// Source types (vendor notes: fields and limits).
 const (
 	SourcePromotional   SourceType = 1
 	SourceTransactional SourceType = 2
 )
 
-// Limits of reference §3 and Q6/Q11.
+// Limits (vendor notes: fields and limits, TTL).
 const (
 	MaxSourceAddrLen = 20
 	// MinDestinationLen and MaxDestinationLen bound destination_addr, an international
@@ -47,10 +48,10 @@ const (
 // the same JSON is used in viberq's task payload (tasks.SendArgs.Message), so apps in
 // other languages can write it.
 //
-// Only the fields that MessageType uses go on the wire (Q7): see WireJSON.
+// Only the fields that MessageType uses go on the wire (vendor notes: fields and limits): see WireJSON.
 type Message struct {
 	SourceAddr      string      `json:"source_addr"`
-	DestinationAddr string      `json:"destination_addr"` // digits only, international format, no '+' (Q9)
+	DestinationAddr string      `json:"destination_addr"` // digits only, international format, no '+' (vendor notes: fields and limits)
 	MessageType     MessageType `json:"message_type"`
 	Text            string      `json:"text"`
 	TextSMS         string      `json:"text_sms,omitempty"`

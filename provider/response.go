@@ -15,13 +15,13 @@ import (
 	"unicode/utf8"
 )
 
-// SendResult is a successful send-viber answer (reference §4). MessageID is the
+// SendResult is a successful send-viber answer (vendor notes: send answer). MessageID is the
 // Viber message id; the SMS leg's id shows up only in StatusResult.
 type SendResult struct {
 	MessageID MessageID
 }
 
-// StatusResult is a receive-viber answer (reference §5).
+// StatusResult is a receive-viber answer (vendor notes: endpoints).
 type StatusResult struct {
 	MessageID    MessageID
 	Status       ViberStatus
@@ -51,7 +51,7 @@ type responseDecoder interface {
 }
 
 // decodeResponse turns an answer into nil (v filled) or a typed error. It is pure, so
-// the fuzz target can drive it. Order (Q1):
+// the fuzz target can drive it. Order (vendor notes: errors):
 //
 //  1. HTTP 401/403 is UnauthorizedError whatever the body.
 //  2. A body that is the vendor error JSON (integer code and status, a string message
@@ -110,7 +110,7 @@ func decodeObject(b []byte, obj *map[string]json.RawMessage) error {
 	return nil
 }
 
-// vendorError is the provider's error JSON (reference §8.1).
+// vendorError is the provider's error JSON (vendor notes: errors).
 type vendorError struct {
 	code, status  int
 	name, message string
@@ -216,7 +216,7 @@ func apiErrorFor(r rawResponse, vendor *vendorError, cred *credential, now time.
 
 var paramRe = regexp.MustCompile(`(?i)invalid parameter:\s*\[?([A-Za-z0-9_.\-]{1,64})\]?`)
 
-// paramFrom extracts <field> from "Invalid Parameter: <field>" (reference §8.1),
+// paramFrom extracts <field> from "Invalid Parameter: <field>" (vendor notes: errors),
 // looking at the name first and then at the message.
 func paramFrom(texts ...string) string {
 	for _, t := range texts {
@@ -230,7 +230,7 @@ func paramFrom(texts ...string) string {
 // maxRetryAfter bounds a provider hint so that absurd values cannot overflow.
 const maxRetryAfter = 7 * 24 * time.Hour
 
-// retryAfter reads the provider's hint (Q14): Retry-After as delay-seconds or an HTTP
+// retryAfter reads the provider's hint (README, Error policy): Retry-After as delay-seconds or an HTTP
 // date; else X-Rate-Limit-Reset, which Yii2's RateLimiter sends as seconds until the
 // window resets (a value above 10^9 is taken as a Unix time instead). 0 when there is
 // no usable hint; hints beyond 7 days are capped.
@@ -304,7 +304,7 @@ func cleanVendorText(cred *credential, s string, n int) string {
 	return cred.redact(sanitizeText(cred.redact(s), n))
 }
 
-// sendDecoder decodes {"message_id":429} or {"message_id":"429"} (Q2).
+// sendDecoder decodes {"message_id":429} or {"message_id":"429"} (vendor notes: send answer).
 type sendDecoder struct{ res SendResult }
 
 func (d *sendDecoder) decode(obj map[string]json.RawMessage) error {
@@ -323,7 +323,7 @@ func (d *sendDecoder) decode(obj map[string]json.RawMessage) error {
 }
 
 // statusDecoder decodes {"message_id":429,"status":1,"sms_message_id":36478,
-// "sms_message_status":2}; the SMS fields are optional (reference §5). A message_id
+// "sms_message_status":2}; the SMS fields are optional (vendor notes: endpoints). A message_id
 // that differs from the one asked for is an error; a missing one is filled in.
 type statusDecoder struct {
 	want MessageID
@@ -367,7 +367,7 @@ func (d *statusDecoder) decode(obj map[string]json.RawMessage) error {
 	return nil
 }
 
-// idField reads a message id given as a number or a numeric string (Q2). Absent,
+// idField reads a message id given as a number or a numeric string (vendor notes: send answer). Absent,
 // null and "" report ok=false. Errors never quote the value.
 func idField(obj map[string]json.RawMessage, name string) (MessageID, bool, error) {
 	s, ok, err := scalarField(obj, name)

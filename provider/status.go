@@ -2,10 +2,10 @@ package provider
 
 import "strconv"
 
-// ViberStatus is the Viber leg status of reference §5.1 (Q3).
+// ViberStatus is the Viber leg status (vendor notes: Viber statuses).
 type ViberStatus int
 
-// Viber statuses. 20 is Unknown (the Go SDK's 26 is a bug, reference §5.1).
+// Viber statuses. 20 is Unknown (the Go SDK's 26 is a bug, vendor notes: Viber statuses).
 const (
 	ViberSent        ViberStatus = 0
 	ViberDelivered   ViberStatus = 1
@@ -35,7 +35,7 @@ const (
 	SMSRejected      SMSStatus = 8
 )
 
-// Outcome combines both legs (DESIGN §3, Q5).
+// Outcome combines both legs (README, Message states).
 type Outcome int
 
 // Outcomes.
@@ -48,7 +48,7 @@ const (
 
 // String returns the lowercase name of the status ("sent", "delivered", "error",
 // "rejected", "undelivered", "pending", "unknown"), or "status(N)" for a code the
-// reference does not list (Q3).
+// vendor does not list (vendor notes: Viber statuses).
 func (s ViberStatus) String() string {
 	switch s {
 	case ViberSent:
@@ -71,20 +71,20 @@ func (s ViberStatus) String() string {
 
 // Final reports whether the Viber leg will not change any more: delivered (1), error
 // (2), rejected (3) and undelivered (4). Sent (0), pending (5), unknown (20) and any
-// unlisted code are not final (Q3): the poller decides when to give up on them.
+// unlisted code are not final (vendor notes: Viber statuses): the poller decides when to give up on them.
 func (s ViberStatus) Final() bool {
 	return s == ViberDelivered || s.Failed()
 }
 
 // Failed reports whether the Viber leg failed for good: error (2), rejected (3) or
-// undelivered (4). With an SMS fallback the SMS leg may still follow (Q5).
+// undelivered (4). With an SMS fallback the SMS leg may still follow (README, Message states).
 func (s ViberStatus) Failed() bool {
 	return s == ViberError || s == ViberRejected || s == ViberUndelivered
 }
 
 // String returns the lowercase SMPP-style name of the SMS leg status ("unknown",
 // "enroute", "delivered", "expired", "deleted", "undeliverable", "accepted",
-// "rejected"), or "sms_status(N)" for an unlisted code (Q4).
+// "rejected"), or "sms_status(N)" for an unlisted code (vendor notes: SMS statuses).
 func (s SMSStatus) String() string {
 	switch s {
 	case SMSUnknown, SMSUnknown7:
@@ -163,7 +163,7 @@ func (o Outcome) Final() bool {
 	return o == OutcomeDeliveredViber || o == OutcomeDeliveredSMS || o == OutcomeUndelivered
 }
 
-// Combine derives the overall result of a message from its two legs (DESIGN §3, Q5):
+// Combine derives the overall result of a message from its two legs (README, Message states):
 //
 //   - delivered via Viber if the Viber status is 1;
 //   - delivered via SMS if the SMS status is 2;
@@ -172,7 +172,7 @@ func (o Outcome) Final() bool {
 //   - pending otherwise, including every unknown code (never a crash).
 //
 // sms is nil while the provider reports no SMS status. The "no SMS leg appeared
-// within the TTL plus a grace period" rule of Q5 needs a clock and belongs to the
+// within the TTL plus a grace period" rule needs a clock and belongs to the
 // poller, not here.
 func Combine(viber ViberStatus, sms *SMSStatus, hasSMSFallback bool) Outcome {
 	switch {

@@ -22,7 +22,7 @@ func TestViberStatus(t *testing.T) {
 		{4, "undelivered", true, true},
 		{5, "pending", false, false},
 		{20, "unknown", false, false},
-		{26, "status(26)", false, false}, // the Go SDK's wrong Unknown (reference §5.1)
+		{26, "status(26)", false, false}, // the Go SDK's wrong Unknown (vendor notes: Viber statuses)
 		{6, "status(6)", false, false},
 		{-1, "status(-1)", false, false},
 	}

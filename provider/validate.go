@@ -52,8 +52,8 @@ func (e *ValidationError) Has(field string) bool {
 	return false
 }
 
-// Valid reports whether t is one of the four message types of reference §3.1.
-// 225 (seen once in a vendor example) is deliberately not valid (Q18).
+// Valid reports whether t is one of the four message types (vendor notes: fields and limits).
+// 225 (seen once in a vendor example) is deliberately not valid (vendor notes: fields and limits).
 func (t MessageType) Valid() bool {
 	switch t {
 	case TypeText, TypeTextImageButton, TypeTwoWayText, TypeTwoWayTextImageButton:
@@ -68,7 +68,7 @@ func (t MessageType) HasImageButton() bool {
 	return t == TypeTextImageButton || t == TypeTwoWayTextImageButton
 }
 
-// TwoWay reports whether the type is a two-way type (206, 208; Q19).
+// TwoWay reports whether the type is a two-way type (206, 208; README, Settings: VIBERQ_TWO_WAY).
 func (t MessageType) TwoWay() bool {
 	return t == TypeTwoWayText || t == TypeTwoWayTextImageButton
 }
@@ -76,20 +76,21 @@ func (t MessageType) TwoWay() bool {
 // Valid reports whether s is 1 (promotional) or 2 (transactional).
 func (s SourceType) Valid() bool { return s == SourcePromotional || s == SourceTransactional }
 
-// Validate checks every rule of reference §3 and Q6–Q11 and returns nil or a
+// Validate checks every rule of the vendor notes (fields and limits, TTL) and returns nil or a
 // *ValidationError listing every violation at once:
 //
 //   - source_addr: required, at most 20 characters;
 //   - destination_addr: required, ASCII digits only (international format without '+'),
-//     7 to 15 digits (the numbering plans, see MinDestinationLen);
-//   - message_type: 106, 108, 206 or 208 (Q18: not 225); source_type: 1 or 2;
+//     7 to 15 digits (the numbering plans, see MinDestinationLen; README, "Where the
+//     vendor documentation is silent");
+//   - message_type: 106, 108, 206 or 208 (vendor notes: fields and limits: not 225); source_type: 1 or 2;
 //   - text: required, at most 1000 characters; button_caption: at most 30;
-//   - 106/206 are text only: image, button_caption and button_action must be empty (Q7);
+//   - 106/206 are text only: image, button_caption and button_action must be empty (vendor notes: fields and limits);
 //   - 108/208 need image, button_caption and button_action, and source_type 1, because
-//     transactional messages are text only (reference §3.1, §3.2);
-//   - text_sms only with message_type 106 and source_type 2 (Q8), and one SMS segment:
+//     transactional messages are text only (vendor notes: fields and limits);
+//   - text_sms only with message_type 106 and source_type 2 (vendor notes: fields and limits), and one SMS segment:
 //     GSM-7 at most 160 units with extension characters counting 2, otherwise UCS-2 at
-//     most 70 UTF-16 code units, so an emoji counts 2 (Q11, see SMSLength);
+//     most 70 UTF-16 code units, so an emoji counts 2 (vendor notes: fields and limits, see SMSLength);
 //   - image: absolute http(s) URL whose path does not name a file type other than
 //     jpg, jpeg or png (.gif, .webp, .pdf, ...; see imageURLRule);
 //   - button_action, callback_url: absolute http(s) URLs;
@@ -172,10 +173,10 @@ func (m Message) Validate() error {
 
 	switch {
 	case m.ValidityPeriod == 0:
-	case m.TextSMS != "" && m.ValidityPeriod != SMSValidityPeriod:
-		v.add("validity_period", fmt.Sprintf("must be %d seconds for a transactional message with text_sms (the vendor: TTL only 40 seconds), got %d", SMSValidityPeriod, m.ValidityPeriod))
 	case m.ValidityPeriod < MinValidityPeriod || m.ValidityPeriod > MaxValidityPeriod:
 		v.add("validity_period", fmt.Sprintf("must be between %d and %d seconds, got %d", MinValidityPeriod, MaxValidityPeriod, m.ValidityPeriod))
+	case m.TextSMS != "" && m.ValidityPeriod != SMSValidityPeriod:
+		v.add("validity_period", fmt.Sprintf("must be %d seconds for a transactional message with text_sms (the vendor: TTL only 40 seconds), got %d", SMSValidityPeriod, m.ValidityPeriod))
 	}
 
 	if len(v.errs) == 0 {
@@ -264,7 +265,7 @@ func imageURLRule(s string) string {
 	if !letter || imageOrScript[ext] {
 		return ""
 	}
-	return "must be a jpg, jpeg or png image, but the URL path names a ." + ext + " file"
+	return "must be a jpg, jpeg or png image, but the URL path names a ." + ext + " file (allowed: a path that ends in .jpg, .jpeg or .png, or names no type)"
 }
 
 // imageOrScript are the extensions an image URL may end in.
@@ -286,7 +287,7 @@ const gsmBasic = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\
 // gsmExtension is the GSM 03.38 extension table: each costs two septets (escape + char).
 const gsmExtension = "^{}\\[~]|€\f"
 
-// SMSLength measures s as one SMS (Q11). If every character is in the GSM 03.38
+// SMSLength measures s as one SMS (vendor notes: fields and limits). If every character is in the GSM 03.38
 // default alphabet or its extension table, the encoding is "gsm7", units are septets
 // (extension characters such as € [ ] { } ^ ~ | \ count 2) and the limit is 160.
 // Otherwise the encoding is "ucs2", units are UTF-16 code units (a character outside
@@ -315,9 +316,9 @@ func SMSLength(s string) (units int, encoding string, limit int) {
 }
 
 // WireJSON returns the send-viber request body: only the fields the message type uses
-// (Q7): 106/206 send text (and text_sms when set), 108/208 send text, image,
+// (vendor notes: fields and limits): 106/206 send text (and text_sms when set), 108/208 send text, image,
 // button_caption and button_action. Empty optional fields are omitted, never sent as
-// null or "" (Q7), and destination_addr is a string (Q9). Keys come in the vendor's
+// null or "" (vendor notes: fields and limits), and destination_addr is a string (vendor notes: fields and limits). Keys come in the vendor's
 // documented order. For a message_type outside the four known ones every non-empty
 // field is sent. WireJSON does not validate; Client.Send calls Validate first.
 func (m Message) WireJSON() ([]byte, error) {

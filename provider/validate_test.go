@@ -109,7 +109,7 @@ func TestValidate(t *testing.T) {
 		{name: "SMSEmoji35Plus1", base: validText, mod: func(m *Message) { m.TextSMS = rep("😀", 35) + "a" }, field: "text_sms", rule: "UCS-2 units, got 71"},
 		{name: "SMSEmoji34PlusTwo", base: validText, mod: func(m *Message) { m.TextSMS = rep("😀", 34) + "ab" }},
 		{name: "SMSEuroInUCS2CountsOne", base: validText, mod: func(m *Message) { m.TextSMS = rep("€", 69) + "ж" }},
-		// text_sms: combinations (Q8)
+		// text_sms: combinations (vendor notes: fields and limits)
 		{name: "SMSWith106Promotional", base: validText, mod: func(m *Message) { m.SourceType = SourcePromotional; m.TextSMS = "fallback" }, field: "text_sms", rule: "only with message_type 106 and source_type 2"},
 		{name: "SMSWith206Transactional", base: validText, mod: func(m *Message) { m.MessageType = TypeTwoWayText; m.TextSMS = "fallback" }, field: "text_sms", rule: "only with message_type 106"},
 		{name: "SMSWith206Promotional", base: validText, mod: func(m *Message) {
@@ -132,7 +132,7 @@ func TestValidate(t *testing.T) {
 		{name: "Image108Transactional", base: validImage, mod: func(m *Message) { m.SourceType = SourceTransactional }, field: "source_type", rule: "transactional messages are text only"},
 		{name: "Image208Transactional", base: validImage, mod: func(m *Message) { m.MessageType, m.SourceType = TypeTwoWayTextImageButton, SourceTransactional }, field: "source_type"},
 
-		// 106/206 are text only (Q7)
+		// 106/206 are text only (vendor notes: fields and limits)
 		{name: "Text106WithImage", base: validText, mod: func(m *Message) { m.Image = "https://example.com/a.jpg" }, field: "image", rule: "must be empty for message_type 106"},
 		{name: "Text106WithCaption", base: validText, mod: func(m *Message) { m.ButtonCaption = "Go" }, field: "button_caption", rule: "must be empty"},
 		{name: "Text106WithAction", base: validText, mod: func(m *Message) { m.ButtonAction = "https://example.com" }, field: "button_action", rule: "must be empty"},
@@ -171,7 +171,7 @@ func TestValidate(t *testing.T) {
 		{name: "CallbackRelative", base: validText, mod: func(m *Message) { m.CallbackURL = "/viber-callback" }, field: "callback_url", rule: "absolute"},
 		{name: "CallbackFTP", base: validText, mod: func(m *Message) { m.CallbackURL = "ftp://example.com/cb" }, field: "callback_url"},
 
-		// validity_period (Q6)
+		// validity_period (vendor notes: TTL)
 		{name: "ValidityUnset", base: validText, mod: func(m *Message) { m.ValidityPeriod = 0 }},
 		{name: "Validity39", base: validText, mod: func(m *Message) { m.ValidityPeriod = 39 }, field: "validity_period", rule: "must be between 40 and 21600 seconds, got 39"},
 		{name: "Validity40", base: validText, mod: func(m *Message) { m.ValidityPeriod = 40 }},
@@ -309,7 +309,7 @@ func TestWireJSON(t *testing.T) {
 		m.Image, m.ButtonCaption, m.ButtonAction = "https://e.com/a.jpg", "Go", "https://e.com"
 		got, _ := wireKeys(t, m)
 		assert.Equal(t, []string{"destination_addr", "message_type", "source_addr", "source_type", "text"}, keysOf(got))
-		assert.Equal(t, "380501234567", got["destination_addr"], "destination as a string (Q9)")
+		assert.Equal(t, "380501234567", got["destination_addr"], "destination as a string")
 		assert.Equal(t, float64(106), got["message_type"])
 		assert.Equal(t, float64(2), got["source_type"])
 	})

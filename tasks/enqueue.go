@@ -18,7 +18,8 @@ const (
 	// DefaultTTL is the TTL of a Viber-only message.
 	DefaultTTL = time.Hour
 	// DefaultSMSTTL is the TTL of a message with an SMS fallback: the wait before the
-	// SMS is sent (reference Q6: "TTL only 40 seconds" for Viber + SMS).
+	// SMS is sent: the provider's only validity_period for Viber + SMS
+	// (provider.SMSValidityPeriod).
 	DefaultSMSTTL = 40 * time.Second
 	// DefaultTaskRetention keeps a finished send task's ID reserved in Asynq.
 	DefaultTaskRetention = time.Hour
@@ -91,9 +92,12 @@ type EnqueueRequest struct {
 	// zero it is used as the TTL, otherwise ignored; the worker sends what remains
 	// of the TTL.
 	Message provider.Message
-	// TTL is how long the message may wait to be delivered by Viber (and, with
-	// text_sms, the wait before the SMS fallback): MinTTL..MaxTTL. Zero: the message's
-	// validity_period, else SMSTTL for messages with text_sms, else DefaultTTL.
+	// TTL is how long the message may wait to be delivered by Viber: MinTTL..MaxTTL.
+	// Zero: the message's validity_period, else SMSTTL for messages with text_sms, else
+	// DefaultTTL. A message with text_sms always goes out with validity_period 40, the
+	// only value the vendor allows it (provider.SMSValidityPeriod; a validity_period
+	// other than 40 is refused): its SMS fallback follows about 40 s after the send,
+	// and its TTL bounds only how long viberq may take to hand it to the provider.
 	TTL time.Duration
 }
 

@@ -87,6 +87,10 @@ func TestEnqueueValidation(t *testing.T) {
 		{desc: "TTLNegative", ttl: -time.Minute, fields: []string{"ttl"}},
 		{desc: "ValidityPeriodAsTTLTooShort", modify: func(m *provider.Message) { m.ValidityPeriod = 10 }, fields: []string{"validity_period"}},
 		{desc: "ValidityPeriodIgnoredWithTTL", ttl: time.Minute, modify: func(m *provider.Message) { m.ValidityPeriod = 10 }},
+		// With text_sms the vendor allows validity_period 40 only: another value is
+		// refused naming the field and the rule.
+		{desc: "TextSMSValidityPeriod3600", modify: func(m *provider.Message) { m.ValidityPeriod = 3600 }, fields: []string{"validity_period"}},
+		{desc: "TextSMSValidityPeriod40", modify: func(m *provider.Message) { m.ValidityPeriod = 40 }},
 		{desc: "TwoWayDisabled208", modify: func(m *provider.Message) {
 			*m = promotional()
 			m.MessageType = provider.TypeTwoWayTextImageButton

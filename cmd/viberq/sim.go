@@ -24,6 +24,7 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 		encodedKey  = fs.Bool("encoded-key", false, "the key is already Base64: clients send it verbatim")
 		errorStyle  = fs.String("error-style", string(dtsim.ErrorStyleStatus), "errors as status (matching HTTP status) or body200 (HTTP 200)")
 		idStyle     = fs.String("id-style", string(dtsim.IDNumber), "message_id as number or string")
+		shape       = fs.String("shape", string(dtsim.ShapeSDK), "answers as the SDKs expect (sdk) or exactly as the vendor page lists them (doc)")
 		rate        = fs.Float64("rate", 0, "send-viber requests per second, 0 = unlimited (default from the profile)")
 		burst       = fs.Int("burst", 0, "token bucket burst for --rate (default from the profile)")
 		statusRate  = fs.Float64("status-rate", 0, "receive-viber requests per second, 0 = unlimited")
@@ -51,6 +52,7 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	cfg.EncodedKey = *encodedKey
 	cfg.ErrorStyle = dtsim.ErrorStyle(*errorStyle)
 	cfg.IDStyle = dtsim.IDStyle(*idStyle)
+	cfg.Shape = dtsim.Shape(*shape)
 	cfg.Balance = *balance
 	cfg.ReplyURL = *replyURL
 	cfg.MaxMessages = *maxMessages
@@ -90,8 +92,8 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 	defer sim.Close()
 	srv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
 	base := "http://" + ln.Addr().String()
-	_, _ = fmt.Fprintf(stdout, "dtsim: DecisionTelecom simulator on %s%s (profile %s, errors %s, ids %s, seed %d)\n",
-		base, dtsim.BasePath, cfg.Profile, cfg.ErrorStyle, cfg.IDStyle, cfg.Seed)
+	_, _ = fmt.Fprintf(stdout, "dtsim: DecisionTelecom simulator on %s%s (profile %s, errors %s, ids %s, shape %s, seed %d)\n",
+		base, dtsim.BasePath, cfg.Profile, cfg.ErrorStyle, cfg.IDStyle, cfg.Shape, cfg.Seed)
 	_, _ = fmt.Fprintf(stdout, "dtsim: stats %s/_sim/stats\n", base)
 
 	errc := make(chan error, 1)

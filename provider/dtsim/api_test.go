@@ -100,7 +100,7 @@ func TestAuth(t *testing.T) {
 	}
 }
 
-// TestErrorRows checks every row of reference §8.1 in both transports of §8.2.
+// TestErrorRows checks every row of the error table in both transports (vendor notes: errors).
 func TestErrorRows(t *testing.T) {
 	t.Parallel()
 	rows := []struct {

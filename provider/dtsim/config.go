@@ -28,7 +28,7 @@ const (
 	ProfileChaos Profile = "chaos"
 )
 
-// ErrorStyle selects how vendor errors travel (reference §8.2).
+// ErrorStyle selects how vendor errors travel (vendor notes: errors).
 type ErrorStyle string
 
 // Error styles.
@@ -57,7 +57,7 @@ const (
 	ShapeDoc Shape = "doc"
 )
 
-// IDStyle selects how message ids are written (reference §4, Q2).
+// IDStyle selects how message ids are written (vendor notes: send answer).
 type IDStyle string
 
 // ID styles.
@@ -76,7 +76,7 @@ const (
 	DefaultMaxMessages               = 1_000_000
 	DefaultRecordRequests            = 256
 	DefaultMaxBody                   = 64 << 10
-	DefaultValidity                  = 24 * time.Hour // reference §3.3: "up to 1 day" when absent
+	DefaultValidity                  = 24 * time.Hour // vendor notes: TTL: "up to 1 day" when absent
 	DefaultStatusWindow              = 5 * 24 * time.Hour
 	DefaultTimeoutHang               = 35 * time.Second // longer than the client's 30 s
 	DefaultSMSDeliveredCode          = 2
@@ -140,7 +140,7 @@ var allGarbage = []GarbageKind{GarbageNonJSON, GarbageTruncated, GarbageWrongTyp
 // ProfileInstant: zero delays deliver at once, zero shares inject nothing, a zero rate
 // is unlimited. Note that Balance 0 means an empty balance: use Unlimited (-1).
 type Config struct {
-	// Key is the access key clients must present (reference §2): accepted as
+	// Key is the access key clients must present (vendor notes: auth): accepted as
 	// "Basic base64(Key)" and "Basic base64(Key+":")". With EncodedKey, Key is already
 	// Base64 and the header token must equal it (or its decoded value plus ":", encoded).
 	// An empty Key fails every request with 401.
@@ -208,7 +208,7 @@ type Config struct {
 	// + SMS message that has no SMS leg (yet); by default the fields are omitted.
 	SMSFieldsNull bool `json:"sms_fields_null"`
 
-	// StatusWindow is how long a message can be queried (default 5 days, reference §5).
+	// StatusWindow is how long a message can be queried (default 5 days, vendor notes: endpoints).
 	StatusWindow time.Duration `json:"status_window"`
 
 	// Callbacks: a message with callback_url gets a POST of
@@ -225,7 +225,7 @@ type Config struct {
 	MaxPendingCallbacks  int           `json:"max_pending_callbacks"`
 
 	// Two-way replies: a delivered 206/208 message gets, with share ReplyShare, a user
-	// reply POSTed to ReplyURL (reference §6 shape, tracking_data "tracking_id:<id>")
+	// reply POSTed to ReplyURL (vendor notes: two-way replies; tracking_data "tracking_id:<id>")
 	// after a uniform draw in [ReplyDelayMin, ReplyDelayMax] from its delivery.
 	ReplyURL      string        `json:"reply_url,omitempty"`
 	ReplyShare    float64       `json:"reply_share"`

@@ -163,7 +163,7 @@ func smsMsg() provider.Message {
 	return m
 }
 
-// vendorJSON is the exact error body of reference §8.1.
+// vendorJSON is the SDK-shaped error body (vendor notes: errors).
 func vendorJSON(name, message string, code, status int) string {
 	b, _ := json.Marshal(sdkError{Name: name, Message: message, Code: code, Status: status})
 	return string(b)

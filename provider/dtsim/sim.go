@@ -192,7 +192,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.authorized(r) {
 		s.reject(ep, ReasonUnauthorized)
-		// Yii2's HttpBasicAuth answer, always with HTTP 401 (reference §2: undocumented).
+		// Yii2's HttpBasicAuth answer, always with HTTP 401 (vendor notes: auth: undocumented).
 		w.Header().Set("WWW-Authenticate", `Basic realm="api"`)
 		writeYii(w, http.StatusUnauthorized, "Unauthorized", "Your request was made with invalid credentials.")
 		return
@@ -280,7 +280,7 @@ func (s *Sim) reject(ep Endpoint, reason string) {
 	}
 }
 
-// acceptedTokens lists the Basic credentials that match the key (reference §2, Q10):
+// acceptedTokens lists the Basic credentials that match the key (vendor notes: auth):
 // base64(key) as the SDKs send it and base64(key+":") as libcurl does. With an
 // encoded key the token is the key itself.
 func acceptedTokens(key string, encoded bool) [][]byte {
@@ -538,7 +538,7 @@ func (s *Sim) serveStatus(w http.ResponseWriter, r *http.Request, body []byte) {
 	rec := s.st.get(id)
 	if rec == nil || now.Sub(time.Unix(0, rec.at)) > s.cfg.StatusWindow {
 		s.mu.Unlock()
-		// Undocumented (reference §8.1): answered like any bad parameter.
+		// Undocumented (vendor notes: errors): answered like any bad parameter.
 		s.reject(EndpointStatus, ReasonInvalidParameter)
 		s.writeError(w, errInvalid("message_id"))
 		return

@@ -557,6 +557,22 @@ func TestInboundReply(t *testing.T) {
 	require.Equal(t, "", msgs[1].Values["message_id"])
 	require.Equal(t, "1", msgs[1].Values["tracking_id"])
 	require.NotContains(t, b.logs.String(), "380671112233")
+
+	// The page's nesting with an object tracking_data and a time that is no epoch: kept,
+	// the unreadable time stored raw with the reason.
+	odd := `{"message_token":"6","phone_number":"380671112233","time":"next tuesday","message":{"text":"ok","tracking_data":{"tracking_id":100035}}}`
+	r = b.do(t, http.MethodPost, "/callbacks/"+cbToken+"/inbound", odd, "Content-Type", "application/json")
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Equal(t, "stored", r.json(t)["result"])
+	msgs, err = b.rdb.XRange(ctx, api.DefaultInboundStream, "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, msgs, 3)
+	v = msgs[2].Values
+	require.Equal(t, "order-7", v["message_id"])
+	require.Equal(t, "", v["time"])
+	require.Equal(t, "time: not an epoch number or a date", v[api.InboundUnparsed])
+	require.Equal(t, odd, v[api.InboundRaw])
+	require.NotContains(t, b.logs.String(), "380671112233")
 }
 
 func TestHealthAndReadiness(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -222,6 +223,10 @@ const (
 	InboundTrackingID   = "tracking_id"
 	InboundMessageID    = "message_id"
 	InboundReceivedAt   = "received_at"
+	// InboundUnparsed and InboundRaw are present only when part of the reply could not
+	// be read: "field: reason; ..." and the body as received (the reply is kept).
+	InboundUnparsed = "unparsed"
+	InboundRaw      = "raw"
 )
 
 // inboundScript appends a reply to the inbound stream unless its message_token was
@@ -279,6 +284,14 @@ func (s *Server) reply(ctx context.Context, w http.ResponseWriter, ct string, bo
 		InboundTrackingID, rp.TrackingID,
 		InboundMessageID, msgID,
 		InboundReceivedAt, s.opts.Now().UTC().Format(timeLayout),
+	}
+	if len(rp.Unparsed) > 0 {
+		parts := make([]string, len(rp.Unparsed))
+		for i, u := range rp.Unparsed {
+			parts[i] = u.Error()
+		}
+		args = append(args, InboundUnparsed, strings.Join(parts, "; "), InboundRaw, string(rp.Raw))
+		log.Warn().Strs("unparsed", parts).Msg("reply callback: kept with unreadable parts (stored raw)")
 	}
 	keys := []string{s.opts.InboundStream, s.opts.Prefix + "inbound:seen:" + rp.MessageToken}
 	res, err := inboundScript.Run(ctx, s.opts.Redis, keys, args...).Result()

@@ -60,7 +60,7 @@ func TestFaultKill9(t *testing.T) {
 	// every minute): up to ~2 minutes.
 	h.waitFinal(pick(4*time.Minute, 10*time.Minute))
 	f.RecoverSeconds = time.Since(lastFault).Seconds()
-	f.Notes = "unknown = sends in flight at a kill (request written, answer lost with the process) and the injected hanging answers (the client gives up after 10 s)"
+	f.Notes = "unknown = sends in flight at a kill (request written, answer lost with the process) and the injected hanging answers (the client gives up after 30 s)"
 	// At most the killed worker's in-flight sends (its concurrency, 10) plus the two
 	// hanging answers per kill.
 	h.conclude(&f, verifyOpts{allowed: withUnknown(providerFinals...), maxUnknown: 3 * (10 + 2)}, nil)
@@ -144,7 +144,7 @@ func runChaos(t *testing.T, name string, serverErrorUnknown bool) {
 
 	st := sim.stats(t)
 	snap := sim.cnt.snapshot()
-	f.Fault = fmt.Sprintf("chaos: 2%% 500, 1%% 500 after accept, 5%% slow, 1%% 15 s hang, 1%%+1%% resets, 1%% garbage, 2%% random 429, 3 s of 429s every 30 s; sim limit %g/s burst %d, viberq %d/s, 3 workers",
+	f.Fault = fmt.Sprintf("chaos: 2%% 500, 1%% 500 after accept, 5%% slow, 1%% 35 s hang, 1%%+1%% resets, 1%% garbage, 2%% random 429, 3 s of 429s every 30 s; sim limit %g/s burst %d, viberq %d/s, 3 workers",
 		cfg.RatePerSec, cfg.Burst, rate)
 	h.conclude(&f, verifyOpts{allowed: withUnknown(providerFinals...), maxUnknown: -1}, nil)
 
