@@ -27,7 +27,10 @@ type Record struct {
 	Attempts int `json:"attempts"`
 	Polls    int `json:"polls"`
 	// Error is the last error, short (e.g. "402 balance empty").
-	Error       string               `json:"error"`
+	Error string `json:"error"`
+	// SettledBy says what made the record final (SettledByPoll, SettledByCallback,
+	// ...; see SettledBy), "" while it is not final.
+	SettledBy   string               `json:"settled_by"`
 	Queue       string               `json:"queue"`
 	MessageType provider.MessageType `json:"message_type"`
 	SourceType  provider.SourceType  `json:"source_type"`
@@ -101,6 +104,7 @@ const (
 	fAcceptedAt  = "accepted_at"
 	fFinalAt     = "final_at"
 	fExpiresAt   = "expires_at"
+	fSettledBy   = "settled_by"
 )
 
 // hashFields returns r as HSET field/value pairs, leaving out empty values.
@@ -126,6 +130,7 @@ func (r Record) hashFields() []any {
 	add(fAttempts, intString(r.Attempts))
 	add(fPolls, intString(r.Polls))
 	add(fError, r.Error)
+	add(fSettledBy, settledCode(r.SettledBy))
 	add(fMessageType, intString(int(r.MessageType)))
 	add(fSourceType, intString(int(r.SourceType)))
 	if r.HasSMS {
@@ -205,6 +210,7 @@ func recordFromHash(id string, h map[string]string) (Record, error) {
 	r.Attempts = int(num(fAttempts))
 	r.Polls = int(num(fPolls))
 	r.Error = h[fError]
+	r.SettledBy = settledName(h[fSettledBy])
 	r.MessageType = provider.MessageType(num(fMessageType))
 	r.SourceType = provider.SourceType(num(fSourceType))
 	r.Queue = QueueFor(provider.Message{SourceType: r.SourceType})
@@ -240,6 +246,7 @@ type recordJSON struct {
 	Attempts          int     `json:"attempts"`
 	Polls             int     `json:"polls"`
 	Error             string  `json:"error"`
+	SettledBy         *string `json:"settled_by"`
 	Queue             string  `json:"queue"`
 	MessageType       int     `json:"message_type"`
 	SourceType        int     `json:"source_type"`
@@ -271,6 +278,9 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		Dest: r.DestMasked, PayloadHash: r.PayloadHash,
 		CreatedAt: ts(r.CreatedAt), UpdatedAt: ts(r.UpdatedAt), SentAt: ts(r.SentAt),
 		AcceptedAt: ts(r.AcceptedAt), FinalAt: ts(r.FinalAt), ExpiresAt: ts(r.ExpiresAt),
+	}
+	if r.SettledBy != "" {
+		v.SettledBy = &r.SettledBy
 	}
 	if r.ProviderMessageID != 0 {
 		id := int64(r.ProviderMessageID)

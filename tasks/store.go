@@ -163,8 +163,13 @@ type Update struct {
 	IncAttempts bool
 	IncPolls    bool
 	// Rerun allows dropped → queued or sending: an operator re-ran the archived task
-	// after a balance top-up (DESIGN §4, 402 row). Nothing else leaves a final state.
+	// after a balance top-up (README "Error policy", 402 row). Nothing else leaves a
+	// final state.
 	Rerun bool
+	// SettledBy is written with a move to a final state (one of the SettledBy
+	// constants). Empty: Transition derives it from the states (see
+	// DefaultSettledBy).
+	SettledBy string
 }
 
 func (u Update) pairs() []any {
@@ -248,8 +253,8 @@ return {1, redis.call('HGETALL', KEYS[1])}
 // Transition atomically moves the record of id from one of the states in from to
 // state to, applying upd, refreshing the expiry and appending one event when the
 // state changes. It stamps sent_at on every Transition to sending (a new attempt),
-// accepted_at on a move to accepted and final_at on a move to a final state, and
-// clears final_at on a rerun.
+// accepted_at on a move to accepted, final_at and settled_by on a move to a final
+// state, and clears both on a rerun.
 //
 // It returns ok=false and the current record, writing nothing, when the current
 // state is not in from; ErrNotFound when there is no record; and
@@ -268,10 +273,14 @@ func (s *Store) Transition(ctx context.Context, id string, from []State, to Stat
 	case to == StateAccepted:
 		chg = append(chg, fAcceptedAt, msString(now))
 	case to.Final():
-		chg = append(chg, fFinalAt, msString(now))
+		by := upd.SettledBy
+		if by == "" {
+			by = DefaultSettledBy(from, to)
+		}
+		chg = append(chg, fFinalAt, msString(now), fSettledBy, settledCode(by))
 	}
 	if !to.Final() && upd.Rerun {
-		chg = append(chg, fFinalAt, "")
+		chg = append(chg, fFinalAt, "", fSettledBy, "")
 	}
 	return s.run(ctx, id, from, to, upd, set, chg, now)
 }

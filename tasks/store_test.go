@@ -418,11 +418,11 @@ func TestRecordJSON(t *testing.T) {
 	rec := tasks.Record{
 		ID: "a", State: tasks.StateDelivered, Channel: tasks.ChannelViber, ProviderMessageID: 429,
 		ViberStatus: &vs, Attempts: 1, Polls: 2, Queue: tasks.QueueCritical, MessageType: 106, SourceType: 2,
-		HasSMS: true, DestMasked: "380*****4567", PayloadHash: "h",
+		HasSMS: true, DestMasked: "380*****4567", PayloadHash: "h", SettledBy: tasks.SettledByPoll,
 		CreatedAt: at, UpdatedAt: at, SentAt: at, AcceptedAt: at, FinalAt: at, ExpiresAt: at.Add(40 * time.Second),
 	}
 	want := `{"id":"a","state":"delivered","channel":"viber","provider_message_id":429,"viber_status":1,` +
-		`"sms_message_id":null,"sms_status":null,"attempts":1,"polls":2,"error":"","queue":"critical",` +
+		`"sms_message_id":null,"sms_status":null,"attempts":1,"polls":2,"error":"","settled_by":"poll","queue":"critical",` +
 		`"message_type":106,"source_type":2,"has_sms":true,"dest":"380*****4567","payload_hash":"h",` +
 		`"created_at":"2026-11-05T08:00:00.123Z","updated_at":"2026-11-05T08:00:00.123Z",` +
 		`"sent_at":"2026-11-05T08:00:00.123Z","accepted_at":"2026-11-05T08:00:00.123Z",` +
@@ -430,7 +430,7 @@ func TestRecordJSON(t *testing.T) {
 	require.JSONEq(t, want, string(rec.JSON()))
 
 	empty := string(tasks.Record{ID: "b", State: tasks.StateQueued}.JSON())
-	for _, f := range []string{"provider_message_id", "viber_status", "sent_at", "accepted_at", "final_at"} {
+	for _, f := range []string{"provider_message_id", "viber_status", "sent_at", "accepted_at", "final_at", "settled_by"} {
 		require.Contains(t, empty, `"`+f+`":null`)
 	}
 	require.False(t, strings.Contains(empty, "0001-01-01"))

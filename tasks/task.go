@@ -102,6 +102,10 @@ type PollArgs struct {
 	AcceptedAt time.Time `json:"accepted_at"`
 	// ExpiresAt is the end of the message's TTL.
 	ExpiresAt time.Time `json:"expires_at"`
+	// Confirm marks the poll a status callback asked for (ConfirmTask): it settles
+	// the record when the provider's answer is final and otherwise only records the
+	// statuses, leaving the scheduled polls to go on. Optional (absent: false).
+	Confirm bool `json:"confirm,omitempty"`
 }
 
 // Kind returns TypePoll.

@@ -20,10 +20,13 @@
 // retried, and the retry, seeing the message_id, only schedules the poll.
 //
 // A poll task (tasks.PollArgs) ends without a provider call when the record is already
-// final (a status callback settled it) and records "expired" past the polling
-// deadline; otherwise it takes a token from the global status bucket, calls
-// receive-viber, records the statuses (StatusTransition) and either settles the
-// message or schedules the next poll (scheduler.Policy).
+// final and records "expired" past the polling deadline; otherwise it takes a token
+// from the global status bucket, calls receive-viber, applies the answer with
+// tasks.Store.ApplyStatus (the one rule for poll and callback answers) and either
+// settles the message or schedules the next poll (scheduler.Policy). A confirming
+// poll (PollArgs.Confirm), queued by `viberq api` for a status callback whose
+// statuses a poll would call final, settles the same way (settled_by "callback") but
+// schedules nothing: the scheduled polls go on beside it.
 //
 // # Reconciler
 //

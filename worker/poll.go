@@ -10,10 +10,12 @@ import (
 	"github.com/viberq/viberq/tasks"
 )
 
-// handlePoll is the viber:poll handler: record final (e.g. by a status callback) →
-// stop without calling the provider; deadline passed → expired; global status
-// limiter → receive-viber → record (statuses, polls+1, event on a state change) →
-// final, or the next poll.
+// handlePoll is the viber:poll handler: record final (settled elsewhere since the
+// previous poll) → stop without calling the provider; deadline passed → expired;
+// global status limiter → receive-viber → tasks.Store.ApplyStatus (the one rule for
+// poll and callback answers: statuses, polls+1, an event on a state change) → final,
+// or the next poll. A confirming poll (PollArgs.Confirm, asked for by a status
+// callback) settles like any poll but never schedules one: the scheduled polls go on.
 func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	at := attemptFrom(ctx)
 	at.msgID, at.providerMsgID, at.expiresAt = a.ID, int64(a.ProviderMessageID), a.ExpiresAt
@@ -28,11 +30,9 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	}
 	at.state, at.dest = string(rec.State), rec.DestMasked
 	if rec.State.Final() {
-		// Made final elsewhere — a status callback through `viberq api` — since the
-		// previous poll: this poll is where a worker first sees it, so it is counted
-		// here (a poll that settles a message itself schedules no further poll).
+		// Settled since the previous poll (by a confirming poll, the reconciler, ...):
+		// whoever settled it counted its final state.
 		at.decide(Decision{Action: ActionSuccess, Reason: "record already final (" + string(rec.State) + "); polling stops without a provider call", VendorCode: -1})
-		w.metrics.countFinal(string(rec.State), rec.Channel, rec.Polls, true)
 		return nil
 	}
 	if rec.State != tasks.StateAccepted {
@@ -81,62 +81,34 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 		return stErr
 	}
 
-	to, upd := StatusTransition(res, a.HasSMS)
-	upd.IncPolls = true
 	if n := unlistedStatus(res.Status, res.SMSStatus); n != "" {
 		at.note = joinNote(at.note, n)
 		zlog(ctx).Warn().Str("msg_id", a.ID).Int("viber_status", int(res.Status)).Msg(n)
 	}
-	if to == tasks.StateAccepted {
-		return w.nextPoll(ctx, a, upd)
+	src := tasks.SourcePoll
+	if a.Confirm {
+		src = tasks.SourceConfirm
 	}
 	wctx, cancel := detached(ctx)
 	defer cancel()
-	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, to, upd)
+	got, err := w.store.ApplyStatus(wctx, rec, res, src, true)
 	if err != nil {
-		return fmt.Errorf("poll %s: record %s: %w", a.ID, to, err)
+		return fmt.Errorf("poll %s: %w", a.ID, err)
 	}
-	at.state = string(got.State)
-	if ok {
-		w.metrics.countFinal(string(got.State), got.Channel, got.Polls, true)
-	} else {
-		at.note = "record changed concurrently (" + string(got.State) + ")"
+	at.state = string(got.Record.State)
+	switch {
+	case got.Settled:
+		w.metrics.countFinal(string(got.Record.State), got.Record.Channel, got.Record.Polls, true)
+		return nil
+	case got.Skip != "":
+		at.note = joinNote(at.note, got.Skip+"; polling stops")
+		return nil
 	}
-	return nil
+	return w.schedulePoll(ctx, a, got.Record.SMSStatus)
 }
 
-// StatusTransition maps a status answer (a receive-viber result or a status
-// callback) of an accepted message to the record's next state and update, combining
-// both legs with provider.Combine (DESIGN §3): delivered with channel viber or sms,
-// undelivered with the legs' statuses as the error, or accepted (still pending: only
-// the statuses are recorded). Pure; the poll handler and the callback endpoint share
-// it, so both settle a message the same way. Apply it with
-// store.Transition(ctx, id, []tasks.State{tasks.StateAccepted}, to, upd).
-func StatusTransition(st provider.StatusResult, hasSMS bool) (to tasks.State, upd tasks.Update) {
-	upd = tasks.Update{ViberStatus: &st.Status, SMSMessageID: st.SMSMessageID, SMSStatus: st.SMSStatus}
-	switch st.Outcome(hasSMS) {
-	case provider.OutcomeDeliveredViber:
-		return tasks.StateDelivered, withChannel(upd, tasks.ChannelViber)
-	case provider.OutcomeDeliveredSMS:
-		return tasks.StateDelivered, withChannel(upd, tasks.ChannelSMS)
-	case provider.OutcomeUndelivered:
-		msg := "undelivered: viber " + st.Status.String()
-		if st.SMSStatus != nil {
-			msg += ", sms " + st.SMSStatus.String()
-		}
-		upd.Error = &msg
-		return tasks.StateUndelivered, upd
-	}
-	return tasks.StateAccepted, upd
-}
-
-func withChannel(u tasks.Update, ch string) tasks.Update {
-	u.Channel = ch
-	return u
-}
-
-// nextPoll records a pending status (polls+1, last statuses) and schedules the next
-// poll, or expires the message when the policy has no poll left before the deadline.
+// nextPoll records a pending answer without statuses (polls+1) and schedules the
+// next poll (schedulePoll).
 func (w *Worker) nextPoll(ctx context.Context, a tasks.PollArgs, upd tasks.Update) error {
 	at := attemptFrom(ctx)
 	wctx, cancel := detached(ctx)
@@ -150,6 +122,19 @@ func (w *Worker) nextPoll(ctx context.Context, a tasks.PollArgs, upd tasks.Updat
 		at.note = "record changed concurrently (" + string(got.State) + "); polling stops"
 		return nil
 	}
+	return w.schedulePoll(ctx, a, got.SMSStatus)
+}
+
+// schedulePoll schedules the poll after a, or expires the message when the policy
+// has no poll left before the deadline (sms: the record's last SMS status, see
+// expirePoll). A confirming poll schedules nothing: the scheduled polls it ran beside
+// go on.
+func (w *Worker) schedulePoll(ctx context.Context, a tasks.PollArgs, sms *provider.SMSStatus) error {
+	at := attemptFrom(ctx)
+	if a.Confirm {
+		at.note = joinNote(at.note, "pending; the scheduled polls go on")
+		return nil
+	}
 	next := a
 	next.Poll = a.Poll + 1
 	when, more, err := w.sched.ScheduleNext(ctx, next)
@@ -157,7 +142,7 @@ func (w *Worker) nextPoll(ctx context.Context, a tasks.PollArgs, upd tasks.Updat
 		return fmt.Errorf("poll %s: schedule poll %d: %w", a.ID, next.Poll, err)
 	}
 	if !more {
-		return w.expirePoll(ctx, a, "no final status before the polling deadline", got.SMSStatus)
+		return w.expirePoll(ctx, a, "no final status before the polling deadline", sms)
 	}
 	at.note = joinNote(at.note, fmt.Sprintf("pending; poll %d at %s", next.Poll, when.UTC().Format(time.RFC3339)))
 	return nil
@@ -181,7 +166,7 @@ func (w *Worker) expirePoll(ctx context.Context, a tasks.PollArgs, why string, s
 	}
 	wctx, cancel := detached(ctx)
 	defer cancel()
-	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, to, tasks.Update{Error: shortErr(why)})
+	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, to, tasks.Update{Error: shortErr(why), SettledBy: tasks.SettledByDeadline})
 	if err != nil {
 		return fmt.Errorf("poll %s: record %s: %w", a.ID, to, err)
 	}

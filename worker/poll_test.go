@@ -37,6 +37,7 @@ func TestPollHandler(t *testing.T) {
 		rec := b.record(t, "p-viber")
 		require.Equal(t, tasks.StateDelivered, rec.State)
 		require.Equal(t, tasks.ChannelViber, rec.Channel)
+		require.Equal(t, tasks.SettledByPoll, rec.SettledBy)
 		require.Equal(t, 1, rec.Polls)
 		require.NotNil(t, rec.ViberStatus)
 		require.Equal(t, provider.ViberDelivered, *rec.ViberStatus)
@@ -87,19 +88,19 @@ func TestPollHandler(t *testing.T) {
 		require.Equal(t, asynq.TaskStateScheduled, info.State)
 	})
 
-	t.Run("CallbackFinalStopsWithoutProviderCall", func(t *testing.T) {
+	t.Run("SettledElsewhereStopsWithoutProviderCall", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, setupOpts{})
-		_, _, pt := b.accepted(t, "p-callback", promotional(), time.Hour)
-		// A status callback settled it first.
-		_, ok, err := b.store.Transition(context.Background(), "p-callback", []tasks.State{tasks.StateAccepted}, tasks.StateDelivered, tasks.Update{Channel: tasks.ChannelViber})
+		_, _, pt := b.accepted(t, "p-settled", promotional(), time.Hour)
+		// A confirming poll (or the reconciler) settled it first, and counted it.
+		_, ok, err := b.store.Transition(context.Background(), "p-settled", []tasks.State{tasks.StateAccepted}, tasks.StateDelivered, tasks.Update{Channel: tasks.ChannelViber})
 		require.NoError(t, err)
 		require.True(t, ok)
 		require.NoError(t, b.process(t, pt))
 		require.Zero(t, b.statusCalls(), "a final record ends polling without a provider call")
-		require.Equal(t, 1.0, metricValue(t, b.m.finals.WithLabelValues(string(tasks.StateDelivered), tasks.ChannelViber)),
-			"the poll that first sees a callback-final record counts its final state")
-		_, err = b.insp.GetTaskInfo(tasks.QueueStatus, tasks.PollTaskID("p-callback", 1))
+		require.Zero(t, metricValue(t, b.m.finals.WithLabelValues(string(tasks.StateDelivered), tasks.ChannelViber)),
+			"the poll does not count a final state it did not make")
+		_, err = b.insp.GetTaskInfo(tasks.QueueStatus, tasks.PollTaskID("p-settled", 1))
 		require.ErrorIs(t, err, asynq.ErrTaskNotFound)
 	})
 
@@ -205,45 +206,4 @@ func TestPollHandler(t *testing.T) {
 		require.NoError(t, b.process(t, pt))
 		require.Zero(t, b.statusCalls())
 	})
-}
-
-func TestStatusTransition(t *testing.T) {
-	t.Parallel()
-	v := func(s provider.ViberStatus) provider.ViberStatus { return s }
-	sms := func(s provider.SMSStatus) *provider.SMSStatus { return &s }
-	id := provider.MessageID(7)
-	for _, tt := range []struct {
-		desc    string
-		st      provider.StatusResult
-		hasSMS  bool
-		to      tasks.State
-		channel string
-		errSub  string
-	}{
-		{"ViberDelivered", provider.StatusResult{Status: v(provider.ViberDelivered)}, false, tasks.StateDelivered, tasks.ChannelViber, ""},
-		{"ViberDeliveredWithSMSLeg", provider.StatusResult{Status: v(provider.ViberDelivered)}, true, tasks.StateDelivered, tasks.ChannelViber, ""},
-		{"SMSDelivered", provider.StatusResult{Status: v(provider.ViberUndelivered), SMSMessageID: &id, SMSStatus: sms(provider.SMSDelivered)}, true, tasks.StateDelivered, tasks.ChannelSMS, ""},
-		{"ViberFailedNoFallback", provider.StatusResult{Status: v(provider.ViberRejected)}, false, tasks.StateUndelivered, "", "viber rejected"},
-		{"BothFailed", provider.StatusResult{Status: v(provider.ViberError), SMSMessageID: &id, SMSStatus: sms(provider.SMSUndeliverable)}, true, tasks.StateUndelivered, "", "sms"},
-		{"ViberFailedSMSPending", provider.StatusResult{Status: v(provider.ViberUndelivered), SMSMessageID: &id, SMSStatus: sms(provider.SMSEnroute)}, true, tasks.StateAccepted, "", ""},
-		{"ViberFailedSMSNotYet", provider.StatusResult{Status: v(provider.ViberUndelivered)}, true, tasks.StateAccepted, "", ""},
-		{"Pending", provider.StatusResult{Status: v(provider.ViberPending)}, false, tasks.StateAccepted, "", ""},
-		{"UnknownCodeIsPending", provider.StatusResult{Status: v(77)}, false, tasks.StateAccepted, "", ""},
-	} {
-		t.Run(tt.desc, func(t *testing.T) {
-			t.Parallel()
-			to, upd := StatusTransition(tt.st, tt.hasSMS)
-			require.Equal(t, tt.to, to)
-			require.Equal(t, tt.channel, upd.Channel)
-			require.NotNil(t, upd.ViberStatus)
-			require.Equal(t, tt.st.Status, *upd.ViberStatus)
-			require.Equal(t, tt.st.SMSStatus, upd.SMSStatus)
-			if tt.errSub != "" {
-				require.NotNil(t, upd.Error)
-				require.Contains(t, *upd.Error, tt.errSub)
-			} else {
-				require.Nil(t, upd.Error)
-			}
-		})
-	}
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/viberq/viberq/config"
-	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/worker"
 	"github.com/viberq/viberq/worker/api"
@@ -65,7 +64,7 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		Redis:    p.rdb,
 		Enqueuer: p.enqueuer,
 		Records:  p.store,
-		Status:   storeStatusApplier{store: p.store},
+		Status:   tasks.CallbackApplier{Store: p.store, Client: p.client},
 		// Two-way messages are indexed by provider message ID, so a reply's
 		// tracking_id finds the message it answers.
 		ProviderIndex: p.store.LookupProvider,
@@ -80,29 +79,4 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info().Msg("VIBERQ_CALLBACK_URL unset: the provider sends no status callbacks; polling alone decides")
 	}
 	return srv.ListenAndServe(ctx, cfg.API.Addr)
-}
-
-// storeStatusApplier applies a status callback to a record with the poll handler's
-// own mapping (worker.StatusTransition): both legs combined, a final outcome moves
-// accepted → delivered (channel viber or sms) or undelivered and appends the event;
-// a pending one records the statuses only. The next poll then finds the record final
-// and ends without calling the provider. (viberq_final_states_total is counted by the
-// worker processes, which see the final record at that poll.)
-type storeStatusApplier struct{ store *tasks.Store }
-
-func (a storeStatusApplier) ApplyStatus(ctx context.Context, id string, st provider.StatusResult, source string) (tasks.Record, error) {
-	rec, err := a.store.Get(ctx, id)
-	if err != nil {
-		return tasks.Record{}, err
-	}
-	to, upd := worker.StatusTransition(st, rec.HasSMS)
-	if to == tasks.StateUndelivered && upd.Error != nil {
-		msg := *upd.Error + " (" + source + ")"
-		upd.Error = &msg
-	}
-	got, _, err := a.store.Transition(ctx, id, []tasks.State{tasks.StateAccepted}, to, upd)
-	if err != nil {
-		return tasks.Record{}, fmt.Errorf("apply %s status to %s: %w", source, id, err)
-	}
-	return got, nil
 }

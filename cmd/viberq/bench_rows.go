@@ -963,7 +963,7 @@ func (o pollingOutcome) result(row, what string, callbacks bool) benchResult {
 		"calls = send-viber + receive-viber requests at the simulator (%d sends) after every message is final and every scheduled poll has run; "+
 		"states %v; %.2f calls per message.", o.run.n, mix, o.first, o.sends, o.states, o.perMessage)
 	if o.run.callbacks {
-		how += " Callbacks: the simulator POSTs final statuses to an in-process `viberq api` (worker/api, applied by storeStatusApplier)"
+		how += " Callbacks: the simulator POSTs final statuses to an in-process `viberq api` (worker/api, applied by tasks.CallbackApplier: each final status gets a confirming poll)"
 		if o.run.perMessageURL {
 			how += " at callback_url = VIBERQ_CALLBACK_URL + token + ?id={message id}, set per message by the producer"
 		} else {
@@ -1008,7 +1008,7 @@ func (b *bench) pollingRun(ctx context.Context, run pollingRun) (pollingOutcome,
 			Redis:      b.redis.rdb,
 			Enqueuer:   enq,
 			Records:    store,
-			Status:     storeStatusApplier{store: store},
+			Status:     tasks.CallbackApplier{Store: store, Client: asynq.NewClientFromRedisClient(b.redis.rdb)},
 			Gatherer:   prometheus.NewRegistry(),
 			Registerer: prometheus.NewRegistry(),
 			Monitoring: http.NotFoundHandler(),

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -56,29 +57,6 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// storeApplier applies a status the way the worker's poll handler does (a test fake
-// of api.StatusApplier).
-type storeApplier struct{ store *tasks.Store }
-
-func (a storeApplier) ApplyStatus(ctx context.Context, id string, st provider.StatusResult, _ string) (tasks.Record, error) {
-	rec, err := a.store.Get(ctx, id)
-	if err != nil {
-		return tasks.Record{}, err
-	}
-	upd := tasks.Update{ViberStatus: &st.Status, SMSMessageID: st.SMSMessageID, SMSStatus: st.SMSStatus}
-	to := tasks.StateAccepted
-	switch st.Outcome(rec.HasSMS) {
-	case provider.OutcomeDeliveredViber:
-		to, upd.Channel = tasks.StateDelivered, tasks.ChannelViber
-	case provider.OutcomeDeliveredSMS:
-		to, upd.Channel = tasks.StateDelivered, tasks.ChannelSMS
-	case provider.OutcomeUndelivered:
-		to = tasks.StateUndelivered
-	}
-	got, _, err := a.store.Transition(ctx, id, []tasks.State{tasks.StateAccepted}, to, upd)
-	return got, err
-}
-
 type testBundle struct {
 	mr    *miniredis.Miniredis
 	rdb   *redis.Client
@@ -122,7 +100,7 @@ func setup(t *testing.T, o ...options) *testBundle {
 		Redis:    rdb,
 		Enqueuer: b.enq,
 		Records:  store,
-		Status:   storeApplier{store},
+		Status:   tasks.CallbackApplier{Store: store, Client: client},
 		ProviderIndex: func(_ context.Context, pid provider.MessageID) (string, bool, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -435,29 +413,45 @@ func TestStatusCallback(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 
-	t.Run("FinalStatusUpdatesRecordAndEmitsEvent", func(t *testing.T) {
+	// confirming reports whether a confirming poll of id is queued.
+	confirming := func(t *testing.T, id string) bool {
+		t.Helper()
+		_, err := asynq.NewInspectorFromRedisClient(b.rdb).GetTaskInfo(tasks.QueueStatus, tasks.ConfirmTaskID(id))
+		if errors.Is(err, asynq.ErrTaskNotFound) {
+			return false
+		}
+		require.NoError(t, err)
+		return true
+	}
+
+	t.Run("FinalStatusAsksForAConfirmingPoll", func(t *testing.T) {
 		b.accepted(t, "cb-1", 777)
 		r := b.do(t, http.MethodPost, "/callbacks/"+cbToken+"/status?id=cb-1", `{"message_id":"777","status":1}`, "Content-Type", "application/json")
 		require.Equal(t, http.StatusOK, r.status, r.body)
-		require.Equal(t, "applied", r.json(t)["result"])
+		require.Equal(t, "confirming", r.json(t)["result"])
+		require.Equal(t, "accepted", r.json(t)["state"])
 		rec, err := b.store.Get(ctx, "cb-1")
 		require.NoError(t, err)
-		require.Equal(t, tasks.StateDelivered, rec.State)
-		require.Equal(t, tasks.ChannelViber, rec.Channel)
-		evs, err := b.store.Events(ctx, "-", 100)
-		require.NoError(t, err)
-		var found bool
-		for _, e := range evs {
-			if e.ID == "cb-1" && e.From == tasks.StateAccepted && e.To == tasks.StateDelivered {
-				found = true
-			}
-		}
-		require.True(t, found, "delivered event: %+v", evs)
+		require.Equal(t, tasks.StateAccepted, rec.State, "a callback alone settles nothing")
+		require.Nil(t, rec.ViberStatus, "nor writes a status")
+		require.True(t, confirming(t, "cb-1"))
 
-		// A repeat finds the record final.
+		// A repeat is answered the same and still queues one confirming poll.
 		r = b.do(t, http.MethodPost, "/callbacks/"+cbToken+"/status?id=cb-1", `{"message_id":777,"status":1}`, "Content-Type", "application/json")
 		require.Equal(t, http.StatusOK, r.status)
+		require.Equal(t, "confirming", r.json(t)["result"])
+	})
+
+	t.Run("FinalRecord", func(t *testing.T) {
+		b.accepted(t, "cb-f", 776)
+		_, ok, err := b.store.Transition(ctx, "cb-f", []tasks.State{tasks.StateAccepted}, tasks.StateDelivered, tasks.Update{Channel: tasks.ChannelViber})
+		require.NoError(t, err)
+		require.True(t, ok)
+		r := b.do(t, http.MethodPost, "/callbacks/"+cbToken+"/status?id=cb-f", `{"message_id":776,"status":2}`, "Content-Type", "application/json")
+		require.Equal(t, http.StatusOK, r.status)
 		require.Equal(t, "final", r.json(t)["result"])
+		require.Equal(t, "delivered", r.json(t)["state"])
+		require.False(t, confirming(t, "cb-f"))
 	})
 
 	t.Run("FormSMSFallbackViaRevealURLLayout", func(t *testing.T) {
@@ -465,20 +459,19 @@ func TestStatusCallback(t *testing.T) {
 		form := url.Values{"message_id": {"778"}, "status": {"2"}, "sms_message_id": {"9001"}, "sms_message_status": {"2"}}
 		r := b.do(t, http.MethodPost, "/callbacks/status/"+cbToken+"?id=cb-2", form.Encode(), "Content-Type", "application/x-www-form-urlencoded")
 		require.Equal(t, http.StatusOK, r.status, r.body)
-		rec, err := b.store.Get(ctx, "cb-2")
-		require.NoError(t, err)
-		require.Equal(t, tasks.StateDelivered, rec.State)
-		require.Equal(t, tasks.ChannelSMS, rec.Channel)
+		require.Equal(t, "confirming", r.json(t)["result"])
+		require.True(t, confirming(t, "cb-2"))
 	})
 
-	t.Run("PendingStatusKeepsAccepted", func(t *testing.T) {
-		b.accepted(t, "cb-3", 779)
-		r := b.do(t, http.MethodPost, "/callbacks/"+cbToken+"/status?id=cb-3", `{"message_id":779,"status":0}`, "Content-Type", "application/json")
+	t.Run("ViberFailureWhileSMSMayComeIsPending", func(t *testing.T) {
+		b.accepted(t, "cb-3", 779) // has text_sms
+		r := b.do(t, http.MethodPost, "/callbacks/"+cbToken+"/status?id=cb-3", `{"message_id":779,"status":4}`, "Content-Type", "application/json")
 		require.Equal(t, http.StatusOK, r.status)
+		require.Equal(t, "pending", r.json(t)["result"])
 		rec, err := b.store.Get(ctx, "cb-3")
 		require.NoError(t, err)
 		require.Equal(t, tasks.StateAccepted, rec.State)
-		require.NotNil(t, rec.ViberStatus)
+		require.False(t, confirming(t, "cb-3"), "nothing a poll would call final: no provider call")
 	})
 
 	t.Run("ByProviderIndexWithoutIDParam", func(t *testing.T) {
@@ -486,9 +479,8 @@ func TestStatusCallback(t *testing.T) {
 		b.index[780] = "cb-4"
 		r := b.do(t, http.MethodPost, "/callbacks/"+cbToken+"/status", `{"message_id":780,"status":4,"sms_message_id":null,"sms_message_status":5}`, "Content-Type", "application/json")
 		require.Equal(t, http.StatusOK, r.status)
-		rec, err := b.store.Get(ctx, "cb-4")
-		require.NoError(t, err)
-		require.Equal(t, tasks.StateUndelivered, rec.State)
+		require.Equal(t, "confirming", r.json(t)["result"])
+		require.True(t, confirming(t, "cb-4"))
 	})
 
 	t.Run("MismatchedProviderIDIgnored", func(t *testing.T) {

@@ -116,9 +116,11 @@ func (s *Server) callbackAuth(w http.ResponseWriter, r *http.Request, token stri
 
 // status handles a status callback: find our message (the "id" query parameter that
 // the worker puts in each message's callback_url, else the provider-id index), then
-// apply the status. Unknown payloads and messages are logged and answered 200: the
-// provider must not retry what can never succeed, and polling remains the source of
-// truth (reference Q12). Only a failure of our own (Redis) answers 503.
+// apply the status through Options.Status (README "Provider callbacks": a callback
+// never settles by itself, final statuses get a confirming poll). Unknown payloads and
+// messages are logged and answered 200: the provider must not retry what can never
+// succeed, and the provider's answer to a poll decides. Only a failure of our own
+// (Redis) answers 503.
 func (s *Server) status(ctx context.Context, w http.ResponseWriter, r *http.Request, kind, ct string, body []byte) {
 	const metric = "status"
 	cb, err := provider.ParseStatusCallback(ct, body)
@@ -164,47 +166,39 @@ func (s *Server) status(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		s.callbackFailed(w, metric, log, err, "status callback: read record failed")
 		return
 	}
-	switch {
-	case rec.ProviderMessageID != 0 && rec.ProviderMessageID != cb.MessageID:
-		s.metrics.callback(metric, "ignored")
-		log.Warn().Int64("record_provider_msg_id", int64(rec.ProviderMessageID)).
-			Msg("status callback: message_id does not match the record, ignored")
-		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "ignored", State: string(rec.State)})
-		return
-	case rec.State.Final():
-		s.metrics.callback(metric, "final")
-		log.Info().Str("state", string(rec.State)).Msg("status callback: record already final")
-		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "final", State: string(rec.State)})
-		return
-	case rec.State != tasks.StateAccepted:
-		// The callback overtook the worker's own write of the provider's id; the
-		// first poll will read the status instead.
-		s.metrics.callback(metric, "ignored")
-		log.Info().Str("state", string(rec.State)).Msg("status callback: record not accepted yet, left to polling")
-		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "ignored", State: string(rec.State)})
-		return
-	case s.opts.Status == nil:
+	if s.opts.Status == nil {
 		s.metrics.callback(metric, "ignored")
 		log.Info().Msg("status callback: no status applier configured, left to polling")
 		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "ignored", State: string(rec.State)})
 		return
 	}
 	st := provider.StatusResult{MessageID: cb.MessageID, Status: cb.Status, SMSMessageID: cb.SMSMessageID, SMSStatus: cb.SMSStatus}
-	got, err := s.opts.Status.ApplyStatus(ctx, id, st, SourceCallback)
-	if errors.Is(err, tasks.ErrNotFound) {
-		s.metrics.callback(metric, "unknown_message")
-		log.Warn().Msg("status callback: no such message, ignored")
-		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "unknown_message"})
-		return
-	}
+	got, err := s.opts.Status.ApplyCallback(ctx, rec, st)
 	if err != nil {
 		s.callbackFailed(w, metric, log, err, "status callback: apply failed")
 		return
 	}
-	s.metrics.callback(metric, "applied")
-	log.Info().Str("state", string(got.State)).Str("channel", got.Channel).Str("dest", got.DestMasked).
-		Msg("status callback applied")
-	writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "applied", State: string(got.State)})
+	log = log.With().Str("state", string(got.Record.State)).Str("outcome", got.Outcome.String()).Logger()
+	switch {
+	case got.Skip == tasks.SkipFinal:
+		s.metrics.callback(metric, "final")
+		log.Info().Msg("status callback: record already final")
+		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "final", State: string(got.Record.State)})
+	case got.Skip != "":
+		// Another message_id, or a record not accepted yet (the callback overtook
+		// the worker's own write of the provider's id): the polls read the status.
+		s.metrics.callback(metric, "ignored")
+		log.Warn().Str("reason", got.Skip).Msg("status callback ignored, left to polling")
+		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "ignored", State: string(got.Record.State)})
+	case got.Confirm:
+		s.metrics.callback(metric, "confirming")
+		log.Info().Str("dest", rec.DestMasked).Msg("status callback: final statuses, a poll confirms them with the provider")
+		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "confirming", State: string(got.Record.State)})
+	default:
+		s.metrics.callback(metric, "pending")
+		log.Info().Msg("status callback: statuses not final, left to polling")
+		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "pending", State: string(got.Record.State)})
+	}
 }
 
 func (s *Server) callbackFailed(w http.ResponseWriter, metric string, log zerolog.Logger, err error, msg string) {

@@ -39,10 +39,13 @@
 //
 // A status callback names our message by the "id" query parameter of its
 // callback_url (else through Options.ProviderIndex) and is applied through
-// Options.Status: a final status moves the record to its final state and appends the
-// event; the next poll then ends without calling the provider. Payloads that cannot
-// be parsed, unknown messages and records already final are logged (digits masked)
-// and answered 200 (reference Q12: polling stays the source of truth).
+// Options.Status (tasks.CallbackApplier) by the rule polls follow too
+// (tasks.DecideStatus): a callback writes nothing; when a poll would call its
+// statuses final it queues a confirming poll, and the provider's answer to that poll
+// settles the record (README "Provider callbacks"). The answer's result is
+// "confirming", "pending", "final" or "ignored". Payloads that cannot be parsed,
+// unknown messages and records already final are logged (digits masked) and answered
+// 200: the provider must not retry what can never succeed.
 //
 // A two-way reply is appended to the stream viberq:inbound (MAXLEN ~ 100000) with the
 // fields message_token, phone, time (RFC 3339), text, tracking_id (the provider

@@ -32,8 +32,6 @@ const (
 	DefaultMaxBodyBytes    = 1 << 20
 	// ReadyTimeout bounds the Redis PING of /readyz.
 	ReadyTimeout = time.Second
-	// SourceCallback is the source passed to StatusApplier.ApplyStatus.
-	SourceCallback = "callback"
 )
 
 // Enqueuer validates and enqueues messages: *tasks.Enqueuer.
@@ -46,20 +44,13 @@ type Records interface {
 	Get(ctx context.Context, id string) (tasks.Record, error)
 }
 
-// StatusApplier applies a provider status to the record of message id, the same way
-// the worker's poll handler does (a final outcome moves the record to delivered or
-// undelivered and appends the event; the next poll then ends without a provider
-// call). source says where the status came from (SourceCallback here).
+// StatusApplier applies a status callback to rec, the record of the message it
+// names, by the rule polls follow too (tasks.DecideStatus): a callback writes
+// nothing and, when a poll would call its statuses final, asks for a confirming
+// poll whose provider answer settles the record. *tasks.CallbackApplier in
+// production.
 type StatusApplier interface {
-	ApplyStatus(ctx context.Context, id string, st provider.StatusResult, source string) (tasks.Record, error)
-}
-
-// StatusApplierFunc adapts a function to StatusApplier.
-type StatusApplierFunc func(ctx context.Context, id string, st provider.StatusResult, source string) (tasks.Record, error)
-
-// ApplyStatus calls f.
-func (f StatusApplierFunc) ApplyStatus(ctx context.Context, id string, st provider.StatusResult, source string) (tasks.Record, error) {
-	return f(ctx, id, st, source)
+	ApplyCallback(ctx context.Context, rec tasks.Record, st provider.StatusResult) (tasks.Applied, error)
 }
 
 // ProviderIndex finds our message ID from the provider's message_id; ok=false when

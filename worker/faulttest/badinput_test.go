@@ -446,7 +446,7 @@ func newAPIEnv(t *testing.T, cb config.Callback) *apiEnv {
 		Redis:      e.rdb,
 		Enqueuer:   e.enq,
 		Records:    e.store,
-		Status:     storeApplier{e.store},
+		Status:     tasks.CallbackApplier{Store: e.store, Client: asynq.NewClientFromRedisClient(e.rdb)},
 		Monitoring: http.NotFoundHandler(),
 		Logger:     zerolog.New(e.logs),
 	})
@@ -456,28 +456,6 @@ func newAPIEnv(t *testing.T, cb config.Callback) *apiEnv {
 	e.srv = httptest.NewServer(srv.Handler())
 	t.Cleanup(e.srv.Close)
 	return e
-}
-
-// storeApplier applies a callback status as the poll handler does.
-type storeApplier struct{ store *tasks.Store }
-
-func (a storeApplier) ApplyStatus(ctx context.Context, id string, st provider.StatusResult, _ string) (tasks.Record, error) {
-	rec, err := a.store.Get(ctx, id)
-	if err != nil {
-		return tasks.Record{}, err
-	}
-	upd := tasks.Update{ViberStatus: &st.Status, SMSMessageID: st.SMSMessageID, SMSStatus: st.SMSStatus}
-	to := tasks.StateAccepted
-	switch st.Outcome(rec.HasSMS) {
-	case provider.OutcomeDeliveredViber:
-		to, upd.Channel = tasks.StateDelivered, tasks.ChannelViber
-	case provider.OutcomeDeliveredSMS:
-		to, upd.Channel = tasks.StateDelivered, tasks.ChannelSMS
-	case provider.OutcomeUndelivered:
-		to = tasks.StateUndelivered
-	}
-	got, _, err := a.store.Transition(ctx, id, []tasks.State{tasks.StateAccepted}, to, upd)
-	return got, err
 }
 
 func (e *apiEnv) do(t *testing.T, method, path, ctype string, body []byte, hdr map[string]string) (int, []byte) {

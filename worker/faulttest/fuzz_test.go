@@ -145,14 +145,15 @@ func FuzzFaultAPIRequests(f *testing.F) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	store := tasks.NewStore(rdb, tasks.StoreOptions{})
-	enq := tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), store, tasks.EnqueuerConfig{})
+	client := asynq.NewClientFromRedisClient(rdb)
+	enq := tasks.NewEnqueuer(client, store, tasks.EnqueuerConfig{})
 	srv, err := api.New(api.Options{
 		API:        config.API{Tokens: []config.Secret{apiTok}, MonitoringUser: "admin", MonitoringPassword: monPass, MaxBodyBytes: maxBody},
 		Callback:   config.Callback{Token: cbTok},
 		Redis:      rdb,
 		Enqueuer:   enq,
 		Records:    store,
-		Status:     storeApplier{store},
+		Status:     tasks.CallbackApplier{Store: store, Client: client},
 		Monitoring: http.NotFoundHandler(),
 		Logger:     zerolog.Nop(),
 	})
