@@ -307,6 +307,10 @@ type Outbox struct {
 	// ClaimIdle is VIBERQ_OUTBOX_CLAIM_IDLE (default 60s, 1s..24h): pending entries idle
 	// this long are claimed from a dead consumer.
 	ClaimIdle time.Duration
+	// MaxAttempts is VIBERQ_OUTBOX_MAX_ATTEMPTS (default 10, 1..1000): attempts of an
+	// entry that fails transiently (with backoff from 1s doubling to 1m) before it is
+	// dead-lettered to the rejected stream.
+	MaxAttempts int
 }
 
 // FromEnv is Load(os.Getenv).

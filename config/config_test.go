@@ -87,7 +87,7 @@ func TestLoadDefaults(t *testing.T) {
 			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
 		},
 		Alert:  config.Alert{Window: 10 * time.Minute},
-		Outbox: config.Outbox{Enabled: true, Stream: "viberq:outbox", Group: "viberq", ClaimIdle: time.Minute},
+		Outbox: config.Outbox{Enabled: true, Stream: "viberq:outbox", Group: "viberq", ClaimIdle: time.Minute, MaxAttempts: 10},
 	}
 	got := mustLoad(t, nil)
 	if !reflect.DeepEqual(got, want) {
@@ -314,6 +314,8 @@ func settingCases() []settingCase {
 			valid: "workers", want: "workers"},
 		{name: config.EnvOutboxClaimIdle, get: func(c config.Config) any { return c.Outbox.ClaimIdle }, def: time.Minute,
 			valid: "5m", want: 5 * time.Minute, bad: []string{"500ms", "2d"}},
+		{name: config.EnvOutboxMaxAttempts, get: func(c config.Config) any { return c.Outbox.MaxAttempts }, def: 10,
+			valid: "3", want: 3, bad: []string{"0", "1001", "many"}},
 	}
 }
 

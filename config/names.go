@@ -74,10 +74,11 @@ const (
 	EnvAlertWebhookURL = "VIBERQ_ALERT_WEBHOOK_URL"
 	EnvAlertWindow     = "VIBERQ_ALERT_WINDOW"
 
-	EnvOutbox          = "VIBERQ_OUTBOX"
-	EnvOutboxStream    = "VIBERQ_OUTBOX_STREAM"
-	EnvOutboxGroup     = "VIBERQ_OUTBOX_GROUP"
-	EnvOutboxClaimIdle = "VIBERQ_OUTBOX_CLAIM_IDLE"
+	EnvOutbox            = "VIBERQ_OUTBOX"
+	EnvOutboxStream      = "VIBERQ_OUTBOX_STREAM"
+	EnvOutboxGroup       = "VIBERQ_OUTBOX_GROUP"
+	EnvOutboxClaimIdle   = "VIBERQ_OUTBOX_CLAIM_IDLE"
+	EnvOutboxMaxAttempts = "VIBERQ_OUTBOX_MAX_ATTEMPTS"
 )
 
 // Defaults. A setting without a constant here (the secrets, the optional URLs, the
@@ -154,6 +155,8 @@ const (
 	DefaultOutboxStream    = "viberq:outbox"
 	DefaultOutboxGroup     = "viberq"
 	DefaultOutboxClaimIdle = 60 * time.Second
+	// DefaultOutboxMaxAttempts equals outbox.DefaultMaxAttempts (tested there).
+	DefaultOutboxMaxAttempts = 10
 )
 
 // The asynq queue names VIBERQ_QUEUE_WEIGHTS accepts; they equal tasks.QueueCritical,

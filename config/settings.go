@@ -245,6 +245,8 @@ var settings = []spec{
 		func(c *Config) *string { return &c.Outbox.Group }),
 	durationVar(EnvOutboxClaimIdle, DefaultOutboxClaimIdle, time.Second, 24*time.Hour, "outbox entries pending this long are claimed from a dead consumer",
 		func(c *Config) *time.Duration { return &c.Outbox.ClaimIdle }),
+	intVar(EnvOutboxMaxAttempts, DefaultOutboxMaxAttempts, 1, 1000, "attempts of an outbox entry that fails transiently (backoff 1s doubling to 1m) before it is dead-lettered to the rejected stream",
+		func(c *Config) *int { return &c.Outbox.MaxAttempts }),
 }
 
 // crossCheck validates settings against each other. It runs only when every var in

@@ -164,9 +164,10 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 func newOutboxConsumer(cfg config.Config, rdb redis.UniversalClient, enq *tasks.Enqueuer, log zerolog.Logger) *outbox.Consumer {
 	lg := log.With().Str("component", "outbox").Logger()
 	return outbox.New(rdb, enq, outbox.Options{
-		Stream:    cfg.Outbox.Stream,
-		Group:     cfg.Outbox.Group,
-		ClaimIdle: cfg.Outbox.ClaimIdle,
+		Stream:      cfg.Outbox.Stream,
+		Group:       cfg.Outbox.Group,
+		ClaimIdle:   cfg.Outbox.ClaimIdle,
+		MaxAttempts: int64(cfg.Outbox.MaxAttempts),
 		Hooks: outbox.Hooks{
 			Enqueued: func(entryID string, res tasks.EnqueueResult) {
 				lg.Debug().Str("entry_id", entryID).Str("msg_id", res.ID).Bool("duplicate", res.Duplicate).Msg("outbox entry enqueued")

@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/viberq/viberq/provider"
@@ -29,10 +30,18 @@ const (
 	DefaultBlock           = 2 * time.Second
 	DefaultCount           = 32
 	DefaultRetryDelay      = time.Second
+	DefaultRetryMaxDelay   = time.Minute
+	DefaultMaxAttempts     = 10
 	DefaultHandleTimeout   = 15 * time.Second
 	maxClaimPagesPerRound  = 10
 	idPrefix               = "outbox:"
 	rejectedReservedPrefix = "original_"
+	// rejectedValueMax caps each value copied to the rejected stream (bytes), and
+	// rejectedFieldsMax the number of an entry's own fields copied: a 20 MB entry
+	// costs about rejectedValueMax per field there, not 20 MB again.
+	rejectedValueMax  = 1024
+	rejectedNameMax   = 64
+	rejectedFieldsMax = 64
 )
 
 // Enqueuer is what the consumer hands requests to: *tasks.Enqueuer.
@@ -51,7 +60,9 @@ type Hooks struct {
 	// acknowledged.
 	Rejected func(entryID string, reasons []provider.FieldError)
 	// Failed is called on a transient failure: the entry (entryID, "" for a failure of
-	// the stream itself) stays pending and is retried after ClaimIdle.
+	// the stream itself) stays pending and is retried with backoff (Options.RetryDelay
+	// doubling up to RetryMaxDelay), until MaxAttempts: then it is dead-lettered to
+	// the rejected stream and reported to Rejected.
 	Failed func(entryID string, err error)
 }
 
@@ -79,8 +90,19 @@ type Options struct {
 	Block time.Duration
 	// Count is the most entries read at once (DefaultCount).
 	Count int64
-	// RetryDelay is the pause after a transient failure (DefaultRetryDelay).
+	// RetryDelay is the first delay before an entry that failed transiently is tried
+	// again (it doubles with each attempt, up to RetryMaxDelay), and the pause after a
+	// failure of the stream itself (DefaultRetryDelay). A failing entry never holds up
+	// the others: it waits in the pending list while new entries are read.
 	RetryDelay time.Duration
+	// RetryMaxDelay caps the delay between attempts of one entry
+	// (DefaultRetryMaxDelay).
+	RetryMaxDelay time.Duration
+	// MaxAttempts bounds the deliveries of one entry (DefaultMaxAttempts): an entry
+	// whose last attempt still fails transiently is dead-lettered, copied to the
+	// rejected stream with the reason {"field":"entry","rule":"not enqueued after N
+	// attempts: <last error>"}, and acknowledged.
+	MaxAttempts int64
 	// HandleTimeout bounds the processing of one entry (DefaultHandleTimeout). An entry
 	// in hand is finished even after Run's context is cancelled.
 	HandleTimeout time.Duration
@@ -108,6 +130,10 @@ type Consumer struct {
 	rdb  redis.UniversalClient
 	enq  Enqueuer
 	opts Options
+	// retrying: this consumer left entries pending after a transient failure, so
+	// the pending list is looked at every RetryDelay rather than every ClaimInterval.
+	// Only Run's goroutine uses it.
+	retrying bool
 }
 
 // New returns a Consumer of opts.Stream on rdb.
@@ -126,6 +152,8 @@ func New(rdb redis.UniversalClient, enq Enqueuer, opts Options) *Consumer {
 	}
 	opts.Count = cmp.Or(opts.Count, DefaultCount)
 	opts.RetryDelay = cmp.Or(opts.RetryDelay, DefaultRetryDelay)
+	opts.RetryMaxDelay = max(cmp.Or(opts.RetryMaxDelay, DefaultRetryMaxDelay), opts.RetryDelay)
+	opts.MaxAttempts = cmp.Or(opts.MaxAttempts, DefaultMaxAttempts)
 	opts.HandleTimeout = cmp.Or(opts.HandleTimeout, DefaultHandleTimeout)
 	return &Consumer{rdb: rdb, enq: enq, opts: opts}
 }
@@ -134,14 +162,17 @@ func New(rdb redis.UniversalClient, enq Enqueuer, opts Options) *Consumer {
 func (c *Consumer) Options() Options { return c.opts }
 
 // Run consumes the stream until ctx is cancelled, then returns nil after finishing
-// the entries in hand. Transient Redis failures are reported to Hooks.Failed and
+// the entries in hand. Failures of the stream itself are reported to Hooks.Failed and
 // retried after RetryDelay; Run does not give up on them.
 //
-// Each round it reads new entries (XREADGROUP ">"), and every ClaimInterval it claims
-// entries pending longer than ClaimIdle (XAUTOCLAIM), from dead consumers or from its
-// own transient failures. An entry is acknowledged only after it was enqueued (or
-// rejected), so a crash in between leaves it pending for another consumer; the
-// enqueue is idempotent by ID, so the redelivery never makes a second task.
+// Each round it reads new entries (XREADGROUP ">") and handles them one by one. An
+// entry is acknowledged only after it was enqueued (or rejected), so a crash in
+// between leaves it pending for another consumer; the enqueue is idempotent by ID, so
+// the redelivery never makes a second task. An entry that fails transiently stays
+// pending and Run goes on with the next one; the pending list is looked at every
+// ClaimInterval (every RetryDelay while this consumer has failed entries), and an
+// entry is claimed again (XCLAIM) once it has waited its backoff, or ClaimIdle for an
+// entry of another consumer (a dead one, or a live one that retries its own).
 func (c *Consumer) Run(ctx context.Context) error {
 	for !c.ensureGroup(ctx) {
 		if !sleep(ctx, c.opts.RetryDelay) {
@@ -150,17 +181,25 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	var lastClaim time.Time
 	for ctx.Err() == nil {
-		if time.Since(lastClaim) >= c.opts.ClaimInterval {
+		every := c.opts.ClaimInterval
+		if c.retrying {
+			every = min(every, c.opts.RetryDelay)
+		}
+		if time.Since(lastClaim) >= every {
 			c.claim(ctx)
 			lastClaim = time.Now()
 			if ctx.Err() != nil {
 				break
 			}
 		}
-		msgs, err := c.read(ctx)
+		block := c.opts.Block
+		if c.retrying {
+			block = min(block, c.opts.RetryDelay)
+		}
+		msgs, err := c.read(ctx, block)
 		// Entries returned even as ctx ends are ours now: finish them.
 		for _, m := range msgs {
-			c.handle(ctx, m)
+			c.handle(ctx, m, 1)
 		}
 		if err != nil && ctx.Err() == nil {
 			c.failed("", err)
@@ -188,14 +227,14 @@ func (c *Consumer) ensureGroup(ctx context.Context) bool {
 // isNoGroup reports a missing stream or group (deleted, or a new empty Redis).
 func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
 
-// read returns the next new entries; none (and no error) when Block passed quietly.
-func (c *Consumer) read(ctx context.Context) ([]redis.XMessage, error) {
+// read returns the next new entries; none (and no error) when block passed quietly.
+func (c *Consumer) read(ctx context.Context, block time.Duration) ([]redis.XMessage, error) {
 	streams, err := c.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group:    c.opts.Group,
 		Consumer: c.opts.Consumer,
 		Streams:  []string{c.opts.Stream, ">"},
 		Count:    c.opts.Count,
-		Block:    c.opts.Block,
+		Block:    block,
 	}).Result()
 	var msgs []redis.XMessage
 	for _, s := range streams {
@@ -210,42 +249,93 @@ func (c *Consumer) read(ctx context.Context) ([]redis.XMessage, error) {
 	return msgs, err
 }
 
-// claim processes the entries pending longer than ClaimIdle, a bounded number of pages
-// per round.
+// claim looks through the pending list, a bounded number of pages per round, and
+// handles again each entry that is due: this consumer's own once it waited its
+// backoff (RetryAfter of its deliveries so far), another consumer's once it was idle
+// for ClaimIdle too. XCLAIM with the same idle bound lets one consumer only take an
+// entry that several find due.
 func (c *Consumer) claim(ctx context.Context) {
-	start := "0-0"
+	c.retrying = false
+	start := "-"
 	for range maxClaimPagesPerRound {
-		msgs, next, err := c.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream:   c.opts.Stream,
-			Group:    c.opts.Group,
-			Consumer: c.opts.Consumer,
-			MinIdle:  c.opts.ClaimIdle,
-			Start:    start,
-			Count:    c.opts.Count,
+		ps, err := c.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: c.opts.Stream,
+			Group:  c.opts.Group,
+			Start:  start,
+			End:    "+",
+			Count:  c.opts.Count,
 		}).Result()
 		if err != nil {
 			if ctx.Err() == nil {
-				c.failed("", fmt.Errorf("outbox: claim pending entries of %s: %w", c.opts.Stream, err))
+				c.failed("", fmt.Errorf("outbox: list pending entries of %s: %w", c.opts.Stream, err))
 				if isNoGroup(err) {
 					c.ensureGroup(ctx)
 				}
 			}
 			return
 		}
-		for _, m := range msgs {
-			c.handle(ctx, m)
+		for _, p := range ps {
+			own := p.Consumer == c.opts.Consumer
+			due := c.RetryAfter(p.RetryCount)
+			if !own {
+				due = max(due, c.opts.ClaimIdle)
+			}
+			if p.Idle < due {
+				c.retrying = c.retrying || own
+				continue
+			}
+			msgs, err := c.rdb.XClaim(ctx, &redis.XClaimArgs{
+				Stream:   c.opts.Stream,
+				Group:    c.opts.Group,
+				Consumer: c.opts.Consumer,
+				MinIdle:  due,
+				Messages: []string{p.ID},
+			}).Result()
+			if err != nil {
+				if ctx.Err() == nil {
+					c.failed(p.ID, fmt.Errorf("outbox: claim %s: %w", p.ID, err))
+				}
+				return
+			}
+			// XCLAIM counts a delivery: this is attempt RetryCount+1.
+			for _, m := range msgs {
+				c.handle(ctx, m, p.RetryCount+1)
+			}
+			if ctx.Err() != nil {
+				return
+			}
 		}
-		if next == "" || next == "0-0" || ctx.Err() != nil {
+		if int64(len(ps)) < c.opts.Count {
 			return
 		}
-		start = next
+		start = "(" + ps[len(ps)-1].ID
 	}
 }
 
-// handle processes one entry to the end (enqueue and acknowledge, or reject and
-// acknowledge, or leave it pending after a transient failure), even when ctx is
-// cancelled meanwhile.
-func (c *Consumer) handle(ctx context.Context, m redis.XMessage) {
+// RetryAfter returns how long an entry delivered n times waits after its last
+// attempt before the next: RetryDelay, doubling with each attempt, capped at
+// RetryMaxDelay (cenkalti/backoff, without randomization: the claim passes spread
+// the retries already).
+func (c *Consumer) RetryAfter(n int64) time.Duration {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval: c.opts.RetryDelay,
+		Multiplier:      2,
+		MaxInterval:     c.opts.RetryMaxDelay,
+		Clock:           backoff.SystemClock,
+	}
+	b.Reset()
+	d := b.NextBackOff()
+	for i := int64(1); i < n && d < c.opts.RetryMaxDelay; i++ {
+		d = b.NextBackOff()
+	}
+	return d
+}
+
+// handle processes one entry, delivered for the attempt-th time, to the end
+// (enqueue and acknowledge, or reject and acknowledge, or leave it pending after a
+// transient failure, or dead-letter it after the last attempt), even when ctx is
+// cancelled meanwhile. It never waits: a failing entry holds up no other.
+func (c *Consumer) handle(ctx context.Context, m redis.XMessage, attempt int64) {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.HandleTimeout)
 	defer cancel()
 	if len(m.Values) == 0 {
@@ -265,6 +355,7 @@ func (c *Consumer) handle(ctx context.Context, m redis.XMessage) {
 		if err == nil {
 			if aerr := c.ack(hctx, m.ID); aerr != nil {
 				// Enqueued but still pending: the redelivery is a duplicate, then acked.
+				c.retrying = true
 				c.failed(m.ID, aerr)
 				return
 			}
@@ -274,21 +365,27 @@ func (c *Consumer) handle(ctx context.Context, m redis.XMessage) {
 			return
 		}
 	}
-	if !Permanent(err) {
+	var reasons []provider.FieldError
+	switch {
+	case !Permanent(err) && attempt < c.opts.MaxAttempts:
+		c.retrying = true
 		c.failed(m.ID, err)
-		sleep(ctx, c.opts.RetryDelay)
 		return
-	}
-	reasons := Reasons(err)
-	var de *DecodeError
-	if errors.As(err, &de) && de.Problem == "" {
-		// Unknown fields: list what else is wrong too, so one rejection says it all.
-		var ve *provider.ValidationError
-		if errors.As(req.Message.Validate(), &ve) {
-			reasons = append(reasons, ve.Fields...)
+	case !Permanent(err):
+		reasons = []provider.FieldError{{Field: "entry", Rule: fmt.Sprintf("not enqueued after %d attempts: %v", attempt, err)}}
+	default:
+		reasons = Reasons(err)
+		var de *DecodeError
+		if errors.As(err, &de) && de.Problem == "" {
+			// Unknown fields: list what else is wrong too, so one rejection says it all.
+			var ve *provider.ValidationError
+			if errors.As(req.Message.Validate(), &ve) {
+				reasons = append(reasons, ve.Fields...)
+			}
 		}
 	}
 	if rerr := c.reject(hctx, m, reasons); rerr != nil {
+		c.retrying = true
 		c.failed(m.ID, rerr)
 		return
 	}
@@ -343,14 +440,18 @@ type Reason struct {
 
 // RejectedValues returns the fields of the rejected-stream entry of m, as XADD
 // field/value pairs: entry_id, reasons (a JSON list of {"field","rule"}), rejected_at
-// (RFC 3339), then m's own fields sorted by name with destination_addr masked (also
-// inside a "message" JSON document; in a document that is not valid JSON every run of
-// 7 or more digits is masked, and so are the values of unknown fields). Own fields
-// named like the first three get the prefix "original_".
+// (RFC 3339), then m's own fields sorted by name, each masked and capped:
+// destination_addr with provider.MaskPhone, every other name and value (a "message"
+// JSON document, an unknown field, free text) with provider.MaskPhones, which masks
+// every phone-like run wherever it stands. A value longer than 1 KiB is cut there and
+// ends with "…[cut: N bytes]"; names are cut at 64 bytes; at most 64 own fields are
+// copied, and "left_out" then says how many were not. Own fields named like the
+// entry's own (entry_id, reasons, rejected_at, left_out) get the prefix "original_".
 func RejectedValues(m redis.XMessage, reasons []provider.FieldError, now time.Time) []any {
 	rs := make([]Reason, len(reasons))
 	for i, r := range reasons {
-		rs[i] = Reason{Field: r.Field, Rule: r.Rule}
+		// Reasons are ours and hold no phone number (see Hooks): capped, not masked.
+		rs[i] = Reason{Field: capValue(r.Field, rejectedNameMax, keep), Rule: capValue(r.Rule, rejectedValueMax, keep)}
 	}
 	rb, _ := json.Marshal(rs) // strings only: cannot fail
 	out := []any{"entry_id", m.ID, "reasons", string(rb), "rejected_at", now.UTC().Format(time.RFC3339)}
@@ -359,54 +460,43 @@ func RejectedValues(m redis.XMessage, reasons []provider.FieldError, now time.Ti
 		names = append(names, k)
 	}
 	sort.Strings(names)
+	if len(names) > rejectedFieldsMax {
+		out = append(out, "left_out", strconv.Itoa(len(names)-rejectedFieldsMax)+" fields")
+		names = names[:rejectedFieldsMax]
+	}
 	for _, k := range names {
-		v := str(m.Values[k])
-		switch _, known := fieldKinds[k]; {
-		case k == "destination_addr":
-			v = provider.MaskPhone(v)
-		case k == FieldMessage:
-			v = maskDocument(v)
-		case !known:
-			v = maskDigitRuns(v)
+		mask := provider.MaskPhones
+		if k == "destination_addr" {
+			mask = provider.MaskPhone
 		}
-		name := k
-		if k == "entry_id" || k == "reasons" || k == "rejected_at" {
-			name = rejectedReservedPrefix + k
+		v := capValue(str(m.Values[k]), rejectedValueMax, mask)
+		name := capValue(k, rejectedNameMax, provider.MaskPhones)
+		switch name {
+		case "entry_id", "reasons", "rejected_at", "left_out":
+			name = rejectedReservedPrefix + name
 		}
 		out = append(out, name, v)
 	}
 	return out
 }
 
-// maskDocument masks destination_addr in a JSON object, or every long digit run when
-// the document is not a JSON object.
-func maskDocument(doc string) string {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal([]byte(doc), &obj); err != nil || obj == nil {
-		return maskDigitRuns(doc)
-	}
-	raw, ok := obj["destination_addr"]
-	if !ok {
-		return doc
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		s = string(raw)
-	}
-	b, _ := json.Marshal(provider.MaskPhone(s))
-	obj["destination_addr"] = b
-	out, err := json.Marshal(obj)
-	if err != nil {
-		return maskDigitRuns(doc)
-	}
-	return string(out)
-}
+func keep(s string) string { return s }
 
-var digitRunRe = regexp.MustCompile(`[0-9]{7,}`)
-
-// maskDigitRuns masks every run of 7 or more digits with provider.MaskPhone.
-func maskDigitRuns(s string) string {
-	return digitRunRe.ReplaceAllStringFunc(s, provider.MaskPhone)
+// capValue masks v and cuts it to at most limit bytes (on a rune boundary, with a
+// note of the original size). The mask runs over a little more than what is kept,
+// so a number that crosses the cut is masked whole: the part kept shows no more of
+// it than the mask does. Only the kept part and its margin are ever copied.
+func capValue(v string, limit int, mask func(string) string) string {
+	if len(v) <= limit {
+		return strings.ToValidUTF8(mask(v), "?")
+	}
+	const margin = 64
+	head := mask(strings.ToValidUTF8(v[:min(len(v), limit+margin)], "?"))
+	cut := min(limit, len(head))
+	for cut > 0 && !utf8.RuneStart(head[cut]) {
+		cut--
+	}
+	return head[:cut] + "…[cut: " + strconv.Itoa(len(v)) + " bytes]"
 }
 
 func (c *Consumer) failed(id string, err error) {

@@ -102,7 +102,9 @@ func (b *testBundle) start(t *testing.T, enq outbox.Enqueuer, opts outbox.Option
 		opts.Consumer = "test-consumer"
 	}
 	opts.Block = 20 * time.Millisecond
-	opts.RetryDelay = 10 * time.Millisecond
+	if opts.RetryDelay == 0 {
+		opts.RetryDelay = 10 * time.Millisecond
+	}
 	opts.Hooks = b.log.hooks()
 	c := outbox.New(b.rdb, enq, opts)
 	ctx, cancel := context.WithCancel(context.Background())

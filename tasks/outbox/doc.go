@@ -28,10 +28,19 @@
 // second task. An invalid entry (unknown fields, bad JSON, a violated rule, an id
 // reused with another message) is copied to "viberq:outbox:rejected" with the fields
 // entry_id, reasons (a JSON list of {"field","rule"}) and rejected_at, followed by its
-// own fields with destination_addr masked, and acknowledged. A transient failure
-// (Redis unreachable) leaves the entry pending. Entries pending longer than ClaimIdle,
-// in a dead consumer or after a transient failure, are claimed (XAUTOCLAIM) by a live
-// consumer and processed again. Acknowledged entries are deleted from the stream
+// own fields, and acknowledged. What is copied is masked and capped (RejectedValues):
+// every phone-like run in every name and value, under any JSON key, is masked with
+// provider.MaskPhones; each value is cut at 1 KiB and at most 64 fields are copied,
+// so a 20 MB entry does not cost 20 MB again.
+//
+// A transient failure (Redis unreachable, out of memory) leaves the entry pending and
+// the consumer goes on with the next entry: a failing entry never holds up the
+// others. It is claimed again (XCLAIM) after a backoff that starts at RetryDelay (1 s)
+// and doubles up to RetryMaxDelay (1 min); after MaxAttempts deliveries (10, counted
+// by Redis, so across consumers and restarts) it is dead-lettered: copied to the
+// rejected stream with the reason {"field":"entry","rule":"not enqueued after N
+// attempts: <last error>"} and acknowledged. Entries of a dead consumer are claimed
+// once idle for ClaimIdle. Acknowledged entries are deleted from the stream
 // unless Options.KeepAcked is set, so the stream holds only the backlog: producers
 // need no MAXLEN (a cap that a backlog can reach would drop unsent messages).
 //

@@ -1,13 +1,11 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -305,17 +303,13 @@ func (s *Server) reply(ctx context.Context, w http.ResponseWriter, ct string, bo
 	writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "stored"})
 }
 
-var digitRunRe = regexp.MustCompile(`[0-9]{7,}`)
-
-// maskPayload prepares an unknown payload for the log: every run of 7 or more
-// digits masked (phone numbers; long ids suffer too), cut to maxLoggedPayload bytes.
+// maskPayload prepares an unknown payload for the log: every phone-like run masked
+// (provider.MaskPhones; long ids suffer too), cut to maxLoggedPayload bytes.
 func maskPayload(b []byte) string {
 	if len(b) > maxLoggedPayload {
 		b = b[:maxLoggedPayload]
 	}
-	return string(bytes.ToValidUTF8(digitRunRe.ReplaceAllFunc(b, func(m []byte) []byte {
-		return []byte(provider.MaskPhone(string(m)))
-	}), []byte("?")))
+	return provider.MaskPhones(strings.ToValidUTF8(string(b), "?"))
 }
 
 // payloadKeys lists the top-level keys of a JSON object or form body.
@@ -324,11 +318,11 @@ func payloadKeys(b []byte) []string {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(b, &obj); err == nil {
 		for k := range obj {
-			keys = append(keys, digitRunRe.ReplaceAllStringFunc(k, provider.MaskPhone))
+			keys = append(keys, provider.MaskPhones(k))
 		}
 	} else if form, err := url.ParseQuery(string(b)); err == nil {
 		for k := range form {
-			keys = append(keys, digitRunRe.ReplaceAllStringFunc(k, provider.MaskPhone))
+			keys = append(keys, provider.MaskPhones(k))
 		}
 	}
 	sort.Strings(keys)

@@ -52,7 +52,7 @@ func FormatPayload(_ string, payload []byte) string {
 }
 
 // FormatResult renders a task result like FormatPayload; printable non-JSON text is
-// shown with every run of 7 or more digits masked.
+// shown with every phone-like run masked (provider.MaskPhones).
 func FormatResult(_ string, result []byte) string {
 	if len(result) == 0 {
 		return ""
@@ -61,7 +61,7 @@ func FormatResult(_ string, result []byte) string {
 		return out
 	}
 	if utf8.Valid(result) && printable(string(result)) {
-		return digitRunRe.ReplaceAllStringFunc(string(result), provider.MaskPhone)
+		return provider.MaskPhones(string(result))
 	}
 	return "<" + strconv.Itoa(len(result)) + " bytes>"
 }

@@ -1,0 +1,16 @@
+package provider
+
+import "regexp"
+
+// phoneLikeRe matches what may be a phone number inside free text: 7 or more digits,
+// optionally led by "+", with up to two spaces, dashes, dots or parentheses between digits
+// ("380501234567", "+380 50 123-45-67", "(050) 123 45 67"). It also matches long ids
+// and dates; masking those too is the price of never showing a number.
+var phoneLikeRe = regexp.MustCompile(`\+?[0-9](?:[ \-.()]{0,2}[0-9]){6,}`)
+
+// MaskPhones masks every phone-like run in s with MaskPhone and leaves the rest as
+// is: for values whose shape is unknown (unknown JSON keys, undecodable payloads,
+// free text). Use MaskPhone for a value known to be a phone number.
+func MaskPhones(s string) string {
+	return phoneLikeRe.ReplaceAllStringFunc(s, MaskPhone)
+}
