@@ -209,8 +209,10 @@ const (
 	// ConfirmSpacing keeps a confirming poll's task ID reserved after it ran: at most
 	// one confirming poll per message per ConfirmSpacing, however many callbacks
 	// arrive (a flood of forged callbacks costs one status call per message per
-	// ConfirmSpacing).
-	ConfirmSpacing = 30 * time.Second
+	// ConfirmSpacing, under the global status bucket). Short, because a true callback
+	// that arrives within it after a confirming poll found the message pending asks
+	// for nothing: the scheduled polls settle that message instead.
+	ConfirmSpacing = 5 * time.Second
 	// confirmMaxRetry bounds the retries of a confirming poll; the scheduled polls
 	// remain the safety net.
 	confirmMaxRetry = 3

@@ -34,7 +34,8 @@
 // kept for Retention (7 days by default) after its last write. Its fields are those of
 // Record's JSON tags except id (it is in the key) and queue (it follows source_type),
 // stored compactly so that a finished record takes under 512 bytes of Redis memory:
-// times as Unix milliseconds, booleans as "1", empty values absent. Every state change is appended, once, to the stream
+// times as Unix milliseconds, booleans as "1", settled_by as its first letter ("p"
+// for poll, ...), empty values absent. Every state change is appended, once, to the stream
 // "{prefix}events" (capped near EventsMaxLen) with the fields id, from, to, channel,
 // provider_message_id, error and at (Unix milliseconds); any Redis-connected app can
 // follow delivery from it. The sorted set "{prefix}nonfinal" indexes the records not
@@ -45,6 +46,12 @@
 // Final states never change, except dropped, which an operator may re-run after a
 // balance top-up (Update.Rerun). All writes go through one Lua script each, so
 // concurrent workers and producers cannot interleave a compare-and-set.
+//
+// A provider status, from a poll or a status callback, is applied by one rule:
+// DecideStatus, written by Store.ApplyStatus (README "Message states"). Only the
+// provider's answer to a poll settles a record; a callback writes nothing and, when a
+// poll would call its statuses final, asks for a confirming poll (CallbackApplier,
+// ConfirmTask). Every move to a final state records settled_by (SettledByPoll, ...).
 //
 // The package does not log; it imports provider (types and validation), asynq and
 // go-redis only.

@@ -3,8 +3,8 @@
 # RELIABILITY.md against real processes — a Redis, the DecisionTelecom simulator and
 # several `viberq worker` processes — and prints the table of RELIABILITY.md with the
 # figures of this run: worker kill -9, Redis restart (AOF), the chaos profile, the
-# balance running out, TTL expiry, garbage answers, SIGTERM mid-batch, Redis with a
-# password and with TLS, the outbox stream.
+# balance running out, TTL expiry, garbage answers, SIGTERM mid-batch, forged or early
+# status callbacks, Redis with a password and with TLS, the outbox stream.
 #
 #   task chaos                       # full scale (thousands of messages, ~15 min)
 #   task chaos -- short              # the CI size (a few hundred messages, ~3-4 min)
