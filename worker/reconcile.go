@@ -369,7 +369,7 @@ func (r *Reconciler) ensurePoll(ctx context.Context, rec tasks.Record) (string, 
 // Transition's), a metric and a log line. A refused compare-and-set means the record
 // moved meanwhile: nothing to repair.
 func (r *Reconciler) repair(ctx context.Context, rec tasks.Record, to tasks.State, repair, why string) (string, error) {
-	got, ok, err := r.w.store.Transition(ctx, rec.ID, []tasks.State{rec.State}, to, tasks.Update{Error: shortErr(why)})
+	got, ok, err := r.w.store.Transition(ctx, rec.ID, []tasks.State{rec.State}, to, tasks.Update{Error: shortErr(why), SettledBy: tasks.SettledByReconciler})
 	if err != nil {
 		return "", fmt.Errorf("reconcile %s: %w", rec.ID, err)
 	}

@@ -90,6 +90,7 @@ func TestReconcileDeletedTaskCancelled(t *testing.T) {
 	require.Equal(t, map[string]int{RepairCancelled: 1}, res.Repairs)
 	rec := b.record(t, "del-1")
 	require.Equal(t, tasks.StateCancelled, rec.State)
+	require.Equal(t, tasks.SettledByReconciler, rec.SettledBy)
 	require.Contains(t, rec.Error, "send task gone")
 	ev := b.lastEvent(t, "del-1")
 	require.Equal(t, tasks.StateQueued, ev.From)
