@@ -133,3 +133,27 @@ func TestCallbackRules(t *testing.T) {
 		require.False(t, got.Confirm)
 	})
 }
+
+// TestConfirmingPollThatGivesUpDecidesNothing: a confirming poll whose retries run
+// out (the provider answers 500 to every status call) is archived and leaves the
+// record accepted for the scheduled polls; a scheduled poll that gives up would end
+// unknown.
+func TestConfirmingPollThatGivesUpDecidesNothing(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	cfg.Poll.First = time.Hour // only the confirming poll runs here
+	b := setup(t, setupOpts{cfg: &cfg})
+	b.accepted(t, "cb-500", promotional(), time.Hour)
+	require.NoError(t, b.sim.InjectFault(dtsim.EndpointStatus, dtsim.FaultServerError, 100))
+	require.True(t, b.callback(t, "cb-500", provider.StatusResult{Status: provider.ViberDelivered}).Confirm)
+	b.run(t)
+	require.Eventually(t, func() bool {
+		info, err := b.insp.GetTaskInfo(tasks.QueueStatus, tasks.ConfirmTaskID("cb-500"))
+		return err == nil && info.State == asynq.TaskStateArchived
+	}, 20*time.Second, 20*time.Millisecond, "the confirming poll is archived after its retries")
+	rec := b.record(t, "cb-500")
+	require.Equal(t, tasks.StateAccepted, rec.State, "and decided nothing")
+	require.Empty(t, rec.SettledBy)
+	require.GreaterOrEqual(t, b.statusCalls(), int64(2), "it did retry")
+	b.pollTask(t, "cb-500", 0)
+}

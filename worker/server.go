@@ -479,7 +479,8 @@ func (w *Worker) isFailure(err error) bool {
 // handleError is the asynq ErrorHandler. It acts only on a final failure (retries
 // exhausted, so asynq archives the task): the record gets a final state so that no
 // message stays queued forever. A send never confirmed becomes dropped (re-runnable
-// from the archive), or unknown if it was mid-send; a poll becomes unknown.
+// from the archive), or unknown if it was mid-send; a poll becomes unknown, except a
+// confirming poll, which leaves the record to the scheduled polls.
 func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
 	if errors.Is(err, asynq.SkipRetry) || errors.Is(err, asynq.RevokeTask) {
 		return
@@ -534,6 +535,13 @@ func (w *Worker) exhausted(ctx context.Context, t *asynq.Task, err error, retrie
 			return
 		}
 		id = a.ID
+		if a.Confirm {
+			// A confirming poll (asked for by a status callback) decides nothing by
+			// failing: the scheduled polls go on and settle the message.
+			w.log.Warn().Str("task_type", t.Type()).Str("msg_id", id).Int("retry", retried).Int("max_retry", maxRetry).Err(err).
+				Msg("confirming poll gave up; the scheduled polls go on")
+			return
+		}
 		rec, ok, e = w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, tasks.StateUnknown, tasks.Update{Error: shortErr(msg)})
 	default:
 		return
