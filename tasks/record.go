@@ -23,7 +23,8 @@ type Record struct {
 	ViberStatus       *provider.ViberStatus `json:"viber_status"`
 	SMSMessageID      *provider.MessageID   `json:"sms_message_id"`
 	SMSStatus         *provider.SMSStatus   `json:"sms_status"`
-	// Attempts counts send attempts, Polls status queries.
+	// Attempts counts send attempts, Polls the scheduled status polls that asked the
+	// provider (a confirming poll, asked for by a callback, is not counted).
 	Attempts int `json:"attempts"`
 	Polls    int `json:"polls"`
 	// Error is the last error, short (e.g. "402 balance empty").

@@ -68,7 +68,7 @@ func TestForgedCallbacksEndAsTheProviderSays(t *testing.T) {
 		require.Equal(t, tasks.StateDelivered, rec.State, "the provider's answer, not the callback's")
 		require.Equal(t, tasks.ChannelViber, rec.Channel)
 		require.Equal(t, tasks.SettledByCallback, rec.SettledBy)
-		require.Equal(t, 1, rec.Polls)
+		require.Zero(t, rec.Polls, "a confirming poll is not a scheduled poll")
 
 		// The scheduled poll then ends without a call: the record is final.
 		require.NoError(t, b.process(t, pt))
@@ -103,7 +103,7 @@ func TestCallbackRules(t *testing.T) {
 		require.NoError(t, b.process(t, ct))
 		rec := b.record(t, "cb-early")
 		require.Equal(t, tasks.StateAccepted, rec.State, "the provider says pending: an early or forged callback settles nothing")
-		require.Equal(t, 1, rec.Polls)
+		require.Zero(t, rec.Polls, "the scheduled polls' numbering is left alone")
 		require.NotNil(t, rec.ViberStatus)
 		require.False(t, provider.Combine(*rec.ViberStatus, rec.SMSStatus, rec.HasSMS).Final(), "the provider's pending statuses are recorded")
 		require.EqualValues(t, 1, b.statusCalls())

@@ -74,9 +74,9 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 		return &RetryAfterError{Delay: d.RetryAfter, Err: stErr}
 	case ActionAuth:
 		w.raise(ctx, AlertUnauthorized, "provider refused the access key (401/403) on a status call: check VIBERQ_DT_API_KEY", a.ID, rec.DestMasked, d, false)
-		return w.nextPoll(ctx, a, tasks.Update{IncPolls: true})
+		return w.nextPoll(ctx, a, tasks.Update{IncPolls: !a.Confirm})
 	case ActionPending:
-		return w.nextPoll(ctx, a, tasks.Update{IncPolls: true})
+		return w.nextPoll(ctx, a, tasks.Update{IncPolls: !a.Confirm})
 	default: // retry: 5xx, transport, undecodable (a read is safe to repeat)
 		return stErr
 	}
@@ -91,7 +91,9 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	}
 	wctx, cancel := detached(ctx)
 	defer cancel()
-	got, err := w.store.ApplyStatus(wctx, rec, res, src, true)
+	// polls counts the scheduled polls only: their poll numbers follow it (the
+	// reconciler looks for the live one near it), and a confirming poll is not one.
+	got, err := w.store.ApplyStatus(wctx, rec, res, src, !a.Confirm)
 	if err != nil {
 		return fmt.Errorf("poll %s: %w", a.ID, err)
 	}
