@@ -109,13 +109,21 @@ type Limits struct {
 	// StatusBurst is VIBERQ_STATUS_RATE_BURST (default 1): bucket size for status
 	// calls, >= 1.
 	StatusBurst int
+	// MaxRetryAfter is VIBERQ_MAX_RETRY_AFTER (default 1m, 1s..24h): the longest
+	// pause of a bucket and retry delay one provider 429 can cause; a longer
+	// Retry-After hint is cut to it and raises an alert.
+	MaxRetryAfter time.Duration
 }
 
 // Worker is the asynq server's settings.
 type Worker struct {
-	// Concurrency is VIBERQ_CONCURRENCY (default 50): tasks processed at once per
-	// worker process, 1..10000.
+	// Concurrency is VIBERQ_CONCURRENCY (default 50): send tasks processed at once
+	// per worker process, 1..10000.
 	Concurrency int
+	// PollConcurrency is VIBERQ_POLL_CONCURRENCY (default 20): poll tasks processed
+	// at once per worker process, 1..10000, in slots of their own (a send backlog
+	// never holds them).
+	PollConcurrency int
 	// QueueWeights is VIBERQ_QUEUE_WEIGHTS (default "critical=6,default=3,status=1"):
 	// the asynq queue priorities. It always holds exactly the queues critical, default
 	// and status (names as in package tasks), each weight 1..1000.

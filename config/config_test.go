@@ -60,9 +60,11 @@ func TestLoadDefaults(t *testing.T) {
 		Limits: config.Limits{
 			SendRate: config.DefaultRateLimit, SendBurst: config.DefaultRateBurst,
 			StatusRate: config.DefaultStatusRateLimit, StatusBurst: config.DefaultStatusRateBurst,
+			MaxRetryAfter: time.Minute,
 		},
 		Worker: config.Worker{
 			Concurrency:     config.DefaultConcurrency,
+			PollConcurrency: 20,
 			QueueWeights:    map[string]int{"critical": 6, "default": 3, "status": 1},
 			ShutdownTimeout: config.DefaultShutdownTimeout,
 			MetricsAddr:     config.DefaultMetricsAddr,
@@ -212,9 +214,13 @@ func settingCases() []settingCase {
 			valid: "200", want: 200.0, bad: []string{"0", "-5", "fast", "1e-300", "1e308"}},
 		{name: config.EnvStatusRateBurst, get: func(c config.Config) any { return c.Limits.StatusBurst }, def: 1,
 			valid: "5", want: 5, bad: []string{"0", "-1"}},
+		{name: config.EnvMaxRetryAfter, get: func(c config.Config) any { return c.Limits.MaxRetryAfter }, def: time.Minute,
+			valid: "5m", want: 5 * time.Minute, bad: []string{"500ms", "25h", "-1m", "soon"}},
 
 		{name: config.EnvConcurrency, get: func(c config.Config) any { return c.Worker.Concurrency }, def: 50,
 			valid: "10000", want: 10000, bad: []string{"0", "10001", "many"}},
+		{name: config.EnvPollConcurrency, get: func(c config.Config) any { return c.Worker.PollConcurrency }, def: 20,
+			valid: "5", want: 5, bad: []string{"0", "10001", "-3"}},
 		{name: config.EnvQueueWeights, get: func(c config.Config) any { return c.Worker.QueueWeights },
 			def:   map[string]int{"critical": 6, "default": 3, "status": 1},
 			valid: " status=2 , critical=10,default=1 ", want: map[string]int{"critical": 10, "default": 1, "status": 2},

@@ -25,8 +25,10 @@ const (
 	EnvRateBurst       = "VIBERQ_RATE_BURST"
 	EnvStatusRateLimit = "VIBERQ_STATUS_RATE_LIMIT"
 	EnvStatusRateBurst = "VIBERQ_STATUS_RATE_BURST"
+	EnvMaxRetryAfter   = "VIBERQ_MAX_RETRY_AFTER"
 
 	EnvConcurrency     = "VIBERQ_CONCURRENCY"
+	EnvPollConcurrency = "VIBERQ_POLL_CONCURRENCY"
 	EnvQueueWeights    = "VIBERQ_QUEUE_WEIGHTS"
 	EnvShutdownTimeout = "VIBERQ_SHUTDOWN_TIMEOUT"
 	EnvMetricsAddr     = "VIBERQ_METRICS_ADDR"
@@ -102,8 +104,12 @@ const (
 	DefaultRateBurst       = 1
 	DefaultStatusRateLimit = 50.0
 	DefaultStatusRateBurst = 1
+	// DefaultMaxRetryAfter equals worker.DefaultMaxRetryAfter (the worker owns the
+	// rule; checked by a test of cmd/viberq).
+	DefaultMaxRetryAfter = time.Minute
 
 	DefaultConcurrency     = 50
+	DefaultPollConcurrency = 20
 	DefaultQueueWeights    = "critical=6,default=3,status=1"
 	DefaultShutdownTimeout = 20 * time.Second
 	DefaultMetricsAddr     = ":9090"

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -34,13 +35,35 @@ const (
 // idle) and the pause key "{prefix}limiter:{bucket}:pause" (the end of the pause in
 // Unix ms, with a PX expiry).
 //
+// What the limiter guarantees (and its tests check, on the Redis clock, not on the
+// scheduler's timing): reserved slots are spaced by at least the emission interval
+// (burst slots may share an instant), and Wait returns no earlier than its slot and no
+// later than lateTolerance after it; a caller that wakes later gives the slot up and
+// reserves again. Lateness is measured from the moment the reservation request left,
+// so a slow reply cannot hide it. Hence any one-second window holds at most
+// rate + burst returns of Wait, all processes together, also after an outage of the
+// provider (the tasks that come back all reserve) or of Redis (a reservation is never
+// more than maxAhead away, and each process sends the TAT its last reservation left as
+// a floor, so its own outstanding slots survive a TAT lost with Redis's data). What it cannot see: network delay between Wait's
+// return and the request's arrival at the provider, and a Redis that loses its data
+// and is back within maxAhead while other processes still hold slots.
+//
+// Priority: Wait reserves up to maxAhead ahead; WaitBulk (promotional sends) only up
+// to bulkAhead, and asks again when the next slot is further. A transactional send
+// therefore finds at most bulkAhead of promotional reservations ahead of it, however
+// long the promotional backlog.
+//
+// A pause is capped by MaxPause (the worker sets it from VIBERQ_MAX_RETRY_AFTER): one
+// 429 with a hint of a day must not stop every pod for a day.
+//
 // Why Wait blocks instead of returning an error: the bucket is the throttle, not a
-// failure. A handler that waits keeps its worker slot (up to Concurrency slots can sit
-// in Wait), but the task keeps its place, its retry counter and its latency; returning
-// a rate-limit error instead would push the task through the retry set with 1-second
-// granularity. Wait honours ctx (task deadline, shutdown) and returns at once when its
-// slot would come after the ctx deadline, so a worker slot is never held for nothing.
-// A process-local limiter would not do: more pods must never mean more requests.
+// failure. A handler that waits keeps its worker slot (up to Concurrency send slots
+// can sit in Wait; polls have their own slots, see the package doc), but the task
+// keeps its place, its retry counter and its latency; returning a rate-limit error
+// instead would push the task through the retry set with 1-second granularity. Wait
+// honours ctx (task deadline, shutdown) and returns at once when its slot would come
+// after the ctx deadline, so a worker slot is never held for nothing. A
+// process-local limiter would not do: more pods must never mean more requests.
 type Limiter struct {
 	rdb      redis.UniversalClient
 	bucket   string
@@ -51,6 +74,14 @@ type Limiter struct {
 	burst    int
 	metrics  *Metrics
 	now      func() time.Time
+	maxPause time.Duration
+	// lastTAT is the TAT this process's latest reservation left (µs, Redis clock),
+	// sent as a floor so that a TAT lost with Redis's data does not hand out again
+	// the slots this process still holds.
+	lastTAT atomic.Int64
+	// onSlot, if set (tests), is called with each slot Wait returns on (µs, Redis
+	// clock) and the upper bound of its lateness.
+	onSlot func(slotUS int64, late time.Duration)
 }
 
 // NewLimiter returns the global limiter for bucket (BucketSend or BucketStatus) under
@@ -68,12 +99,26 @@ func NewLimiter(rdb redis.UniversalClient, prefix, bucket string, rate float64, 
 		burst:    max(burst, 1),
 		metrics:  m,
 		now:      time.Now,
+		maxPause: DefaultMaxRetryAfter,
 	}
 	if rate > 0 {
 		l.interval = max(time.Microsecond, time.Duration(float64(time.Second)/rate))
 	}
 	return l
 }
+
+// SetMaxPause sets the longest pause Pause applies (d ≤ 0: DefaultMaxRetryAfter) and
+// returns l. Call it before the limiter is used.
+func (l *Limiter) SetMaxPause(d time.Duration) *Limiter {
+	if d <= 0 {
+		d = DefaultMaxRetryAfter
+	}
+	l.maxPause = d
+	return l
+}
+
+// MaxPause returns the longest pause Pause applies.
+func (l *Limiter) MaxPause() time.Duration { return l.maxPause }
 
 // Bucket returns the bucket name.
 func (l *Limiter) Bucket() string { return l.bucket }
@@ -86,6 +131,18 @@ func (l *Limiter) Rate() (perSecond float64, burst int) { return l.rate, l.burst
 // and a pause set meanwhile is seen.
 const maxAhead = time.Second
 
+// bulkAhead is the furthest ahead WaitBulk reserves: what a transactional send may
+// find reserved ahead of it by a promotional backlog.
+const bulkAhead = maxAhead / 4
+
+// minLateTolerance is the least lateness accepted however high the rate: above
+// ~500/s the emission interval is shorter than a loaded machine's timer and round-trip
+// jitter, and refusing every slot would stop sending altogether.
+const minLateTolerance = 2 * time.Millisecond
+
+// lateTolerance is how late after its slot Wait may still return.
+func (l *Limiter) lateTolerance() time.Duration { return max(l.interval, minLateTolerance) }
+
 // pauseRecheck: a caller that slept at least this long towards its slot checks the
 // pause key again before sending (one more round trip, only when there was a wait).
 const pauseRecheck = 10 * time.Millisecond
@@ -97,9 +154,11 @@ const maxSleep = time.Second
 // reserveScript takes the next slot of the bucket.
 //
 // KEYS[1] TAT (µs), KEYS[2] pause key (Unix ms). ARGV[1] emission interval µs,
-// ARGV[2] burst, ARGV[3] furthest slot accepted, µs from now.
-// Returns {-1, ms}: paused for ms more (nothing reserved); {0, µs}: the next slot is
-// µs away, beyond ARGV[3] (nothing reserved); {1, µs}: reserved, send in µs.
+// ARGV[2] burst, ARGV[3] furthest slot accepted, µs from now, ARGV[4] the TAT the
+// caller's latest reservation left (a floor: the TAT never moves back, unless Redis
+// lost it). Returns {-1, ms}: paused for ms more (nothing reserved); {0, µs}: the
+// next slot is µs away, beyond ARGV[3] (nothing reserved); {1, µs, slot, tat}:
+// reserved, send in µs, at slot (µs, Redis clock); tat is the new TAT.
 var reserveScript = redis.NewScript(`
 redis.replicate_commands()
 local t = redis.call("TIME")
@@ -108,21 +167,35 @@ local pause = tonumber(redis.call("GET", KEYS[2]) or "0") or 0
 if pause * 1000 > now then return {-1, math.ceil(pause - now / 1000)} end
 local iv, burst, ahead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local tat = tonumber(redis.call("GET", KEYS[1]) or "0") or 0
+local floor = tonumber(ARGV[4]) or 0
+if tat < floor then tat = floor end
 if tat < now then tat = now end
 local new_tat = tat + iv
 local wait = new_tat - iv * burst - now
 if wait > ahead then return {0, wait} end
 redis.call("SET", KEYS[1], string.format("%d", new_tat), "PX", math.ceil((new_tat - now) / 1000) + 1000)
 if wait < 0 then wait = 0 end
-return {1, wait}
+return {1, wait, now + wait, new_tat}
 `)
 
 // Wait blocks until the caller holds a slot of the bucket (and the bucket is not
 // paused), or ctx is done. It returns how long it waited. The error wraps ctx.Err()
 // when the ctx ends first (or would end before the slot: *LimitedError), or a Redis
-// error. A caller that wakes more than one interval after its slot (an overloaded
-// machine) does not use that slot, which could bunch sends; it reserves again.
-func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
+// error. A caller that wakes more than lateTolerance after its slot (an overloaded
+// machine, a slow reply) does not use that slot, which could bunch sends; it reserves
+// again.
+func (l *Limiter) Wait(ctx context.Context) (time.Duration, error) {
+	return l.wait(ctx, maxAhead)
+}
+
+// WaitBulk is Wait for low-priority calls (promotional sends): it reserves a slot only
+// when it is at most bulkAhead away, so that a Wait caller arriving later finds
+// little reserved ahead of it.
+func (l *Limiter) WaitBulk(ctx context.Context) (time.Duration, error) {
+	return l.wait(ctx, bulkAhead)
+}
+
+func (l *Limiter) wait(ctx context.Context, horizon time.Duration) (waited time.Duration, err error) {
 	start := l.now()
 	defer func() {
 		waited = l.now().Sub(start)
@@ -154,12 +227,13 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 			}
 			continue
 		}
-		ahead := maxAhead
+		ahead := horizon
 		if dl, ok := ctx.Deadline(); ok {
 			ahead = min(ahead, dl.Sub(l.now()))
 		}
+		asked := l.now() // the slot is no earlier than asked + wait on this clock
 		res, err := reserveScript.Run(ctx, l.rdb, []string{l.tatKey, l.pauseKey},
-			l.interval.Microseconds(), l.burst, max(ahead.Microseconds(), 0)).Int64Slice()
+			l.interval.Microseconds(), l.burst, max(ahead.Microseconds(), 0), l.lastTAT.Load()).Int64Slice()
 		if err != nil {
 			if d, ok := l.rideOut(ctx, &outage); ok {
 				if err := l.sleep(ctx, d, d); err != nil {
@@ -170,7 +244,7 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 			return 0, fmt.Errorf("limiter %s: %w", l.bucket, err)
 		}
 		outage = nil
-		if len(res) != 2 {
+		if len(res) < 2 || (res[0] == 1 && len(res) != 4) {
 			return 0, fmt.Errorf("limiter %s: unexpected script reply %v", l.bucket, res)
 		}
 		switch res[0] {
@@ -180,16 +254,18 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 			}
 		case 0: // the next slot is too far ahead: come back closer to it
 			wait := time.Duration(res[1]) * time.Microsecond
-			if err := l.sleep(ctx, wait, max(wait-maxAhead/2, time.Millisecond)); err != nil {
+			if err := l.sleep(ctx, wait, max(wait-horizon/2, time.Millisecond)); err != nil {
 				return 0, err
 			}
 		default: // reserved
+			l.raiseFloor(res[3])
 			wait := time.Duration(res[1]) * time.Microsecond
-			slot := l.now().Add(wait)
+			slot := asked.Add(wait)
 			if err := l.sleep(ctx, wait, wait); err != nil {
 				return 0, err
 			}
-			if l.now().Sub(slot) > l.interval {
+			late := l.now().Sub(slot)
+			if late > l.lateTolerance() {
 				continue // woke too late: sending now could bunch with the next slots
 			}
 			if wait >= pauseRecheck {
@@ -199,8 +275,24 @@ func (l *Limiter) Wait(ctx context.Context) (waited time.Duration, err error) {
 				if err == nil && pause > 0 {
 					continue
 				}
+				if late = l.now().Sub(slot); late > l.lateTolerance() {
+					continue
+				}
+			}
+			if l.onSlot != nil {
+				l.onSlot(res[2], late)
 			}
 			return 0, nil
+		}
+	}
+}
+
+// raiseFloor keeps the largest TAT seen.
+func (l *Limiter) raiseFloor(tat int64) {
+	for {
+		cur := l.lastTAT.Load()
+		if tat <= cur || l.lastTAT.CompareAndSwap(cur, tat) {
+			return
 		}
 	}
 }
@@ -296,10 +388,10 @@ if left < 0 then return 0 end
 return left
 `)
 
-// Pause stops every process from taking tokens for d (a provider 429 and its hint).
-// A longer pause already in place is kept. d ≤ 0 does nothing.
+// Pause stops every process from taking tokens for min(d, MaxPause()) (a provider 429
+// and its hint). A longer pause already in place is kept. d ≤ 0 does nothing.
 func (l *Limiter) Pause(ctx context.Context, d time.Duration) error {
-	ms := d.Milliseconds()
+	ms := min(d, l.maxPause).Milliseconds()
 	if ms <= 0 {
 		return nil
 	}
@@ -316,6 +408,35 @@ func (l *Limiter) Paused(ctx context.Context) (time.Duration, error) {
 		return 0, fmt.Errorf("limiter %s: pause key: %w", l.bucket, err)
 	}
 	return time.Duration(ms) * time.Millisecond, nil
+}
+
+// ClearPause lifts a pause (an operator's resume) and returns how long it had left.
+func (l *Limiter) ClearPause(ctx context.Context) (time.Duration, error) {
+	left, err := l.Paused(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := l.rdb.Del(ctx, l.pauseKey).Err(); err != nil {
+		return 0, fmt.Errorf("limiter %s: clear pause: %w", l.bucket, err)
+	}
+	return left, nil
+}
+
+// ClearLimiterPauses lifts the pauses of both global buckets under prefix (what
+// `viberq resume` and the other operator paths call) and returns, per bucket that was
+// paused, how long it had left. Waiting tasks see it within a second.
+func ClearLimiterPauses(ctx context.Context, rdb redis.UniversalClient, prefix string) (map[string]time.Duration, error) {
+	cleared := map[string]time.Duration{}
+	for _, b := range []string{BucketSend, BucketStatus} {
+		left, err := NewLimiter(rdb, prefix, b, 0, 1, nil).ClearPause(ctx)
+		if err != nil {
+			return cleared, err
+		}
+		if left > 0 {
+			cleared[b] = left
+		}
+	}
+	return cleared, nil
 }
 
 // Reset clears the bucket and the pause key (tests, operators).

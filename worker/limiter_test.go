@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,28 +15,53 @@ import (
 	"github.com/viberq/viberq/tasks/redistest"
 )
 
+// slotLog records, through Limiter.onSlot, the slot each successful Wait returned on
+// and its lateness (both on the Redis clock).
+type slotLog struct {
+	mu    sync.Mutex
+	slots []int64 // µs
+	sends []int64 // µs: slot + lateness, an upper bound of the return on Redis's clock
+	late  []time.Duration
+}
+
+func (s *slotLog) hook(slotUS int64, late time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.slots = append(s.slots, slotUS)
+	s.sends = append(s.sends, slotUS+late.Microseconds())
+	s.late = append(s.late, late)
+}
+
+func usTimes(us []int64) []time.Time {
+	out := make([]time.Time, len(us))
+	for i, u := range us {
+		out[i] = time.UnixMicro(u)
+	}
+	return out
+}
+
 // TestLimiterSharedRate runs two Limiter values on one Redis (two "processes") with
-// several goroutines each, and checks that the tokens taken together never exceed the
-// global rate: over the elapsed time T at most rate·T + burst (GCRA). It uses the real
-// Redis when VIBERQ_TEST_REDIS_URL is set, else miniredis (which runs the reservation
-// script, TIME included).
+// several goroutines each, and checks what the limiter guarantees, on the Redis clock
+// and independent of how the scheduler ran the goroutines: the slots handed out are
+// distinct and spaced by at least the emission interval; every Wait returned within
+// the late tolerance of its slot (a later wake-up gives the slot up); hence no window
+// of one second holds more than rate + 1 returns. (It used to compare the test's own
+// clock after Wait returned, which a loaded machine could push to 42 in a second at
+// 40/s.) It uses the real Redis when VIBERQ_TEST_REDIS_URL is set, else miniredis.
 func TestLimiterSharedRate(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t)
 	const rate = 40
 	m, err := NewMetrics(nil)
 	require.NoError(t, err)
+	log := &slotLog{}
 	a := NewLimiter(rdb, "viberq:test:", BucketSend, rate, 1, m)
 	b := NewLimiter(rdb, "viberq:test:", BucketSend, rate, 1, nil)
+	a.onSlot, b.onSlot = log.hook, log.hook
 
 	ctx, cancel := context.WithTimeout(context.Background(), 1200*time.Millisecond)
 	defer cancel()
-	var (
-		mu    sync.Mutex
-		times []time.Time
-		wg    sync.WaitGroup
-	)
-	start := time.Now()
+	var wg sync.WaitGroup
 	for i := range 6 {
 		l := a
 		if i%2 == 1 {
@@ -47,19 +73,27 @@ func TestLimiterSharedRate(t *testing.T) {
 					require.ErrorIs(t, err, context.DeadlineExceeded)
 					return
 				}
-				mu.Lock()
-				times = append(times, time.Now())
-				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	require.NotEmpty(t, times)
-	limit := int(elapsed.Seconds()*rate) + 1
-	require.LessOrEqual(t, len(times), limit, "took %d tokens in %s at %d/s", len(times), elapsed, rate)
-	// In every window of one second (sliding), at most rate + burst(1) tokens.
-	require.LessOrEqual(t, maxInWindow(times, time.Second), rate+1)
+	require.NotEmpty(t, log.slots)
+	checkSlots(t, log, a.interval, a.lateTolerance(), rate)
+}
+
+// checkSlots asserts the limiter's guarantee over the recorded slots.
+func checkSlots(t *testing.T, log *slotLog, iv, tolerance time.Duration, rate int) {
+	t.Helper()
+	slots := append([]int64(nil), log.slots...)
+	slices.Sort(slots)
+	for i := 1; i < len(slots); i++ {
+		require.GreaterOrEqual(t, slots[i]-slots[i-1], iv.Microseconds(), "slots %d and %d closer than the interval", i-1, i)
+	}
+	for _, l := range log.late {
+		require.GreaterOrEqual(t, l, time.Duration(0))
+		require.LessOrEqual(t, l, tolerance, "Wait returned later than the tolerance after its slot")
+	}
+	require.LessOrEqual(t, maxInWindow(usTimes(log.sends), time.Second), rate+1)
 }
 
 // maxInWindow returns the largest number of times within any window of length w.
@@ -217,12 +251,17 @@ func TestLimiterWaitersDoNotPollRedis(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	require.Greater(t, taken.Load(), int64(rate), "tokens were taken")
-	// Each token costs one reservation and one pause check after the sleep; a waiter
-	// beyond the horizon asks about once more per half horizon, and each ctx deadline
-	// costs one more. A polling limiter makes ~900 calls here.
+	// How many tokens were taken depends on the scheduler (a waiter that wakes late
+	// gives its slot up); that some were is what matters here.
+	require.Positive(t, taken.Load(), "tokens were taken")
+	// Each slot reserved (at most rate × 1.5 s + 1, whether used or given up by a
+	// waiter that woke late on a loaded machine) costs one reservation and one pause
+	// check after the sleep; a waiter beyond the horizon asks about once more per half
+	// horizon, and each ctx deadline costs one more. A polling limiter makes ~900
+	// calls here. (Bounded by what the bucket can hand out, not by the tokens taken,
+	// which depend on the scheduler.)
 	n := calls.n.Load()
-	require.Less(t, n, taken.Load()*3+waiters*4, "script calls %d for %d tokens", n, taken.Load())
+	require.Less(t, n, int64(rate*3/2+1)*3+waiters*4, "script calls %d for %d tokens", n, taken.Load())
 }
 
 // commandCounter is a go-redis hook counting the commands a client sends.
@@ -261,4 +300,93 @@ func TestLimiterPauseDuringSleepToSlot(t *testing.T) {
 	_, err = l.Wait(ctx) // reserves the slot at +500 ms, then finds the pause
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, time.Since(start), 1500*time.Millisecond, "sent into the pause")
+}
+
+// TestLimiterLateWakeGivesSlotUp: a caller whose clock says it woke more than the
+// tolerance after its slot (here: a clock that jumps 300 ms between the reservation
+// and the wake-up, as a stalled process would see) does not use the slot; it reserves
+// the next one. Checked on the TAT, not on timing.
+func TestLimiterLateWakeGivesSlotUp(t *testing.T) {
+	t.Parallel()
+	_, rdb := redistest.Mini(t)
+	l := NewLimiter(rdb, "viberq:", BucketSend, 10, 1, nil) // 100 ms interval
+	log := &slotLog{}
+	l.onSlot = log.hook
+	var calls atomic.Int64
+	l.now = func() time.Time {
+		// Call 1: start of Wait; call 2: asked (first reservation); call 3: the
+		// wake-up check of the first slot, 300 ms late; later calls: real time + 300 ms.
+		if calls.Add(1) >= 3 {
+			return time.Now().Add(300 * time.Millisecond)
+		}
+		return time.Now()
+	}
+	_, err := l.Wait(context.Background())
+	require.NoError(t, err)
+	require.Len(t, log.slots, 1)
+	tat, err := rdb.Get(context.Background(), l.tatKey).Int64()
+	require.NoError(t, err)
+	// Two slots were reserved (the TAT is two intervals past the first), and the one
+	// used is the second: one interval before the TAT.
+	require.Equal(t, tat-l.interval.Microseconds(), log.slots[0])
+	require.LessOrEqual(t, log.late[0], l.lateTolerance())
+}
+
+// TestLimiterFloorSurvivesLostTAT: Redis loses the bucket's TAT (a restart without
+// persistence, a flush) while this process holds slots up to a second ahead: the
+// next reservation still comes after them, never on top of them.
+func TestLimiterFloorSurvivesLostTAT(t *testing.T) {
+	t.Parallel()
+	_, rdb := redistest.Mini(t)
+	ctx := context.Background()
+	l := NewLimiter(rdb, "viberq:", BucketSend, 10, 1, nil)
+	// Reserve 8 slots ahead (800 ms), as 8 waiters would, then lose the TAT.
+	var last int64
+	for range 8 {
+		res, err := reserveScript.Run(ctx, rdb, []string{l.tatKey, l.pauseKey}, l.interval.Microseconds(), 1, maxAhead.Microseconds(), l.lastTAT.Load()).Int64Slice()
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res[0])
+		l.raiseFloor(res[3])
+		last = res[2]
+	}
+	require.NoError(t, rdb.Del(ctx, l.tatKey).Err())
+	log := &slotLog{}
+	l.onSlot = log.hook
+	_, err := l.Wait(ctx)
+	require.NoError(t, err)
+	require.Len(t, log.slots, 1)
+	require.GreaterOrEqual(t, log.slots[0]-last, l.interval.Microseconds(), "a slot handed out again after the TAT was lost")
+}
+
+// TestLimiterBulkLeavesRoomForPriority: promotional callers (WaitBulk) reserve at most
+// bulkAhead ahead, so a transactional caller (Wait) that arrives behind any backlog of
+// them gets a slot within bulkAhead plus one interval. The reservation arithmetic is
+// checked directly; without the shorter horizon the backlog would hold a full second.
+func TestLimiterBulkLeavesRoomForPriority(t *testing.T) {
+	t.Parallel()
+	_, rdb := redistest.Mini(t)
+	ctx := context.Background()
+	l := NewLimiter(rdb, "viberq:", BucketSend, 50, 1, nil) // 20 ms interval
+	reserve := func(ahead time.Duration) []int64 {
+		res, err := reserveScript.Run(ctx, rdb, []string{l.tatKey, l.pauseKey}, l.interval.Microseconds(), 1, ahead.Microseconds(), 0).Int64Slice()
+		require.NoError(t, err)
+		return res
+	}
+	bulk := 0
+	for { // a promotional backlog reserves until its horizon is full
+		res := reserve(bulkAhead)
+		if res[0] != 1 {
+			require.EqualValues(t, 0, res[0])
+			break
+		}
+		bulk++
+		require.Less(t, bulk, 1000)
+	}
+	require.GreaterOrEqual(t, bulk, int(bulkAhead/l.interval)-1)
+	res := reserve(maxAhead)
+	require.EqualValues(t, 1, res[0], "the transactional caller reserves at once")
+	require.LessOrEqual(t, time.Duration(res[1])*time.Microsecond, bulkAhead+l.interval)
+	// WaitBulk itself waits for room rather than reserve beyond its horizon.
+	_, err := l.WaitBulk(ctx)
+	require.NoError(t, err)
 }

@@ -66,12 +66,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	switch d.Action {
 	case ActionSuccess:
 	case ActionRetryAfter:
-		pctx, cancel := detached(ctx)
-		if err := w.statusLim.Pause(pctx, d.RetryAfter); err != nil {
-			zlog(ctx).Warn().Err(err).Str("msg_id", a.ID).Msg("cannot pause the status bucket")
-		}
-		cancel()
-		return &RetryAfterError{Delay: d.RetryAfter, Err: stErr}
+		return &RetryAfterError{Delay: w.rateLimited(ctx, w.statusLim, d, a.ID, rec.DestMasked), Err: stErr}
 	case ActionAuth:
 		w.raise(ctx, AlertUnauthorized, "provider refused the access key (401/403) on a status call: check VIBERQ_DT_API_KEY", a.ID, rec.DestMasked, d, false)
 		return w.nextPoll(ctx, a, tasks.Update{IncPolls: !a.Confirm})

@@ -59,7 +59,7 @@ func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 	)
 	if w.now().Before(a.ExpiresAt) {
 		waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
-		_, werr := w.sendLim.Wait(waitCtx)
+		_, werr := w.waitSend(waitCtx)
 		cancel()
 		if werr == nil && w.now().Before(a.ExpiresAt) {
 			haveToken = true
@@ -120,7 +120,7 @@ func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 	// it expires is expired now rather than sent late.
 	if !haveToken {
 		waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
-		_, err := w.sendLim.Wait(waitCtx)
+		_, err := w.waitSend(waitCtx)
 		cancel()
 		if err != nil {
 			return w.limiterFailed(ctx, err, a.ExpiresAt, func() error {
@@ -181,16 +181,17 @@ func (w *Worker) sendNow(ctx context.Context, a tasks.SendArgs, rec tasks.Record
 	case ActionSuccess:
 		return w.accepted(ctx, a, res.MessageID)
 	case ActionRetryAfter:
-		pctx, cancel := detached(ctx)
-		perr := w.sendLim.Pause(pctx, d.RetryAfter)
-		cancel()
+		delay := w.rateLimited(ctx, w.sendLim, d, a.ID, rec.DestMasked)
 		if err := w.requeue(ctx, a, "429 rate limited"); err != nil {
 			return errors.Join(sendErr, err)
 		}
-		if perr != nil {
-			zlog(ctx).Warn().Err(perr).Str("msg_id", a.ID).Msg("cannot pause the send bucket")
+		if !w.now().Add(delay).Before(a.ExpiresAt) {
+			// The retry would come after the TTL: expired now, not when it runs.
+			queued := rec
+			queued.State = tasks.StateQueued
+			return w.expireUnsent(ctx, a, queued, "rate limited (429, retry after "+delay.String()+"); the retry would pass the ttl")
 		}
-		return &RetryAfterError{Delay: d.RetryAfter, Err: sendErr}
+		return &RetryAfterError{Delay: delay, Err: sendErr}
 	case ActionRetry:
 		if err := w.requeue(ctx, a, errText(d, sendErr)); err != nil {
 			return errors.Join(sendErr, err)
@@ -265,10 +266,64 @@ func (w *Worker) limiterFailed(ctx context.Context, err error, deadline time.Tim
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) && ttlBinds:
 		return expire()
+	case errors.As(err, &le) && !w.now().Add(le.Wait).Before(deadline):
+		return expire() // the token comes after the TTL: expired now, not at the retry
 	case errors.As(err, &le):
 		return &RetryAfterError{Delay: le.Wait, Err: err}
 	}
 	return err
+}
+
+// waitSend takes a token of the send bucket: at full priority for the critical queue
+// (transactional messages), behind it for the others (Limiter.WaitBulk).
+func (w *Worker) waitSend(ctx context.Context) (time.Duration, error) {
+	if q, _ := asynq.GetQueueName(ctx); q != tasks.QueueCritical && q != "" {
+		return w.sendLim.WaitBulk(ctx)
+	}
+	return w.sendLim.Wait(ctx)
+}
+
+// AlertRateLimitHint is raised when the provider asks, with a 429, for a pause longer
+// than MaxRetryAfter: viberq pauses for MaxRetryAfter only and tries again, and an
+// operator should ask the provider why (a quota? a block?).
+const AlertRateLimitHint = "rate_limit_hint_capped"
+
+// rateLimited handles a 429 on lim's endpoint: the bucket is paused for the hint
+// capped by MaxRetryAfter, and a longer hint raises AlertRateLimitHint (once per
+// alert window, all pods) and an error-level line naming the hint. It returns the
+// retry delay (the capped hint).
+func (w *Worker) rateLimited(ctx context.Context, lim *Limiter, d Decision, msgID, dest string) time.Duration {
+	delay := min(d.RetryAfter, w.cfg.MaxRetryAfter)
+	pctx, cancel := detached(ctx)
+	defer cancel()
+	if err := lim.Pause(pctx, delay); err != nil {
+		zlog(ctx).Warn().Err(err).Str("msg_id", msgID).Msg("cannot pause the " + lim.Bucket() + " bucket")
+	}
+	if d.RetryAfter <= w.cfg.MaxRetryAfter {
+		return delay
+	}
+	attemptFrom(ctx).note = joinNote(attemptFrom(ctx).note, "retry-after "+d.RetryAfter.String()+" capped to "+delay.String())
+	if ok, _ := w.logLim.allow("retry-after-capped", w.now()); ok {
+		zlog(ctx).Error().Str("msg_id", msgID).Str("bucket", lim.Bucket()).Dur("retry_after_hint", d.RetryAfter).
+			Dur("max_retry_after", w.cfg.MaxRetryAfter).Msg("provider asked for a pause of " + d.RetryAfter.String() +
+			"; paused for " + delay.String() + " only (VIBERQ_MAX_RETRY_AFTER)")
+	}
+	if w.alerter != nil {
+		fields := map[string]string{"msg_id": msgID, "bucket": lim.Bucket(), "retry_after_hint": d.RetryAfter.String(),
+			"max_retry_after": delay.String(), "reason": d.Reason}
+		if dest != "" {
+			fields["dest"] = dest
+		}
+		if d.HTTPStatus != 0 {
+			fields["http_status"] = itoa(d.HTTPStatus)
+		}
+		a := Alert{Kind: AlertRateLimitHint, Summary: "provider rate limit asks for a pause of " + d.RetryAfter.String() +
+			"; paused for " + delay.String() + " only", Fields: fields, At: w.now().UTC()}
+		if err := w.alerter.Alert(pctx, a); err != nil {
+			zlog(ctx).Error().Err(err).Str("alert_kind", a.Kind).Msg("cannot deliver alert")
+		}
+	}
+	return delay
 }
 
 // accepted records the provider's message_id (before the task is acknowledged) and

@@ -22,6 +22,8 @@ import (
 // Defaults of Config (zero fields take these in New).
 const (
 	DefaultConcurrency              = 50
+	DefaultPollConcurrency          = 20
+	DefaultMaxRetryAfter            = time.Minute
 	DefaultShutdownTimeout          = 20 * time.Second
 	DefaultTaskTimeout              = 60 * time.Second
 	DefaultTaskCheckInterval        = 50 * time.Millisecond
@@ -35,7 +37,8 @@ const (
 	DefaultLogBurst                 = 20
 )
 
-// DefaultQueues are the queue weights when Config.Queues is empty.
+// DefaultQueues are the queue weights when Config.Queues is empty. The status queue is
+// served by its own asynq server (Config.PollConcurrency); its weight is not used.
 func DefaultQueues() map[string]int {
 	return map[string]int{tasks.QueueCritical: 6, tasks.QueueDefault: 3, tasks.QueueStatus: 1}
 }
@@ -44,11 +47,16 @@ func DefaultQueues() map[string]int {
 // Default* constants in New; booleans are taken as given (DefaultConfig sets the
 // recommended ones).
 type Config struct {
-	// Concurrency is how many tasks one process handles at once. Defaults to
+	// Concurrency is how many send tasks one process handles at once. Defaults to
 	// DefaultConcurrency (50). Handlers mostly wait (limiter, HTTP), so it may be high.
 	Concurrency int
-	// Queues are the asynq queue weights. Defaults to DefaultQueues()
-	// (critical 6, default 3, status 1).
+	// PollConcurrency is how many poll tasks (the status queue) one process handles
+	// at once, in slots of their own: sends waiting for the send bucket never hold
+	// the slots polls need. Defaults to DefaultPollConcurrency (20).
+	PollConcurrency int
+	// Queues are the asynq queue weights of the send queues. Defaults to
+	// DefaultQueues() (critical 6, default 3; a status weight is ignored: the status
+	// queue has its own server).
 	Queues map[string]int
 	// StrictPriority processes higher-weight queues first (asynq). Default false.
 	StrictPriority bool
@@ -88,6 +96,10 @@ type Config struct {
 	// of retrying it: the provider may have accepted the message before failing, and
 	// a retry would then send it twice. Off by default (DESIGN §4 retries 5xx).
 	ServerErrorUnknown bool
+	// MaxRetryAfter caps the pause of a global bucket and the retry delay after one
+	// provider 429 (its Retry-After hint): a longer hint is cut to it, with an alert
+	// and an error-level log line naming the hint. Defaults to DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
 	// AlertWindow is the dedup window of the Alerter New builds when Deps.Alerter is
 	// nil. Defaults to DefaultAlertWindow.
 	AlertWindow time.Duration
@@ -132,6 +144,8 @@ func DefaultConfig() Config {
 // withDefaults returns c with zero fields filled.
 func (c Config) withDefaults() Config {
 	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
+	c.PollConcurrency = cmp.Or(c.PollConcurrency, DefaultPollConcurrency)
+	c.MaxRetryAfter = cmp.Or(c.MaxRetryAfter, DefaultMaxRetryAfter)
 	if len(c.Queues) == 0 {
 		c.Queues = DefaultQueues()
 	}
@@ -158,6 +172,12 @@ func (c Config) validate() error {
 	var errs []error
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency must be ≥ 1, got %d", c.Concurrency))
+	}
+	if c.PollConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("poll concurrency must be ≥ 1, got %d", c.PollConcurrency))
+	}
+	if c.MaxRetryAfter < time.Second {
+		errs = append(errs, fmt.Errorf("max retry-after must be ≥ 1s, got %s", c.MaxRetryAfter))
 	}
 	for q, wgt := range c.Queues {
 		if wgt < 1 {
@@ -223,7 +243,8 @@ type Worker struct {
 	statusLim *Limiter
 	logLim    *logLimiter
 	handler   asynq.Handler
-	srv       *asynq.Server
+	srv       *asynq.Server // the send queues
+	pollSrv   *asynq.Server // the status queue, with its own slots
 	closers   []func() error
 	held      heldAccepts // accepted message_ids not written yet (accepted.go)
 
@@ -260,8 +281,8 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if deps.Now == nil {
 		w.now = time.Now
 	}
-	w.sendLim = NewLimiter(deps.Redis, cfg.Prefix, BucketSend, cfg.SendRate, cfg.SendBurst, deps.Metrics)
-	w.statusLim = NewLimiter(deps.Redis, cfg.Prefix, BucketStatus, cfg.StatusRate, cfg.StatusBurst, deps.Metrics)
+	w.sendLim = NewLimiter(deps.Redis, cfg.Prefix, BucketSend, cfg.SendRate, cfg.SendBurst, deps.Metrics).SetMaxPause(cfg.MaxRetryAfter)
+	w.statusLim = NewLimiter(deps.Redis, cfg.Prefix, BucketStatus, cfg.StatusRate, cfg.StatusBurst, deps.Metrics).SetMaxPause(cfg.MaxRetryAfter)
 	w.alerter = deps.Alerter
 	if w.alerter == nil {
 		w.alerter = NewDedupAlerter(deps.Redis, cfg.Prefix, cfg.AlertWindow, deps.Metrics.CountAlerts(LogAlerter{Logger: deps.Logger}))
@@ -277,21 +298,49 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		tasks.TypePoll: HandlerFor(w.handlePoll),
 	}))
 
-	acfg := w.asynqConfig()
-	if deps.AsynqRedis != nil {
-		w.srv = asynq.NewServer(deps.AsynqRedis, acfg)
-	} else {
-		w.srv = asynq.NewServerFromRedisClient(deps.Redis, acfg)
+	newServer := func(c asynq.Config) *asynq.Server {
+		if deps.AsynqRedis != nil {
+			return asynq.NewServer(deps.AsynqRedis, c)
+		}
+		return asynq.NewServerFromRedisClient(deps.Redis, c)
 	}
+	w.srv = newServer(w.asynqConfig())
+	w.pollSrv = newServer(w.pollAsynqConfig())
 	return w, nil
 }
 
-// asynqConfig is the asynq server configuration: queues, concurrency, the retry
-// policy (RetryDelayFunc, IsFailure), the final-failure hook and the logger.
+// sendQueueWeights are Config.Queues without the status queue.
+func (w *Worker) sendQueueWeights() map[string]int {
+	q := make(map[string]int, len(w.cfg.Queues))
+	for name, wgt := range w.cfg.Queues {
+		if name != tasks.QueueStatus {
+			q[name] = wgt
+		}
+	}
+	if len(q) == 0 {
+		q = DefaultQueues()
+		delete(q, tasks.QueueStatus)
+	}
+	return q
+}
+
+// pollAsynqConfig is the configuration of the second asynq server of the process: the
+// status queue alone, PollConcurrency slots, the same policy. Polls wait only for the
+// status bucket, so a send backlog waiting for the send bucket cannot delay them.
+func (w *Worker) pollAsynqConfig() asynq.Config {
+	c := w.asynqConfig()
+	c.Concurrency = w.cfg.PollConcurrency
+	c.Queues = map[string]int{tasks.QueueStatus: 1}
+	c.StrictPriority = false
+	return c
+}
+
+// asynqConfig is the configuration of the send server: the send queues, concurrency,
+// the retry policy (RetryDelayFunc, IsFailure), the final-failure hook and the logger.
 func (w *Worker) asynqConfig() asynq.Config {
 	return asynq.Config{
 		Concurrency:              w.cfg.Concurrency,
-		Queues:                   w.cfg.Queues,
+		Queues:                   w.sendQueueWeights(),
 		StrictPriority:           w.cfg.StrictPriority,
 		TaskCheckInterval:        w.cfg.TaskCheckInterval,
 		DelayedTaskCheckInterval: w.cfg.DelayedTaskCheckInterval,
@@ -316,8 +365,12 @@ func (w *Worker) asynqConfig() asynq.Config {
 // AsynqConfig, whose RetryDelayFunc, IsFailure and ErrorHandler carry the policy).
 func (w *Worker) Handler() asynq.Handler { return w.handler }
 
-// AsynqConfig returns the asynq server configuration Run uses.
+// AsynqConfig returns the configuration of the send server Run starts (the send
+// queues); PollAsynqConfig that of the poll server (the status queue).
 func (w *Worker) AsynqConfig() asynq.Config { return w.asynqConfig() }
+
+// PollAsynqConfig returns the configuration of the poll server Run starts.
+func (w *Worker) PollAsynqConfig() asynq.Config { return w.pollAsynqConfig() }
 
 // SendLimiter returns the global send bucket.
 func (w *Worker) SendLimiter() *Limiter { return w.sendLim }
@@ -349,8 +402,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.close()
 		return fmt.Errorf("worker: start: %w", err)
 	}
-	w.log.Info().Int("concurrency", w.cfg.Concurrency).Any("queues", w.cfg.Queues).
-		Float64("send_rate", w.cfg.SendRate).Float64("status_rate", w.cfg.StatusRate).Msg("worker started")
+	if err := w.pollSrv.Start(w.handler); err != nil {
+		w.srv.Shutdown()
+		w.close()
+		return fmt.Errorf("worker: start the poll server: %w", err)
+	}
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Int("poll_concurrency", w.cfg.PollConcurrency).
+		Any("queues", w.sendQueueWeights()).Float64("send_rate", w.cfg.SendRate).Float64("status_rate", w.cfg.StatusRate).
+		Dur("max_retry_after", w.cfg.MaxRetryAfter).Msg("worker started")
 	rctx, stopRec := context.WithCancel(ctx)
 	recDone := make(chan struct{})
 	go func() { defer close(recDone); NewReconciler(w).Run(rctx) }()
@@ -358,7 +417,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info().Msg("worker shutting down")
 	stopRec()
 	<-recDone
-	w.srv.Shutdown()
+	var wg sync.WaitGroup
+	wg.Go(w.srv.Shutdown)
+	wg.Go(w.pollSrv.Shutdown)
+	wg.Wait()
 	w.held.stop(w.cfg.ShutdownTimeout)
 	w.close()
 	w.log.Info().Msg("worker stopped")
@@ -396,7 +458,8 @@ func opOf(taskType string) string {
 func zlog(ctx context.Context) *zerolog.Logger { return zerolog.Ctx(ctx) }
 
 // retryDelay is the asynq RetryDelayFunc: the delay decided by the middleware; a
-// RetryAfterError's or RateLimitError's hint (plus ≤50% jitter); else exponential
+// RetryAfterError's delay or a RateLimitError's hint capped by MaxRetryAfter (plus
+// ≤50% jitter, within the TTL); else exponential
 // backoff with jitter (backoff/v4), bounded by the time left before the message's TTL
 // (or polling deadline): a retry after that would only record expired.
 func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
@@ -406,17 +469,28 @@ func (w *Worker) retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	}
 	var ra *RetryAfterError
 	if errors.As(err, &ra) {
-		return jitterUp(ra.Delay)
+		return w.ttlBound(t, ra.Delay, jitterUp(ra.Delay))
 	}
 	var rl *provider.RateLimitError
 	if errors.As(err, &rl) {
-		return jitterUp(cmp.Or(rl.RetryAfter, DefaultRetryAfter))
+		d := min(cmp.Or(rl.RetryAfter, DefaultRetryAfter), w.cfg.MaxRetryAfter)
+		return w.ttlBound(t, d, jitterUp(d))
 	}
 	d := w.backoff(n)
 	if left, ok := w.timeLeft(t); ok && d > left {
 		d = max(left, 0)
 	}
 	return d
+}
+
+// ttlBound keeps the jitter added to a rate-limit delay from pushing the retry past the
+// message's TTL (or polling deadline): the delay d itself is kept (the handler expires
+// a message whose delay alone passes its TTL before asking for it).
+func (w *Worker) ttlBound(t *asynq.Task, d, jittered time.Duration) time.Duration {
+	if left, ok := w.timeLeft(t); ok && jittered > left {
+		return max(d, left)
+	}
+	return jittered
 }
 
 // backoff is the n-th (from 0) delay of an exponential backoff with ±50% jitter.

@@ -17,8 +17,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
+	"github.com/viberq/viberq/worker"
 )
 
 // cli runs the binary's realMain against a miniredis that VIBERQ_REDIS_URL points at.
@@ -697,4 +699,33 @@ func captureStderr(t *testing.T, f func()) string {
 	_ = w.Close()
 	os.Stderr = old
 	return <-done
+}
+
+// TestResumeClearsLimiterPauses: a 429 with a long hint paused the global buckets;
+// `viberq resume` lifts those pauses too, not only the paused queues.
+func TestResumeClearsLimiterPauses(t *testing.T) {
+	c := newCLI(t)
+	ctx := context.Background()
+	send := worker.NewLimiter(c.rdb, tasks.DefaultPrefix, worker.BucketSend, 10, 1, nil)
+	if err := send.Pause(ctx, 45*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	out := c.mustRun("resume")
+	if !strings.Contains(out, "limiter send: running (was paused by a 429 for 45s more)") || strings.Contains(out, "limiter status") {
+		t.Errorf("resume output:\n%s", out)
+	}
+	if left, err := send.Paused(ctx); err != nil || left != 0 {
+		t.Errorf("send bucket still paused for %s after resume (%v)", left, err)
+	}
+	if out := c.mustRun("resume"); strings.Contains(out, "limiter") {
+		t.Errorf("resume with nothing paused mentions a limiter:\n%s", out)
+	}
+}
+
+// TestMaxRetryAfterDefaultHasOneValue: the setting's default is the worker's.
+func TestMaxRetryAfterDefaultHasOneValue(t *testing.T) {
+	if config.DefaultMaxRetryAfter != worker.DefaultMaxRetryAfter || config.DefaultPollConcurrency != worker.DefaultPollConcurrency {
+		t.Errorf("config defaults %s/%d differ from the worker's %s/%d", config.DefaultMaxRetryAfter, config.DefaultPollConcurrency,
+			worker.DefaultMaxRetryAfter, worker.DefaultPollConcurrency)
+	}
 }

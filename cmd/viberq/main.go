@@ -31,7 +31,7 @@ func commands() map[string]command {
 		"send":    {"enqueue one message (flags) or many (--csv FILE); prints message IDs", runSend},
 		"status":  {"show a message record: viberq status ID [--json]", runStatus},
 		"queues":  {"show queue sizes, paused and archived tasks", runQueues},
-		"resume":  {"unpause the send queues (after a balance top-up)", runResume},
+		"resume":  {"unpause the send queues (after a balance top-up) and lift a 429 pause of the rate limiters", runResume},
 		"sim":     {"run the DecisionTelecom simulator", runSim},
 		"demo":    {"run everything in-process (embedded Redis + simulator + worker) on a mixed batch", runDemo},
 		"bench":   {"run the benchmarks against Redis and the simulator and print one table", runBench},

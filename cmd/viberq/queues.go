@@ -7,17 +7,20 @@ import (
 	"io"
 	"slices"
 	"text/tabwriter"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/viberq/viberq/tasks"
+	"github.com/viberq/viberq/worker"
 )
 
 // allQueues are viberq's queues, the send queues first.
 var allQueues = []string{tasks.QueueCritical, tasks.QueueDefault, tasks.QueueStatus}
 
-// sendQueues are the queues a 402 or 401 pauses, and `viberq resume` unpauses.
+// sendQueues are the queues a 402 or 401 pauses, and `viberq resume` unpauses (it
+// also lifts a 429's pause of the global buckets).
 var sendQueues = []string{tasks.QueueCritical, tasks.QueueDefault}
 
 type queueRow struct {
@@ -129,6 +132,15 @@ func runResume(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer rdb.Close()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
+	cleared, err := worker.ClearLimiterPauses(ctx, rdb, tasks.DefaultPrefix)
+	if err != nil {
+		return err
+	}
+	for _, b := range []string{worker.BucketSend, worker.BucketStatus} {
+		if left, ok := cleared[b]; ok {
+			fmt.Fprintf(stdout, "limiter %s: running (was paused by a 429 for %s more)\n", b, left.Round(time.Second))
+		}
+	}
 	rows, err := queueRows(ctx, rdb, insp)
 	if err != nil {
 		return err

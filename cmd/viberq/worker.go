@@ -229,6 +229,8 @@ func pollPolicy(cfg config.Config) scheduler.Policy {
 func workerConfig(cfg config.Config, policy scheduler.Policy) worker.Config {
 	return worker.Config{
 		Concurrency:        cfg.Worker.Concurrency,
+		PollConcurrency:    cfg.Worker.PollConcurrency,
+		MaxRetryAfter:      cfg.Limits.MaxRetryAfter,
 		Queues:             cfg.Worker.QueueWeights,
 		ShutdownTimeout:    cfg.Worker.ShutdownTimeout,
 		TaskTimeout:        cfg.Tasks.Timeout,
