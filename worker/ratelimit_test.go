@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -129,4 +130,43 @@ func TestPauseNeverExceedsCap(t *testing.T) {
 	left, err = l.Paused(ctx)
 	require.NoError(t, err)
 	require.Zero(t, left)
+}
+
+// TestPollsNotHeldBySendBacklog: with every send slot held by sends waiting for a
+// paused send bucket, a due poll still runs: polls have their own asynq server and
+// slots. Before, the status queue shared the send slots, and a poll waited until the
+// backlog drained (a transactional first poll ran ~29 s late behind 3,000
+// promotional sends). The assertion is an order, not a duration: the poll settles the
+// message while the send bucket is still paused and both send slots still wait.
+func TestPollsNotHeldBySendBacklog(t *testing.T) {
+	t.Parallel()
+	cfg := fastConfig()
+	cfg.Concurrency, cfg.PollConcurrency = 2, 2
+	cfg.Poll.First = 2 * time.Second
+	b := itSetup(t, setupOpts{cfg: &cfg})
+	stop := b.run(t)
+	defer stop()
+	ctx := context.Background()
+	e := b.enqueuer(tasks.EnqueuerConfig{})
+
+	first := b.enqueue(t, e, "otp-1", transactional(), time.Hour)
+	b.waitState(t, first.ID, tasks.StateAccepted, 10*time.Second)
+	require.NoError(t, b.w.SendLimiter().Pause(ctx, 8*time.Second)) // within the 10 s task timeout: the sends wait in their slots
+	for i := range 6 {
+		b.enqueue(t, e, fmt.Sprintf("promo-%d", i), promotional(), time.Hour)
+	}
+	require.Eventually(t, func() bool {
+		info, err := b.insp.GetQueueInfo(tasks.QueueDefault)
+		return err == nil && info.Active == 2
+	}, 5*time.Second, 20*time.Millisecond, "the backlog holds both send slots")
+	require.False(t, b.record(t, first.ID).State.Final(), "the poll ran before the slots were full: nothing shown")
+
+	b.waitState(t, first.ID, tasks.StateDelivered, 8*time.Second)
+	left, err := b.w.SendLimiter().Paused(ctx)
+	require.NoError(t, err)
+	info, err := b.insp.GetQueueInfo(tasks.QueueDefault)
+	require.NoError(t, err)
+	require.Positive(t, left, "the poll ran only after the pause ended: it waited for a send slot")
+	require.Equal(t, 2, info.Active, "the send slots were still held when the poll ran")
+	require.EqualValues(t, 1, b.sim.Stats().Accepted, "no send went out during the pause")
 }
