@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,7 +158,12 @@ type answerCounts struct {
 	throttleEvery time.Duration
 	throttleFor   time.Duration
 
+	// down, while set, answers every API request 503 with the vendor's error body,
+	// before the simulator sees it: a provider outage.
+	down atomic.Bool
+
 	mu                sync.Mutex
+	sendTimes         []time.Time // arrival of every send-viber request
 	sendPerSec        map[int64]int64
 	sendRequests      int64
 	send429           int64
@@ -182,8 +189,20 @@ func (c *answerCounts) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if send {
 		c.mu.Lock()
 		c.sendPerSec[at.Unix()]++
+		c.sendTimes = append(c.sendTimes, at)
 		c.sendRequests++
 		c.mu.Unlock()
+	}
+	if c.down.Load() {
+		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"name":"Service Unavailable","message":"provider outage (fault test)","code":2,"status":503}`))
+		c.mu.Lock()
+		if send {
+			c.send5xx++
+		}
+		c.mu.Unlock()
+		return
 	}
 	rw := &recWriter{ResponseWriter: w}
 	c.next.ServeHTTP(rw, r)
@@ -227,6 +246,27 @@ func (c *answerCounts) inThrottle(at time.Time) bool {
 	margin := c.t1.Sub(c.t0) + 300*time.Millisecond
 	phase := at.Sub(c.t0) % c.throttleEvery
 	return phase >= c.throttleEvery-c.throttleFor-margin || phase < margin
+}
+
+// maxSendInWindow is the most send-viber requests that arrived within any window of
+// length w (sliding) starting at or after from.
+func (c *answerCounts) maxSendInWindow(w time.Duration, from time.Time) int {
+	c.mu.Lock()
+	ts := append([]time.Time(nil), c.sendTimes...)
+	c.mu.Unlock()
+	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
+	best, j := 0, 0
+	for i := range ts {
+		if ts[i].Before(from) {
+			j = i + 1
+			continue
+		}
+		for ts[i].Sub(ts[j]) >= w {
+			j++
+		}
+		best = max(best, i-j+1)
+	}
+	return best
 }
 
 // maxSendPerSec is the most send-viber requests that arrived within one second.
