@@ -19,6 +19,10 @@ import (
 const (
 	AlertBalance      = "balance_empty" // provider 402 / code 3: top up, then resume the queues
 	AlertUnauthorized = "unauthorized"  // provider 401/403: fix VIBERQ_DT_API_KEY
+	// AlertRateLimitHint: a 429 asked for a pause longer than Config.MaxRetryAfter;
+	// viberq paused for MaxRetryAfter only and tries again. Ask the provider why (a
+	// quota? a block?); `viberq resume` lifts the pause at once.
+	AlertRateLimitHint = "rate_limit_hint_capped"
 )
 
 // Alert is one operator notification. Fields carry only safe values (message IDs,

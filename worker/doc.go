@@ -1,7 +1,7 @@
 // Package worker is viberq's asynq server: the viber:send and viber:poll handlers,
 // the error policy, the global rate limiters, alerts and metrics. It is the only
 // package that knows both the queue and the vendor, so all delivery policy lives here
-// (DESIGN §2-§5, ANCHORS §3.2).
+// (README: How it works, Error policy).
 //
 // # Flow
 //
@@ -40,13 +40,28 @@
 //
 // Classify is the only place mapping an error to an Action, with a reason for the log
 // line. 429s are retried after the provider's hint and pause the global bucket for
-// every process; they never use the retry budget (IsFailure false). 5xx and failed
+// every process; they never use the retry budget (IsFailure false). The hint is capped
+// by Config.MaxRetryAfter (VIBERQ_MAX_RETRY_AFTER, default 1 minute): a longer one
+// raises AlertRateLimitHint (once per alert window, all pods) and an error-level log
+// line naming it, and a message whose capped retry, or whose next token of a paused
+// bucket, would come after its TTL is recorded "expired" at once. 5xx and failed
 // connections are retried with exponential backoff and jitter, bounded by the TTL. 400
 // is rejected and archived; 402 is dropped, archived (re-runnable after a top-up), one
 // alert per window for all pods, and the send queues paused; 401/403 alerts, pauses
 // and archives. An ambiguous send (the request went out, no usable answer came back)
 // is recorded "unknown" and counted, not resent unless Config.ResendUnknown. An
 // undecodable payload is archived at once.
+//
+// # Slots and priority
+//
+// A process runs two asynq servers on the same handler and policy: one for the send
+// queues (critical and default, Config.Concurrency slots, weighted by Config.Queues)
+// and one for the status queue (Config.PollConcurrency slots). A send waiting for the
+// send bucket holds a send slot (see Limiter on why it waits rather than retries),
+// never a poll slot, so polls run on time behind any send backlog. Within the send
+// bucket, transactional sends (the critical queue) reserve up to a second ahead and
+// promotional ones only a quarter of that (Limiter.WaitBulk), so a transactional send
+// never finds more than a quarter second of promotional reservations ahead of it.
 //
 // # Logging
 //

@@ -283,11 +283,6 @@ func (w *Worker) waitSend(ctx context.Context) (time.Duration, error) {
 	return w.sendLim.Wait(ctx)
 }
 
-// AlertRateLimitHint is raised when the provider asks, with a 429, for a pause longer
-// than MaxRetryAfter: viberq pauses for MaxRetryAfter only and tries again, and an
-// operator should ask the provider why (a quota? a block?).
-const AlertRateLimitHint = "rate_limit_hint_capped"
-
 // rateLimited handles a 429 on lim's endpoint: the bucket is paused for the hint
 // capped by MaxRetryAfter, and a longer hint raises AlertRateLimitHint (once per
 // alert window, all pods) and an error-level line naming the hint. It returns the

@@ -36,7 +36,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	var (
 		redisURL = fs.String("redis", "redis://127.0.0.1:6379", "Redis URL (its database number is ignored: see --db)")
 		db       = fs.Int("db", 13, "Redis database the bench flushes and fills, 1..15 (never 0)")
-		only     = fs.String("only", "", "comma-separated rows to run (1..7), default all")
+		only     = fs.String("only", "", "comma-separated rows to run (1..8), default all")
 		quick    = fs.Bool("quick", false, "short CI-size run (under a minute): smaller counts, shorter windows")
 		asJSON   = fs.Bool("json", false, "print the table as JSON")
 		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile of each row to PREFIX.rowN.pprof")
@@ -56,7 +56,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		for _, r := range strings.Split(*only, ",") {
 			r = strings.TrimSpace(r)
 			if !slices.ContainsFunc(rows, func(x benchRowSpec) bool { return x.id == r }) {
-				return usagef("--only: unknown row %q (want 1..7)", r)
+				return usagef("--only: unknown row %q (want 1..8)", r)
 			}
 			sel[r] = true
 		}
@@ -193,6 +193,7 @@ func benchRows() []benchRowSpec {
 		{"5", "latency when idle", benchLatency},
 		{"6", "memory", benchMemory},
 		{"7", "polling cost", benchPolling},
+		{"8", "promotional backlog", benchBacklog},
 	}
 }
 

@@ -616,7 +616,8 @@ func (b *bench) workerEnv(base string, extra map[string]string) map[string]strin
 	return env
 }
 
-// waitServers waits until n asynq servers (worker processes) are registered in Redis.
+// waitServers waits until n worker processes have registered their asynq servers in
+// Redis (each process runs two: the send queues and the status queue).
 func (b *bench) waitServers(ctx context.Context, n int, children []*childProc, timeout time.Duration) error {
 	insp := asynq.NewInspectorFromRedisClient(b.redis.rdb)
 	deadline := time.Now().Add(timeout)
@@ -627,11 +628,15 @@ func (b *bench) waitServers(ctx context.Context, n int, children []*childProc, t
 			}
 		}
 		srvs, err := insp.Servers()
-		if err == nil && len(srvs) >= n {
+		pids := map[string]bool{}
+		for _, s := range srvs {
+			pids[s.Host+":"+strconv.Itoa(s.PID)] = true
+		}
+		if err == nil && len(pids) >= n {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("only %d of %d worker processes registered within %s", len(srvs), n, timeout)
+			return fmt.Errorf("only %d of %d worker processes registered within %s", len(pids), n, timeout)
 		}
 		select {
 		case <-ctx.Done():
