@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -39,14 +40,15 @@ const (
 // scheduler's timing): reserved slots are spaced by at least the emission interval
 // (burst slots may share an instant), and Wait returns no earlier than its slot and no
 // later than lateTolerance after it; a caller that wakes later gives the slot up and
-// reserves again. Lateness is measured from the moment the reservation request left,
-// so a slow reply cannot hide it. Hence any one-second window holds at most
-// rate + burst returns of Wait, all processes together, also after an outage of the
-// provider (the tasks that come back all reserve) or of Redis (a reservation is never
-// more than maxAhead away, and each process sends the TAT its last reservation left as
-// a floor, so its own outstanding slots survive a TAT lost with Redis's data). What it cannot see: network delay between Wait's
-// return and the request's arrival at the provider, and a Redis that loses its data
-// and is back within maxAhead while other processes still hold slots.
+// reserves again. Lateness is bounded from the moment the reservation request left,
+// so a slow reply cannot hide it (redisClock keeps that bound tight). Hence any
+// one-second window holds at most rate + burst returns of Wait, all processes
+// together, also after an outage of the provider (the tasks that come back all
+// reserve) or of Redis (a reservation is never more than maxAhead away, and each
+// process sends the TAT its last reservation left as a floor, so its own outstanding
+// slots survive a TAT lost with Redis's data). What it cannot see: network delay
+// between Wait's return and the request's arrival at the provider, and a Redis that
+// loses its data and is back within maxAhead while other processes still hold slots.
 //
 // Priority: Wait reserves up to maxAhead ahead; WaitBulk (promotional sends) only up
 // to bulkAhead, and asks again when the next slot is further. A transactional send
@@ -79,6 +81,8 @@ type Limiter struct {
 	// sent as a floor so that a TAT lost with Redis's data does not hand out again
 	// the slots this process still holds.
 	lastTAT atomic.Int64
+	// clock bounds Redis's clock against this process's, for the lateness check.
+	clock redisClock
 	// onSlot, if set (tests), is called with each slot Wait returns on (µs, Redis
 	// clock) and the upper bound of its lateness.
 	onSlot func(slotUS int64, late time.Duration)
@@ -157,8 +161,9 @@ const maxSleep = time.Second
 // ARGV[2] burst, ARGV[3] furthest slot accepted, µs from now, ARGV[4] the TAT the
 // caller's latest reservation left (a floor: the TAT never moves back, unless Redis
 // lost it). Returns {-1, ms}: paused for ms more (nothing reserved); {0, µs}: the
-// next slot is µs away, beyond ARGV[3] (nothing reserved); {1, µs, slot, tat}:
-// reserved, send in µs, at slot (µs, Redis clock); tat is the new TAT.
+// next slot is µs away, beyond ARGV[3] (nothing reserved); {1, µs, slot, tat, now}:
+// reserved, send in µs, at slot (µs, Redis clock); tat is the new TAT, now the
+// script's time.
 var reserveScript = redis.NewScript(`
 redis.replicate_commands()
 local t = redis.call("TIME")
@@ -175,7 +180,7 @@ local wait = new_tat - iv * burst - now
 if wait > ahead then return {0, wait} end
 redis.call("SET", KEYS[1], string.format("%d", new_tat), "PX", math.ceil((new_tat - now) / 1000) + 1000)
 if wait < 0 then wait = 0 end
-return {1, wait, now + wait, new_tat}
+return {1, wait, now + wait, new_tat, now}
 `)
 
 // Wait blocks until the caller holds a slot of the bucket (and the bucket is not
@@ -231,7 +236,7 @@ func (l *Limiter) wait(ctx context.Context, horizon time.Duration) (waited time.
 		if dl, ok := ctx.Deadline(); ok {
 			ahead = min(ahead, dl.Sub(l.now()))
 		}
-		asked := l.now() // the slot is no earlier than asked + wait on this clock
+		asked := l.now() // the script ran after this: its clock read at least asked
 		res, err := reserveScript.Run(ctx, l.rdb, []string{l.tatKey, l.pauseKey},
 			l.interval.Microseconds(), l.burst, max(ahead.Microseconds(), 0), l.lastTAT.Load()).Int64Slice()
 		if err != nil {
@@ -244,7 +249,7 @@ func (l *Limiter) wait(ctx context.Context, horizon time.Duration) (waited time.
 			return 0, fmt.Errorf("limiter %s: %w", l.bucket, err)
 		}
 		outage = nil
-		if len(res) < 2 || (res[0] == 1 && len(res) != 4) {
+		if len(res) < 2 || (res[0] == 1 && len(res) != 5) {
 			return 0, fmt.Errorf("limiter %s: unexpected script reply %v", l.bucket, res)
 		}
 		switch res[0] {
@@ -260,7 +265,7 @@ func (l *Limiter) wait(ctx context.Context, horizon time.Duration) (waited time.
 		default: // reserved
 			l.raiseFloor(res[3])
 			wait := time.Duration(res[1]) * time.Microsecond
-			slot := asked.Add(wait)
+			slot := l.clock.slot(asked, res[4], res[2])
 			if err := l.sleep(ctx, wait, wait); err != nil {
 				return 0, err
 			}
@@ -285,6 +290,41 @@ func (l *Limiter) wait(ctx context.Context, horizon time.Duration) (waited time.
 			return 0, nil
 		}
 	}
+}
+
+// redisClock keeps, per window of redisClockWindow, the smallest difference seen
+// between Redis's clock in the reservation script and this process's clock when the
+// request left. Redis read its clock after the request left, so every difference is
+// at least the true offset between the clocks, and the smallest is the closest: a
+// slot's local time computed with it is never later than the true one, and a
+// lateness measured from it never smaller. It is as tight as the fastest round trip
+// of the window (a slow reply does not count against the caller, as long as one
+// reply of the window was fast). The window bounds the effect of clock drift
+// (NTP slews Redis's clock by at most 500 ppm: 2.5 ms per window, typically far less).
+type redisClock struct {
+	mu      sync.Mutex
+	epoch   time.Time // local reference (monotonic)
+	start   time.Time // start of the current window
+	minDiff int64     // µs: Redis's clock - local µs since epoch, smallest this window
+}
+
+const redisClockWindow = 5 * time.Second
+
+// slot returns the local time no later than the Redis-clock slot slotUS, given that
+// the script read redisNowUS after the request left at asked.
+func (c *redisClock) slot(asked time.Time, redisNowUS, slotUS int64) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch.IsZero() {
+		c.epoch = asked
+	}
+	diff := redisNowUS - asked.Sub(c.epoch).Microseconds()
+	if c.start.IsZero() || asked.Sub(c.start) >= redisClockWindow {
+		c.start, c.minDiff = asked, diff
+	} else if diff < c.minDiff {
+		c.minDiff = diff
+	}
+	return c.epoch.Add(time.Duration(slotUS-c.minDiff) * time.Microsecond)
 }
 
 // raiseFloor keeps the largest TAT seen.

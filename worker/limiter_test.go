@@ -390,3 +390,31 @@ func TestLimiterBulkLeavesRoomForPriority(t *testing.T) {
 	_, err := l.WaitBulk(ctx)
 	require.NoError(t, err)
 }
+
+// TestRedisClockBound: the local time of a slot is never later than the true one (so
+// the lateness measured from it is never too small), and one fast round trip in the
+// window makes it tight even for a reply that queued 50 ms before Redis ran it.
+func TestRedisClockBound(t *testing.T) {
+	t.Parallel()
+	var c redisClock
+	epoch := time.Now()
+	const offset = int64(1_700_000_000_000_000) // Redis's clock, µs, at epoch
+	at := func(d time.Duration) int64 { return offset + d.Microseconds() }
+
+	// A fast call: Redis ran the script 200 µs after the request left.
+	slot := c.slot(epoch, at(200*time.Microsecond), at(200*time.Microsecond))
+	require.False(t, slot.After(epoch.Add(200*time.Microsecond)))
+	// A slow one: queued 50 ms before Redis ran it; the slot is 10 ms after that.
+	asked := epoch.Add(time.Second)
+	trueSlot := asked.Add(60 * time.Millisecond)
+	got := c.slot(asked, at(time.Second+50*time.Millisecond), at(time.Second+60*time.Millisecond))
+	require.False(t, got.After(trueSlot), "the bound is later than the true slot")
+	require.LessOrEqual(t, trueSlot.Sub(got), 200*time.Microsecond, "not tight: %s", trueSlot.Sub(got))
+	// Without a fast call in the window (a new window starts), the bound is the
+	// request's departure plus the wait: still never later than the true slot.
+	asked = epoch.Add(redisClockWindow + 2*time.Second)
+	trueSlot = asked.Add(60 * time.Millisecond)
+	got = c.slot(asked, at(redisClockWindow+2*time.Second+50*time.Millisecond), at(redisClockWindow+2*time.Second+60*time.Millisecond))
+	require.False(t, got.After(trueSlot))
+	require.Equal(t, asked.Add(10*time.Millisecond), got)
+}
