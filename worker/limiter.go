@@ -42,8 +42,8 @@ const (
 // later than lateTolerance after it; a caller that wakes later gives the slot up and
 // reserves again. Lateness is bounded from the moment the reservation request left,
 // so a slow reply cannot hide it (redisClock keeps that bound tight). Hence any
-// one-second window holds at most rate + burst returns of Wait, all processes
-// together, also after an outage of the provider (the tasks that come back all
+// one-second window holds at most rate + burst returns of Wait (up to 100/s; above,
+// minLateTolerance allows ⌈rate/100⌉ more), all processes together, also after an outage of the provider (the tasks that come back all
 // reserve) or of Redis (a reservation is never more than maxAhead away, and each
 // process sends the TAT its last reservation left as a floor, so its own outstanding
 // slots survive a TAT lost with Redis's data). What it cannot see: network delay
@@ -139,10 +139,13 @@ const maxAhead = time.Second
 // find reserved ahead of it by a promotional backlog.
 const bulkAhead = maxAhead / 4
 
-// minLateTolerance is the least lateness accepted however high the rate: above
-// ~500/s the emission interval is shorter than a loaded machine's timer and round-trip
-// jitter, and refusing every slot would stop sending altogether.
-const minLateTolerance = 2 * time.Millisecond
+// minLateTolerance is the least lateness accepted however high the rate. Up to
+// 100/s the tolerance is one emission interval and a one-second window holds at most
+// rate + 1 calls; above, the interval is shorter than a loaded machine's timer and
+// scheduling jitter (a 2-core machine at load 25 wakes sleepers 5-30 ms late), and
+// refusing those slots cost 40% of the allowance at 300/s (BENCHMARKS.md, row 4), so
+// 10 ms are accepted: at most rate + ⌈rate/100⌉ in a window, 1% over.
+const minLateTolerance = 10 * time.Millisecond
 
 // lateTolerance is how late after its slot Wait may still return.
 func (l *Limiter) lateTolerance() time.Duration { return max(l.interval, minLateTolerance) }
