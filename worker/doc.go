@@ -61,7 +61,8 @@
 // never a poll slot, so polls run on time behind any send backlog. Within the send
 // bucket, transactional sends (the critical queue) reserve up to a second ahead and
 // promotional ones only a quarter of that (Limiter.WaitBulk), so a transactional send
-// never finds more than a quarter second of promotional reservations ahead of it.
+// never finds more than a quarter second of promotional reservations ahead of it. Polls
+// do the same in the status bucket (by the record's queue).
 //
 // # Logging
 //

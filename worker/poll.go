@@ -45,8 +45,14 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 		return w.expirePoll(ctx, a, "no final status before the polling deadline", rec.SMSStatus)
 	}
 
+	// Polls of transactional messages ahead of promotional ones in the status bucket,
+	// as for sends (Limiter.WaitBulk).
 	waitCtx, cancel := context.WithDeadline(ctx, deadline.Add(lastPollGrace))
-	_, err = w.statusLim.Wait(waitCtx)
+	if rec.Queue == tasks.QueueCritical {
+		_, err = w.statusLim.Wait(waitCtx)
+	} else {
+		_, err = w.statusLim.WaitBulk(waitCtx)
+	}
 	cancel()
 	if err != nil {
 		return w.limiterFailed(ctx, err, deadline, func() error {

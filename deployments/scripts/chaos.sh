@@ -4,7 +4,9 @@
 # several `viberq worker` processes — and prints the table of RELIABILITY.md with the
 # figures of this run: worker kill -9, Redis restart (AOF), the chaos profile, the
 # balance running out, TTL expiry, garbage answers, SIGTERM mid-batch, forged or early
-# status callbacks, Redis with a password and with TLS, the outbox stream.
+# status callbacks, Redis with a password and with TLS, the outbox stream, a 429 with a
+# day-long Retry-After, a promotional backlog in front of OTPs, a provider outage and
+# its recovery.
 #
 #   task chaos                       # full scale (thousands of messages, ~15 min)
 #   task chaos -- short              # the CI size (a few hundred messages, ~3-4 min)

@@ -258,11 +258,15 @@ func TestFaultProviderOutage(t *testing.T) {
 	f.Fault = fmt.Sprintf("every provider call answered 503 for %s after %d of %d sends, then back; viberq %d/s, 3 workers", outage, n/5, n, rate)
 	h.conclude(&f, verifyOpts{allowed: providerFinals, maxUnknown: 0}, nil)
 
+	// Counted per second of arrival at the provider (as the harness and the report
+	// count): the limiter bounds when calls leave the workers; a sliding window also
+	// sees the jitter between leaving and arriving (a loaded machine), reported only.
+	perSec := sim.cnt.maxSendPerSec()
 	all := sim.cnt.maxSendInWindow(time.Second, time.Time{})
 	after := sim.cnt.maxSendInWindow(time.Second, back)
-	if all > rate+1 {
-		t.Errorf("%d send requests within one second at the provider (limit %d/s)", all, rate)
+	if perSec > int64(rate+1) {
+		t.Errorf("%d send requests in one second at the provider (limit %d/s)", perSec, rate)
 	}
-	f.Notes = fmt.Sprintf("most send requests in any 1-s window (sliding): %d over the run, %d after recovery (limit %d/s); %d answered 503 during the outage",
-		all, after, rate, sim.cnt.snapshot().Send5xx)
+	f.Notes = fmt.Sprintf("most send requests in one second at the provider: %d (limit %d/s); in any sliding 1-s window: %d over the run, %d after recovery; %d answered 503 during the outage",
+		perSec, rate, all, after, sim.cnt.snapshot().Send5xx)
 }

@@ -106,7 +106,8 @@ func ReadFigures(r io.Reader) ([]Figures, error) {
 // scenarioOrder is the order of the rows; other scenarios follow in the order read.
 var scenarioOrder = []string{"kill9", "redis-restart", "chaos", "balance", "ttl-paused", "ttl-lowrate", "garbage",
 	"sigterm", "redis-password", "redis-tls", "outbox", "api-kill9", "task-deleted",
-	"redis-outage-mid-accept-shorter-than-task", "redis-outage-mid-accept-longer-than-task"}
+	"redis-outage-mid-accept-shorter-than-task", "redis-outage-mid-accept-longer-than-task",
+	"long-retry-after", "promo-backlog", "provider-outage"}
 
 // stateOrder is the order of final states in the table.
 var stateOrder = []string{"delivered", "undelivered", "expired", "rejected", "dropped", "unknown"}
