@@ -245,37 +245,20 @@ func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error)
 	return res, nil
 }
 
-// restoreLua writes the send task of a queued record whose task is gone.
-//
-// KEYS[1] record, KEYS[2] asynq task key, KEYS[3] asynq pending list or scheduled set,
-// KEYS[4] asynq's set of queues
-// ARGV[1] payload hash, ARGV[2] "pending" or "scheduled", ARGV[3] task message,
-// ARGV[4] pending_since (Unix ns) or score (Unix s), ARGV[5] queue, ARGV[6] id
-//
-// Returns 1 when written, 0 when the record is not queued with that hash or the task
-// exists. The task part is createLua's.
+// restoreScript writes the send task of a queued record whose task is gone. KEYS and
+// ARGV are createLua's (only KEYS[1], KEYS[5..7], ARGV[3] and ARGV[6..9] are read),
+// with ARGV[10] the payload hash. Returns 0 when the record is not queued with that
+// hash, else taskLua's answer: 2 when the task exists, 1 when written.
 var restoreScript = redis.NewScript(`
 local r = redis.call('HMGET', KEYS[1], 'state', 'payload_hash')
-if r[1] ~= 'queued' or r[2] ~= ARGV[1] then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-if ARGV[2] == 'pending' then
-  redis.call('HSET', KEYS[2], 'msg', ARGV[3], 'state', 'pending', 'pending_since', ARGV[4])
-  redis.call('LPUSH', KEYS[3], ARGV[6])
-else
-  redis.call('HSET', KEYS[2], 'msg', ARGV[3], 'state', 'scheduled')
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[6])
-end
-redis.call('SADD', KEYS[4], ARGV[5])
-return 1
-`)
+if r[1] ~= 'queued' or r[2] ~= ARGV[10] then return 0 end
+` + taskLua)
 
 func (e *Enqueuer) restoreTask(ctx context.Context, id, hash string, tw taskWrite) error {
-	keys := []string{e.store.Key(id), asynqTaskKey(tw.queue, id), asynqPendingKey(tw.queue), asynqAllQueues}
-	args := []any{hash, "pending", tw.msg, e.cfg.Now().UnixNano(), tw.queue, id}
-	if !tw.at.IsZero() {
-		keys[2] = asynqScheduledKey(tw.queue)
-		args[1], args[3] = "scheduled", scheduleScore(tw.at)
-	}
+	rk := e.store.Key(id)
+	keys := []string{rk, rk, rk, rk, "", "", ""} // KEYS[2..4] are not read
+	args := tw.appendTo(keys, []any{"", "", id, "", ""}, id, e.cfg.Now())
+	args = append(args, hash)
 	if err := restoreScript.Run(ctx, e.store.rdb, keys, args...).Err(); err != nil {
 		return fmt.Errorf("restore task: %w", err)
 	}

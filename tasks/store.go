@@ -126,6 +126,12 @@ if ARGV[5] ~= '' then
   end
 end
 if ARGV[6] == '' then return 1 end
+` + taskLua
+
+// taskLua writes the asynq task of createLua's KEYS and ARGV: returns 2 when the task
+// ID is taken, else writes it and returns 1. The two branches are asynq v0.26.0's
+// enqueueCmd and scheduleCmd.
+const taskLua = `
 if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
 if ARGV[6] == 'pending' then
   redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'pending', 'pending_since', ARGV[8])
@@ -145,6 +151,18 @@ type taskWrite struct {
 	queue string
 	msg   []byte    // asynqMessage.encode
 	at    time.Time // zero: pending now; else scheduled at (never before) at
+}
+
+// appendTo sets the task keys of createLua (KEYS[5..7]) in keys and appends its task
+// arguments (ARGV[6..9]) to args.
+func (tw taskWrite) appendTo(keys []string, args []any, id string, now time.Time) []any {
+	keys[4], keys[6] = asynqTaskKey(tw.queue, id), asynqAllQueues
+	if tw.at.IsZero() {
+		keys[5] = asynqPendingKey(tw.queue)
+		return append(args, "pending", tw.msg, now.UnixNano(), tw.queue)
+	}
+	keys[5] = asynqScheduledKey(tw.queue)
+	return append(args, "scheduled", tw.msg, scheduleScore(tw.at), tw.queue)
 }
 
 // Create writes rec in state queued with payloadHash, and appends its "queued" event,
@@ -197,14 +215,7 @@ func (s *Store) createCall(rec Record, payloadHash string, tw *taskWrite) create
 		keys[4], keys[5], keys[6] = keys[0], keys[0], keys[0] // not touched
 		args = append(args, "", "", "", "")
 	} else {
-		keys[4], keys[6] = asynqTaskKey(tw.queue, rec.ID), asynqAllQueues
-		if tw.at.IsZero() {
-			keys[5] = asynqPendingKey(tw.queue)
-			args = append(args, "pending", tw.msg, now.UnixNano(), tw.queue)
-		} else {
-			keys[5] = asynqScheduledKey(tw.queue)
-			args = append(args, "scheduled", tw.msg, scheduleScore(tw.at), tw.queue)
-		}
+		args = tw.appendTo(keys, args, rec.ID, now)
 	}
 	args = append(args, fields...)
 	return createCall{id: rec.ID, keys: keys, args: args, fields: fields}
