@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,11 +19,16 @@ const BatchPipeline = 500
 
 // BatchKey returns the key of the counts of batch id: "{prefix}batch:n:{id}", a hash
 // of state → number of messages, "total", and "delivered:{channel}".
-func (s *Store) BatchKey(id string) string { return s.prefix + "batch:n:" + id }
+func (s *Store) BatchKey(id string) string { return s.batchKeyBase() + "n:" + id }
 
 // batchIDsKey returns the key of the list of the message IDs of batch id, in enqueue
 // order: "{prefix}batch:ids:{id}".
-func (s *Store) batchIDsKey(id string) string { return s.prefix + "batch:ids:" + id }
+func (s *Store) batchIDsKey(id string) string { return s.batchKeyBase() + "ids:" + id }
+
+// batchKeyBase is the common prefix of the batch keys. The scripts that move a
+// record's batch counts (transitionScript, cancelScript) get it and append "n:" or
+// "ids:" and the batch ID as BatchKey and batchIDsKey do.
+func (s *Store) batchKeyBase() string { return s.prefix + "batch:" }
 
 // BatchCounts are the numbers of the messages of one batch.
 type BatchCounts struct {
@@ -100,36 +106,51 @@ func (r BatchResult) Refused() bool {
 // Redis error, and the requests it concerns carry it in their Err.
 func (e *Enqueuer) EnqueueBatch(ctx context.Context, reqs []EnqueueRequest) ([]BatchResult, error) {
 	out := make([]BatchResult, len(reqs))
-	var firstErr error
-	for start := 0; start < len(reqs); start += BatchPipeline {
-		end := min(start+BatchPipeline, len(reqs))
-		idx := make([]int, 0, end-start)
-		ps := make([]prepared, 0, end-start)
-		for i := start; i < end; i++ {
-			p, err := e.prepare(reqs[i])
-			if err != nil {
-				out[i].Err = err
-				if !isValidation(err) && firstErr == nil {
-					firstErr = err
+	// One goroutine validates and encodes the next chunk while this one waits for
+	// Redis to run the current one; chunks are still written one after the other, in
+	// order. The two write disjoint elements of out.
+	type chunk struct {
+		idx []int
+		ps  []prepared
+	}
+	chunks := make(chan chunk, 1)
+	var prepErr error
+	go func() {
+		defer close(chunks)
+		for start := 0; start < len(reqs); start += BatchPipeline {
+			end := min(start+BatchPipeline, len(reqs))
+			c := chunk{idx: make([]int, 0, end-start), ps: make([]prepared, 0, end-start)}
+			for i := start; i < end; i++ {
+				p, err := e.prepare(reqs[i])
+				if err != nil {
+					out[i].Err = err
+					if !isValidation(err) && prepErr == nil {
+						prepErr = err
+					}
+					continue
 				}
-				continue
+				c.idx, c.ps = append(c.idx, i), append(c.ps, p)
 			}
-			idx, ps = append(idx, i), append(ps, p)
+			chunks <- c
 		}
-		calls := make([]scriptCall, len(ps))
-		for k, p := range ps {
+	}()
+	var firstErr error
+	for c := range chunks {
+		calls := make([]scriptCall, len(c.ps))
+		for k, p := range c.ps {
 			calls[k] = scriptCall{keys: p.call.keys, args: p.call.args}
 		}
 		replies := runPipelined(ctx, e.store.rdb, createScript, calls)
-		for k, p := range ps {
+		for k, p := range c.ps {
 			res, err := e.finish(ctx, p, replies[k].Val(), replies[k].Err())
-			out[idx[k]] = BatchResult{EnqueueResult: res, Err: err}
+			out[c.idx[k]] = BatchResult{EnqueueResult: res, Err: err}
 			if err != nil && !errors.Is(err, ErrIdempotencyConflict) && firstErr == nil {
 				firstErr = err
 			}
 		}
 	}
-	return out, firstErr
+	// The channel is closed: prepErr is final and visible here.
+	return out, cmp.Or(prepErr, firstErr)
 }
 
 func isValidation(err error) bool {

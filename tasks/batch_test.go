@@ -76,6 +76,9 @@ func TestEnqueueBatchAnswersPerItem(t *testing.T) {
 	require.Equal(t, 2, c.Total)
 	require.Equal(t, 2, c.States[tasks.StateQueued])
 	require.Equal(t, 0, c.States[tasks.StateCancelled])
+	// The batch keys expire with their records.
+	requireTTL(t, b, b.store.BatchKey("spring"), tasks.DefaultRetention)
+	requireTTL(t, b, "viberq:batch:ids:spring", tasks.DefaultRetention)
 	_, err = b.store.BatchCounts(ctx, "nothing")
 	require.ErrorIs(t, err, tasks.ErrNotFound)
 }

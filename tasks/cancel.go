@@ -12,7 +12,7 @@ import (
 //
 // KEYS[1] record, KEYS[2] events stream, KEYS[3] non-final index (nonfinal.go)
 // ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms, ARGV[5] the
-// batch counts key prefix, ARGV[6..] the key prefixes of the send queues
+// batch key base (batchKeyBase), ARGV[6..] the key prefixes of the send queues
 // ("asynq:{critical}:", ...).
 //
 // Returns {1, removed} when cancelled (removed 1 when a task was removed, 0 when there
@@ -33,9 +33,13 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'id', ARGV[3], 'from', cur, 'to', 'cancelled', 'channel', ev[1] or '',
   'provider_message_id', ev[2] or '', 'error', ev[3] or '', 'at', ARGV[4])
 if ev[4] then
-  local ck = ARGV[5] .. ev[4]
+  local ck = ARGV[5] .. 'n:' .. ev[4]
   redis.call('HINCRBY', ck, cur, -1)
   redis.call('HINCRBY', ck, 'cancelled', 1)
+  if redis.call('PTTL', ck) < tonumber(ARGV[1]) then -- the batch keys share one expiry
+    redis.call('PEXPIRE', ck, ARGV[1])
+    redis.call('PEXPIRE', ARGV[5] .. 'ids:' .. ev[4], ARGV[1])
+  end
 end
 local removed = 0
 for i = 6, #ARGV do
@@ -61,7 +65,7 @@ var sendQueues = []string{QueueCritical, QueueDefault}
 
 func (e *Enqueuer) cancelCall(id string) scriptCall {
 	s := e.store
-	args := []any{s.retention.Milliseconds(), s.maxLen, id, e.cfg.Now().UnixMilli(), s.BatchKey("")}
+	args := []any{s.retention.Milliseconds(), s.maxLen, id, e.cfg.Now().UnixMilli(), s.batchKeyBase()}
 	for _, q := range sendQueues {
 		args = append(args, asynqQueuePrefix(q))
 	}

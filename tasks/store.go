@@ -121,8 +121,9 @@ if ARGV[5] ~= '' then
   redis.call('RPUSH', KEYS[3], ARGV[3])
   redis.call('HINCRBY', KEYS[4], 'total', 1)
   redis.call('HINCRBY', KEYS[4], 'queued', 1)
-  for _, k in ipairs({KEYS[3], KEYS[4]}) do
-    if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+  if redis.call('PTTL', KEYS[4]) < ms then -- the two keys always share one expiry
+    redis.call('PEXPIRE', KEYS[3], ms)
+    redis.call('PEXPIRE', KEYS[4], ms)
   end
 end
 if ARGV[6] == '' then return 1 end
@@ -295,7 +296,7 @@ func (u Update) pairs() []any {
 // ARGV[5] target state ("" = keep the current one), ARGV[6] "1" = HINCRBY attempts,
 // ARGV[7] "1" = HINCRBY polls, ARGV[8] n from states, ARGV[9] n field pairs always
 // set, ARGV[10] n field pairs set only when the state changes, ARGV[11] the batch
-// counts key prefix (BatchKey without the batch ID), then the from states, then the
+// key base (batchKeyBase), then the from states, then the
 // pairs. An empty value deletes its field.
 //
 // Returns -1 when there is no record, {0, record} when the current state is not one
@@ -342,11 +343,14 @@ if to ~= cur then
     'provider_message_id', ev[2] or '', 'error', ev[3] or '', 'at', ARGV[4])
   local batch = redis.call('HGET', KEYS[1], 'batch')
   if batch then
-    local ck = ARGV[11] .. batch
+    local ck = ARGV[11] .. 'n:' .. batch
     redis.call('HINCRBY', ck, cur, -1)
     redis.call('HINCRBY', ck, to, 1)
     if to == 'delivered' and ev[1] then redis.call('HINCRBY', ck, 'delivered:' .. ev[1], 1) end
-    if redis.call('PTTL', ck) < tonumber(ARGV[1]) then redis.call('PEXPIRE', ck, ARGV[1]) end
+    if redis.call('PTTL', ck) < tonumber(ARGV[1]) then -- the batch keys share one expiry
+      redis.call('PEXPIRE', ck, ARGV[1])
+      redis.call('PEXPIRE', ARGV[11] .. 'ids:' .. batch, ARGV[1])
+    end
   end
 end
 return {1, redis.call('HGETALL', KEYS[1])}
@@ -400,7 +404,7 @@ func (s *Store) run(ctx context.Context, id string, from []State, to State, upd 
 	set = append(set, upd.pairs()...)
 	args := make([]any, 0, 11+len(from)+len(set)+len(chg))
 	args = append(args, s.retention.Milliseconds(), s.maxLen, id, now.UnixMilli(), string(to),
-		boolArg(upd.IncAttempts), boolArg(upd.IncPolls), len(from), len(set)/2, len(chg)/2, s.BatchKey(""))
+		boolArg(upd.IncAttempts), boolArg(upd.IncPolls), len(from), len(set)/2, len(chg)/2, s.batchKeyBase())
 	for _, f := range from {
 		args = append(args, string(f))
 	}
