@@ -29,8 +29,9 @@ func TestCancel(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// "active": a worker has dequeued the task (asynq's dequeueCmd) but not yet made
-	// its compare-and-set. "sending": a worker has made it.
-	require.Equal(t, "active", b.rdb.RPopLPush(ctx, "asynq:{default}:pending", "asynq:{default}:active").Val())
+	// its compare-and-set (asynq pops with RPOPLPUSH, the same move as LMOVE RIGHT LEFT).
+	// "sending": a worker has made it.
+	require.Equal(t, "active", b.rdb.LMove(ctx, "asynq:{default}:pending", "asynq:{default}:active", "RIGHT", "LEFT").Val())
 	require.NoError(t, b.rdb.HSet(ctx, "asynq:{default}:t:active", "state", "active").Err())
 	_, ok, err := b.store.Transition(ctx, "sending", []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{})
 	require.NoError(t, err)
