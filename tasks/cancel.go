@@ -12,7 +12,8 @@ import (
 //
 // KEYS[1] record, KEYS[2] events stream, KEYS[3] non-final index (nonfinal.go)
 // ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms, ARGV[5] the
-// batch key base (batchKeyBase), ARGV[6..] the key prefixes of the send queues
+// batch key base (batchKeyBase), ARGV[6] the settled_by code of SettledByOperator,
+// ARGV[7..] the key prefixes of the send queues
 // ("asynq:{critical}:", ...).
 //
 // Returns {1, removed} when cancelled (removed 1 when a task was removed, 0 when there
@@ -25,7 +26,7 @@ var cancelScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return {-1} end
 if cur ~= 'queued' then return {0, cur} end
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'final_at', ARGV[4], 'updated_at', ARGV[4])
+redis.call('HSET', KEYS[1], 'state', 'cancelled', 'final_at', ARGV[4], 'updated_at', ARGV[4], 'settled_by', ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[3])
 local ev = redis.call('HMGET', KEYS[1], 'channel', 'provider_message_id', 'error', 'batch')
@@ -42,7 +43,7 @@ if ev[4] then
   end
 end
 local removed = 0
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   local tk = ARGV[i] .. 't:' .. ARGV[3]
   local st = redis.call('HGET', tk, 'state')
   if st == 'pending' then
@@ -65,7 +66,7 @@ var sendQueues = []string{QueueCritical, QueueDefault}
 
 func (e *Enqueuer) cancelCall(id string) scriptCall {
 	s := e.store
-	args := []any{s.retention.Milliseconds(), s.maxLen, id, e.cfg.Now().UnixMilli(), s.batchKeyBase()}
+	args := []any{s.retention.Milliseconds(), s.maxLen, id, e.cfg.Now().UnixMilli(), s.batchKeyBase(), settledCode(SettledByOperator)}
 	for _, q := range sendQueues {
 		args = append(args, asynqQueuePrefix(q))
 	}

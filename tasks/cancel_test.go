@@ -47,6 +47,7 @@ func TestCancel(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, tasks.StateCancelled, rec.State)
 		require.True(t, rec.FinalAt.Equal(b.clock.Now()))
+		require.Equal(t, tasks.SettledByOperator, rec.SettledBy)
 		require.Equal(t, []tasks.State{tasks.StateQueued, tasks.StateCancelled}, toStates(eventsOf(t, b, id)))
 	}
 	_, err = b.insp.GetTaskInfo(tasks.QueueCritical, "pending")
