@@ -74,3 +74,22 @@ func BenchmarkAsynqEnqueue(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) { run(pb.Next) })
 	})
 }
+
+// BenchmarkEnqueueBatch measures EnqueueBatch per message (compare with
+// BenchmarkAsynqEnqueue/Serial, one goroutine).
+func BenchmarkEnqueueBatch(b *testing.B) {
+	rdb := redistest.New(b)
+	enq := tasks.NewEnqueuer(nil, tasks.NewStore(rdb, tasks.StoreOptions{}), tasks.EnqueuerConfig{})
+	ctx := context.Background()
+	const size = 1000
+	reqs := make([]tasks.EnqueueRequest, size)
+	for b.Loop() {
+		for i := range reqs {
+			reqs[i] = tasks.EnqueueRequest{ID: benchIDs(), Message: transactional(), BatchID: "bench"}
+		}
+		if _, err := enq.EnqueueBatch(ctx, reqs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/msg")
+}

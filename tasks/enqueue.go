@@ -3,12 +3,14 @@ package tasks
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/viberq/viberq/provider"
 )
@@ -63,16 +65,26 @@ type EnqueuerConfig struct {
 	Now func() time.Time
 }
 
-// Enqueuer validates messages, writes their queued records and enqueues their send
-// tasks. It is safe for concurrent use.
+// MaxSendAhead bounds send_at: a message may be scheduled at most this far ahead. Its
+// record and task wait in Redis all that time (the record's retention starts at
+// send_at), so a campaign planned further ahead belongs in the producer's calendar,
+// not in the queue.
+const MaxSendAhead = 7 * 24 * time.Hour
+
+// Enqueuer validates messages and writes, in one atomic step per message, the queued
+// record, its event and the asynq send task (see Enqueue). It is safe for concurrent
+// use.
 type Enqueuer struct {
-	client *asynq.Client
-	store  *Store
-	cfg    EnqueuerConfig
+	store *Store
+	cfg   EnqueuerConfig
 }
 
-// NewEnqueuer returns an Enqueuer that enqueues on client and writes records to store.
+// NewEnqueuer returns an Enqueuer that writes records to store and send tasks in
+// asynq's layout on the same Redis connection, in one Lua script per message. client
+// must be on store's Redis; it is not used for writing since the task is written
+// with the record (the parameter stays so that callers need not change).
 func NewEnqueuer(client *asynq.Client, store *Store, cfg EnqueuerConfig) *Enqueuer {
+	_ = client
 	cfg.DefaultTTL = cmp.Or(cfg.DefaultTTL, DefaultTTL)
 	cfg.SMSTTL = cmp.Or(cfg.SMSTTL, DefaultSMSTTL)
 	cfg.TaskRetention = cmp.Or(cfg.TaskRetention, DefaultTaskRetention)
@@ -80,7 +92,7 @@ func NewEnqueuer(client *asynq.Client, store *Store, cfg EnqueuerConfig) *Enqueu
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Enqueuer{client: client, store: store, cfg: cfg}
+	return &Enqueuer{store: store, cfg: cfg}
 }
 
 // EnqueueRequest is one message to send.
@@ -92,13 +104,21 @@ type EnqueueRequest struct {
 	// zero it is used as the TTL, otherwise ignored; the worker sends what remains
 	// of the TTL.
 	Message provider.Message
-	// TTL is how long the message may wait to be delivered by Viber: MinTTL..MaxTTL.
-	// Zero: the message's validity_period, else SMSTTL for messages with text_sms, else
-	// DefaultTTL. A message with text_sms always goes out with validity_period 40, the
-	// only value the vendor allows it (provider.SMSValidityPeriod; a validity_period
-	// other than 40 is refused): its SMS fallback follows about 40 s after the send,
-	// and its TTL bounds only how long viberq may take to hand it to the provider.
+	// TTL is how long the message may wait to be delivered by Viber, counted from
+	// SendAt when that is later than now: MinTTL..MaxTTL. Zero: the message's
+	// validity_period, else SMSTTL for messages with text_sms, else DefaultTTL. A
+	// message with text_sms always goes out with validity_period 40, the only value
+	// the vendor allows it (provider.SMSValidityPeriod; a validity_period other than
+	// 40 is refused): its SMS fallback follows about 40 s after the send, and its TTL
+	// bounds only how long viberq may take to hand it to the provider.
 	TTL time.Duration
+	// SendAt schedules the message: it is not sent before SendAt, and its TTL counts
+	// from it. At most MaxSendAhead ahead. Zero, or not after now: sent at once.
+	SendAt time.Time
+	// BatchID puts the message in a batch (a campaign) that can be counted
+	// (Store.BatchCounts) and cancelled (CancelBatch) as a whole: the same rule as
+	// ID. Empty: none.
+	BatchID string
 }
 
 // EnqueueResult is the outcome of Enqueue.
@@ -111,78 +131,157 @@ type EnqueueResult struct {
 	Queue string
 	// ExpiresAt is the end of the TTL (of the first enqueue, for a duplicate).
 	ExpiresAt time.Time
+	// SendAt is when the message is sent at the earliest; zero when at once.
+	SendAt time.Time
 	// State is the record's state when Enqueue returned (queued, or further along
 	// for a duplicate).
 	State State
 }
 
-// Enqueue validates req, writes the queued record of the message and enqueues its
-// send task, and returns the message ID.
+// Enqueue validates req and, in one Redis round trip, writes the queued record of the
+// message, its "queued" event and its send task (scheduled at SendAt, if later than
+// now), and returns the message ID. The record and the task are one atomic step: a
+// crash cannot leave one without the other.
 //
 // A bad request returns a *provider.ValidationError naming every bad field at once
-// ("id", "ttl", "message_type" for a disabled two-way type, and the message's
-// fields); nothing is written. Enqueue is idempotent by ID, even concurrently: an ID
-// whose record exists returns Duplicate=true and never a second send task. The same
-// ID with another message or TTL returns ErrIdempotencyConflict. If a previous
-// Enqueue wrote the record but failed before the task, the task is enqueued now.
-//
-// Cost on the fast path: two Redis round trips (one Lua script for the record, one
-// for the Asynq task), no reads.
+// ("id", "ttl", "send_at", "batch_id", "message_type" for a disabled two-way type,
+// and the message's fields); nothing is written. Enqueue is idempotent by ID, even
+// concurrently: an ID whose record exists returns Duplicate=true and never a second
+// send task. The same ID with another message, TTL, send_at or batch returns
+// ErrIdempotencyConflict. A duplicate of a queued message whose task is gone (deleted
+// in the Asynq UI, or written by a producer that skipped the Enqueuer) gets its task
+// back, with the first enqueue's times: one more round trip, only then.
 func (e *Enqueuer) Enqueue(ctx context.Context, req EnqueueRequest) (EnqueueResult, error) {
-	msg, ttl, hash, err := e.validate(req)
+	p, err := e.prepare(req)
 	if err != nil {
 		return EnqueueResult{}, err
+	}
+	res, err := createScript.Run(ctx, e.store.rdb, p.call.keys, p.call.args...).Result()
+	return e.finish(ctx, p, res, err)
+}
+
+// prepared is a validated request, ready to write.
+type prepared struct {
+	args SendArgs
+	hash string
+	call createCall
+}
+
+// prepare validates req and builds its record, task and script call.
+func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
+	now := e.cfg.Now()
+	msg, ttl, hash, err := e.validate(req, now)
+	if err != nil {
+		return prepared{}, err
 	}
 	id := req.ID
 	if id == "" {
 		u, err := uuid.NewV7()
 		if err != nil {
-			return EnqueueResult{}, fmt.Errorf("enqueue: generate id: %w", err)
+			return prepared{}, fmt.Errorf("enqueue: generate id: %w", err)
 		}
 		id = u.String()
 	}
 	if msg.CallbackURL == "" {
 		msg.CallbackURL = e.cfg.CallbackURL
 	}
-	now := e.cfg.Now()
-	args := SendArgs{V: PayloadVersion, ID: id, Message: msg, ExpiresAt: now.Add(ttl), EnqueuedAt: now}
+	args := SendArgs{V: PayloadVersion, ID: id, Message: msg, EnqueuedAt: now, BatchID: req.BatchID}
+	if req.SendAt.After(now) {
+		args.SendAt = req.SendAt
+	}
+	args.ExpiresAt = later(now, args.SendAt).Add(ttl)
+	tw, err := e.taskWrite(args)
+	if err != nil {
+		return prepared{}, err
+	}
+	return prepared{args: args, hash: hash, call: e.store.createCall(NewRecord(args, now), hash, &tw)}, nil
+}
 
-	created, rec, err := e.store.Create(ctx, NewRecord(args, now), hash)
+// taskWrite returns the asynq send task of a as asynq.Client would write it with
+// NewSendTask's options, MaxRetry and Retention.
+func (e *Enqueuer) taskWrite(a SendArgs) (taskWrite, error) {
+	payload, err := json.Marshal(a)
 	if err != nil {
-		return EnqueueResult{}, fmt.Errorf("enqueue %s: %w", id, err)
+		return taskWrite{}, fmt.Errorf("enqueue %s: %w", a.ID, err)
 	}
-	res := EnqueueResult{ID: id, Duplicate: !created, Queue: rec.Queue, ExpiresAt: rec.ExpiresAt, State: rec.State}
-	if !created {
-		if rec.PayloadHash != hash {
-			return EnqueueResult{}, fmt.Errorf("enqueue %s: %w", id, ErrIdempotencyConflict)
-		}
-		if rec.State != StateQueued {
-			return res, nil
-		}
-		// Queued: the task may be missing (an earlier Enqueue died between the record
-		// and the task). Enqueue it with the original times; a conflict means it exists.
-		args.EnqueuedAt, args.ExpiresAt = rec.CreatedAt, rec.ExpiresAt
-	}
-	task, err := NewSendTask(args)
+	q := QueueFor(a.Message)
+	m := asynqMessage{Type: TypeSend, Payload: payload, ID: a.ID, Queue: q, Retry: e.cfg.MaxRetry,
+		Timeout: asynqDefaultTimeout, Retention: e.cfg.TaskRetention}
+	return taskWrite{queue: q, msg: m.encode(), at: a.SendAt}, nil
+}
+
+// finish turns the reply of p's script into the result: a new message, or a duplicate
+// checked against p's fingerprint (and its lost task put back).
+func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error) (EnqueueResult, error) {
+	id := p.args.ID
+	created, _, rec, err := p.call.result(reply, err)
 	if err != nil {
-		return EnqueueResult{}, fmt.Errorf("enqueue %s: %w", id, err)
+		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, err)
 	}
-	_, err = e.client.EnqueueContext(ctx, task,
-		asynq.MaxRetry(e.cfg.MaxRetry), asynq.Retention(e.cfg.TaskRetention))
-	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) { // a conflict: the task exists
-		return EnqueueResult{}, fmt.Errorf("enqueue %s: %w", id, err)
+	res := EnqueueResult{ID: id, Duplicate: !created, Queue: rec.Queue, ExpiresAt: rec.ExpiresAt, SendAt: rec.SendAt, State: rec.State}
+	if created {
+		return res, nil
+	}
+	if rec.PayloadHash != p.hash {
+		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, ErrIdempotencyConflict)
+	}
+	if rec.State != StateQueued {
+		return res, nil
+	}
+	// Queued: the task may be gone. Put it back with the first enqueue's times, unless
+	// it exists or the record moved on meanwhile.
+	a := p.args
+	a.EnqueuedAt, a.ExpiresAt, a.SendAt = rec.CreatedAt, rec.ExpiresAt, rec.SendAt
+	if !a.SendAt.After(e.cfg.Now()) {
+		a.SendAt = time.Time{}
+	}
+	tw, err := e.taskWrite(a)
+	if err != nil {
+		return EnqueueResult{ID: id}, err
+	}
+	if err := e.restoreTask(ctx, id, p.hash, tw); err != nil {
+		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, err)
 	}
 	return res, nil
 }
 
+// restoreScript writes the send task of a queued record whose task is gone. KEYS and
+// ARGV are createLua's (only KEYS[1], KEYS[5..7], ARGV[3] and ARGV[6..9] are read),
+// with ARGV[10] the payload hash. Returns 0 when the record is not queued with that
+// hash, else taskLua's answer: 2 when the task exists, 1 when written.
+var restoreScript = redis.NewScript(`
+local r = redis.call('HMGET', KEYS[1], 'state', 'payload_hash')
+if r[1] ~= 'queued' or r[2] ~= ARGV[10] then return 0 end
+` + taskLua)
+
+func (e *Enqueuer) restoreTask(ctx context.Context, id, hash string, tw taskWrite) error {
+	rk := e.store.Key(id)
+	keys := []string{rk, rk, rk, rk, "", "", ""} // KEYS[2..4] are not read
+	args := tw.appendTo(keys, []any{"", "", id, "", ""}, id, e.cfg.Now())
+	args = append(args, hash)
+	if err := restoreScript.Run(ctx, e.store.rdb, keys, args...).Err(); err != nil {
+		return fmt.Errorf("restore task: %w", err)
+	}
+	return nil
+}
+
 // validate checks req and returns the message to store (validity_period cleared),
-// the effective TTL and the payload hash.
-func (e *Enqueuer) validate(req EnqueueRequest) (provider.Message, time.Duration, string, error) {
+// the effective TTL and the request's fingerprint.
+func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (provider.Message, time.Duration, string, error) {
 	var fields []provider.FieldError
 	if req.ID != "" {
 		if r := idRule(req.ID); r != "" {
 			fields = append(fields, provider.FieldError{Field: "id", Rule: r})
 		}
+	}
+	if req.BatchID != "" {
+		if r := idRule(req.BatchID); r != "" {
+			fields = append(fields, provider.FieldError{Field: "batch_id", Rule: r})
+		}
+	}
+	if ahead := req.SendAt.Sub(now); ahead > MaxSendAhead {
+		fields = append(fields, provider.FieldError{Field: "send_at",
+			Rule: fmt.Sprintf("must be at most %s ahead, got %s", MaxSendAhead, ahead.Truncate(time.Second))})
 	}
 	msg := req.Message
 	ttl := req.TTL
@@ -213,9 +312,10 @@ func (e *Enqueuer) validate(req EnqueueRequest) (provider.Message, time.Duration
 	}
 	// The hash covers what the producer asked for (TTL 0 stays 0, so a change of the
 	// configured defaults does not turn a retry into a conflict; validity_period and
-	// an equal TTL hash the same).
+	// an equal TTL hash the same; send_at as given, so a retry after it has passed is
+	// still the same request).
 	msg.ValidityPeriod = 0
-	hash := PayloadHash(msg, ttl)
+	hash := requestHash(msg, ttl, req.SendAt, req.BatchID)
 	if ttl == 0 {
 		ttl = e.cfg.DefaultTTL
 		if msg.HasSMSFallback() {

@@ -48,6 +48,10 @@ type Record struct {
 	AcceptedAt  time.Time `json:"accepted_at"` // move to accepted
 	FinalAt     time.Time `json:"final_at"`    // move to a final state
 	ExpiresAt   time.Time `json:"expires_at"`  // end of the TTL
+	// BatchID is the producer's batch (campaign) ID, "" for none.
+	BatchID string `json:"batch_id"`
+	// SendAt is the producer's send_at: not sent before it. Zero: send at once.
+	SendAt time.Time `json:"send_at"`
 }
 
 // NewRecord returns the queued record of a send task's arguments.
@@ -63,6 +67,8 @@ func NewRecord(a SendArgs, now time.Time) Record {
 		CreatedAt:   now,
 		UpdatedAt:   now,
 		ExpiresAt:   a.ExpiresAt,
+		BatchID:     a.BatchID,
+		SendAt:      a.SendAt,
 	}
 }
 
@@ -71,12 +77,26 @@ func NewRecord(a SendArgs, now time.Time) Record {
 // (16 characters; it only tells apart payloads sent under the same ID, so 96 bits
 // are plenty). The same ID enqueued with another fingerprint is a conflict.
 func PayloadHash(m provider.Message, ttl time.Duration) string {
+	return requestHash(m, ttl, time.Time{}, "")
+}
+
+// requestHash is PayloadHash covering send_at and the batch ID too; without them it
+// equals PayloadHash, so fingerprints of records written before they existed hold.
+func requestHash(m provider.Message, ttl time.Duration, sendAt time.Time, batchID string) string {
 	b, err := json.Marshal(m)
 	if err != nil { // cannot happen: Message has only strings and integers
 		b = fmt.Appendf(nil, "%#v", m)
 	}
 	b = append(b, '\n')
 	b = strconv.AppendInt(b, ttl.Milliseconds(), 10)
+	if !sendAt.IsZero() {
+		b = append(b, "\nsend_at="...)
+		b = strconv.AppendInt(b, sendAt.UnixMilli(), 10)
+	}
+	if batchID != "" {
+		b = append(b, "\nbatch="...)
+		b = append(b, batchID...)
+	}
 	sum := sha256.Sum256(b)
 	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
@@ -106,6 +126,8 @@ const (
 	fFinalAt     = "final_at"
 	fExpiresAt   = "expires_at"
 	fSettledBy   = "settled_by"
+	fBatch       = "batch"
+	fSendAt      = "send_at"
 )
 
 // hashFields returns r as HSET field/value pairs, leaving out empty values.
@@ -145,6 +167,8 @@ func (r Record) hashFields() []any {
 	add(fAcceptedAt, msString(r.AcceptedAt))
 	add(fFinalAt, msString(r.FinalAt))
 	add(fExpiresAt, msString(r.ExpiresAt))
+	add(fBatch, r.BatchID)
+	add(fSendAt, msString(r.SendAt))
 	return f
 }
 
@@ -224,6 +248,8 @@ func recordFromHash(id string, h map[string]string) (Record, error) {
 	r.AcceptedAt = ms(fAcceptedAt)
 	r.FinalAt = ms(fFinalAt)
 	r.ExpiresAt = ms(fExpiresAt)
+	r.BatchID = h[fBatch]
+	r.SendAt = ms(fSendAt)
 	if len(errs) > 0 {
 		return r, fmt.Errorf("record %s: bad numeric fields %v", r.ID, errs)
 	}
@@ -260,6 +286,8 @@ type recordJSON struct {
 	AcceptedAt        *string `json:"accepted_at"`
 	FinalAt           *string `json:"final_at"`
 	ExpiresAt         *string `json:"expires_at"`
+	BatchID           *string `json:"batch_id"`
+	SendAt            *string `json:"send_at"`
 }
 
 // MarshalJSON writes the status JSON of DESIGN §7: every field is always present,
@@ -279,6 +307,10 @@ func (r Record) MarshalJSON() ([]byte, error) {
 		Dest: r.DestMasked, PayloadHash: r.PayloadHash,
 		CreatedAt: ts(r.CreatedAt), UpdatedAt: ts(r.UpdatedAt), SentAt: ts(r.SentAt),
 		AcceptedAt: ts(r.AcceptedAt), FinalAt: ts(r.FinalAt), ExpiresAt: ts(r.ExpiresAt),
+		SendAt: ts(r.SendAt),
+	}
+	if r.BatchID != "" {
+		v.BatchID = &r.BatchID
 	}
 	if r.SettledBy != "" {
 		v.SettledBy = &r.SettledBy

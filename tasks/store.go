@@ -91,32 +91,107 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 	return recordFromHash(id, h)
 }
 
-// createScript writes a record unless one exists.
+// createLua writes a record unless one exists, appends its "queued" event, adds it to
+// its batch, and (for the Enqueuer) writes its asynq send task in the same step.
 //
-// KEYS[1] record, KEYS[2] events stream, KEYS[3] non-final index (nonfinal.go)
-// ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms,
-// ARGV[5..] field/value pairs
-// Returns 1 when created, else the existing record (HGETALL).
-var createScript = redis.NewScript(`
+// KEYS[1] record, KEYS[2] events stream, KEYS[3] batch ID list, KEYS[4] batch counts,
+// KEYS[5] asynq task key, KEYS[6] asynq pending list or scheduled set, KEYS[7]
+// asynq's set of queues (KEYS[3..7] are not touched when unused), KEYS[8] non-final
+// index (nonfinal.go)
+// ARGV[1] record expiry ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms, ARGV[5]
+// batch ID ("" none), ARGV[6] task: "" none, "pending" or "scheduled", ARGV[7] task
+// message, ARGV[8] pending_since (Unix ns) or score (Unix s), ARGV[9] queue,
+// ARGV[10..] record field/value pairs.
+//
+// Returns 1 when created (with the task, if asked), 2 when created but the task ID is
+// taken (an asynq task of that ID exists; it is left alone), else the existing record
+// (HGETALL) with nothing written. The task part mirrors asynq v0.26.0's enqueueCmd and
+// scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes before them.
+const createLua = `
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+local ms = tonumber(ARGV[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+redis.call('PEXPIRE', KEYS[1], ms)
+redis.call('ZADD', KEYS[8], ARGV[4], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'id', ARGV[3], 'from', '', 'to', 'queued', 'channel', '', 'provider_message_id', '', 'error', '', 'at', ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('RPUSH', KEYS[3], ARGV[3])
+  redis.call('HINCRBY', KEYS[4], 'total', 1)
+  redis.call('HINCRBY', KEYS[4], 'queued', 1)
+  if redis.call('PTTL', KEYS[4]) < ms then -- the two keys always share one expiry
+    redis.call('PEXPIRE', KEYS[3], ms)
+    redis.call('PEXPIRE', KEYS[4], ms)
+  end
+end
+if ARGV[6] == '' then return 1 end
+` + taskLua
+
+// taskLua writes the asynq task of createLua's KEYS and ARGV: returns 2 when the task
+// ID is taken, else writes it and returns 1. The two branches are asynq v0.26.0's
+// enqueueCmd and scheduleCmd.
+const taskLua = `
+if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
+if ARGV[6] == 'pending' then
+  redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'pending', 'pending_since', ARGV[8])
+  redis.call('LPUSH', KEYS[6], ARGV[3])
+else
+  redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'scheduled')
+  redis.call('ZADD', KEYS[6], ARGV[8], ARGV[3])
+end
+redis.call('SADD', KEYS[7], ARGV[9])
 return 1
-`)
+`
+
+var createScript = redis.NewScript(createLua)
+
+// taskWrite is the asynq send task written with a record (see createLua).
+type taskWrite struct {
+	queue string
+	msg   []byte    // asynqMessage.encode
+	at    time.Time // zero: pending now; else scheduled at (never before) at
+}
+
+// appendTo sets the task keys of createLua (KEYS[5..7]) in keys and appends its task
+// arguments (ARGV[6..9]) to args.
+func (tw taskWrite) appendTo(keys []string, args []any, id string, now time.Time) []any {
+	keys[4], keys[6] = asynqTaskKey(tw.queue, id), asynqAllQueues
+	if tw.at.IsZero() {
+		keys[5] = asynqPendingKey(tw.queue)
+		return append(args, "pending", tw.msg, now.UnixNano(), tw.queue)
+	}
+	keys[5] = asynqScheduledKey(tw.queue)
+	return append(args, "scheduled", tw.msg, scheduleScore(tw.at), tw.queue)
+}
 
 // Create writes rec in state queued with payloadHash, and appends its "queued" event,
 // unless a record with rec.ID exists; one atomic step. It returns created=true and
 // the record as written, or created=false and the existing record untouched.
-// Zero CreatedAt and UpdatedAt are set to the Store's clock.
+// Zero CreatedAt and UpdatedAt are set to the Store's clock. A record with a BatchID
+// joins that batch (BatchCounts, Enqueuer.CancelBatch).
 func (s *Store) Create(ctx context.Context, rec Record, payloadHash string) (created bool, existing Record, err error) {
 	if rec.ID == "" {
 		return false, Record{}, errors.New("create record: empty id")
 	}
+	c := s.createCall(rec, payloadHash, nil)
+	res, err := createScript.Run(ctx, s.rdb, c.keys, c.args...).Result()
+	created, _, existing, err = c.result(res, err)
+	return created, existing, err
+}
+
+// createCall is one prepared run of createScript.
+type createCall struct {
+	id     string
+	keys   []string
+	args   []any
+	fields []any
+}
+
+// createCall prepares the createScript run of rec (state queued, payloadHash) and, when
+// tw is not nil, its task.
+func (s *Store) createCall(rec Record, payloadHash string, tw *taskWrite) createCall {
 	now := s.now()
 	rec.State = StateQueued
 	rec.PayloadHash = payloadHash
@@ -126,24 +201,43 @@ func (s *Store) Create(ctx context.Context, rec Record, payloadHash string) (cre
 	if rec.UpdatedAt.IsZero() {
 		rec.UpdatedAt = now
 	}
-	fields := rec.hashFields()
-	args := make([]any, 0, 4+len(fields))
-	args = append(args, s.retention.Milliseconds(), s.maxLen, rec.ID, now.UnixMilli())
-	args = append(args, fields...)
-	res, err := createScript.Run(ctx, s.rdb, []string{s.Key(rec.ID), s.EventsKey(), s.NonFinalKey()}, args...).Result()
-	if err != nil {
-		return false, Record{}, fmt.Errorf("create record %s: %w", rec.ID, err)
+	// A scheduled record waits for its send_at before its retention starts.
+	expiry := s.retention
+	if wait := rec.SendAt.Sub(now); wait > 0 {
+		expiry += wait
 	}
-	if n, ok := res.(int64); ok && n == 1 {
-		written, err := recordFromHash(rec.ID, fieldMap(fields))
-		return true, written, err
+	fields := rec.hashFields()
+	keys := make([]string, 8)
+	keys[0], keys[1], keys[7] = s.Key(rec.ID), s.EventsKey(), s.NonFinalKey()
+	keys[2], keys[3] = s.batchIDsKey(rec.BatchID), s.BatchKey(rec.BatchID)
+	args := make([]any, 0, 9+len(fields))
+	args = append(args, expiry.Milliseconds(), s.maxLen, rec.ID, now.UnixMilli(), rec.BatchID)
+	if tw == nil {
+		keys[4], keys[5], keys[6] = keys[0], keys[0], keys[0] // not touched
+		args = append(args, "", "", "", "")
+	} else {
+		args = tw.appendTo(keys, args, rec.ID, now)
+	}
+	args = append(args, fields...)
+	return createCall{id: rec.ID, keys: keys, args: args, fields: fields}
+}
+
+// result decodes the reply of c: created and the record as written, or the existing
+// record. taskTaken reports a created record whose task ID was already taken.
+func (c createCall) result(res any, err error) (created, taskTaken bool, rec Record, _ error) {
+	if err != nil {
+		return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, err)
+	}
+	if n, ok := res.(int64); ok && (n == 1 || n == 2) {
+		written, err := recordFromHash(c.id, fieldMap(c.fields))
+		return true, n == 2, written, err
 	}
 	h, err := hashReply(res)
 	if err != nil {
-		return false, Record{}, fmt.Errorf("create record %s: %w", rec.ID, err)
+		return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, err)
 	}
-	existing, err = recordFromHash(rec.ID, h)
-	return false, existing, err
+	rec, err = recordFromHash(c.id, h)
+	return false, false, rec, err
 }
 
 // Update lists the fields a Transition or an Update changes besides the state. Zero
@@ -201,19 +295,20 @@ func (u Update) pairs() []any {
 // ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms,
 // ARGV[5] target state ("" = keep the current one), ARGV[6] "1" = HINCRBY attempts,
 // ARGV[7] "1" = HINCRBY polls, ARGV[8] n from states, ARGV[9] n field pairs always
-// set, ARGV[10] n field pairs set only when the state changes, then the from states,
-// then the pairs. An empty value deletes its field.
+// set, ARGV[10] n field pairs set only when the state changes, ARGV[11] the batch
+// key base (batchKeyBase), then the from states, then the
+// pairs. An empty value deletes its field.
 //
 // Returns -1 when there is no record, {0, record} when the current state is not one
 // of the from states (nothing written), {1, record after} otherwise. The event is
-// appended only when the state actually changes; a state change also leaves the
-// non-final index (a record with final_at set) or joins it (NX: a record written
-// before the index existed, or a re-run).
+// appended, and the counts of the record's batch moved, only when the state actually
+// changes; a state change also leaves the non-final index (a record with final_at
+// set) or joins it (NX: a record written before the index existed, or a re-run).
 var transitionScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return -1 end
 local nfrom, nset, nchg = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
-local i = 11
+local i = 12
 local allowed = false
 for _ = 1, nfrom do
   if ARGV[i] == cur then allowed = true end
@@ -246,6 +341,17 @@ if to ~= cur then
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
     'id', ARGV[3], 'from', cur, 'to', to, 'channel', ev[1] or '',
     'provider_message_id', ev[2] or '', 'error', ev[3] or '', 'at', ARGV[4])
+  local batch = redis.call('HGET', KEYS[1], 'batch')
+  if batch then
+    local ck = ARGV[11] .. 'n:' .. batch
+    redis.call('HINCRBY', ck, cur, -1)
+    redis.call('HINCRBY', ck, to, 1)
+    if to == 'delivered' and ev[1] then redis.call('HINCRBY', ck, 'delivered:' .. ev[1], 1) end
+    if redis.call('PTTL', ck) < tonumber(ARGV[1]) then -- the batch keys share one expiry
+      redis.call('PEXPIRE', ck, ARGV[1])
+      redis.call('PEXPIRE', ARGV[11] .. 'ids:' .. batch, ARGV[1])
+    end
+  end
 end
 return {1, redis.call('HGETALL', KEYS[1])}
 `)
@@ -296,9 +402,9 @@ func (s *Store) Update(ctx context.Context, id string, upd Update) (Record, bool
 
 func (s *Store) run(ctx context.Context, id string, from []State, to State, upd Update, set, chg []any, now time.Time) (Record, bool, error) {
 	set = append(set, upd.pairs()...)
-	args := make([]any, 0, 10+len(from)+len(set)+len(chg))
+	args := make([]any, 0, 11+len(from)+len(set)+len(chg))
 	args = append(args, s.retention.Milliseconds(), s.maxLen, id, now.UnixMilli(), string(to),
-		boolArg(upd.IncAttempts), boolArg(upd.IncPolls), len(from), len(set)/2, len(chg)/2)
+		boolArg(upd.IncAttempts), boolArg(upd.IncPolls), len(from), len(set)/2, len(chg)/2, s.batchKeyBase())
 	for _, f := range from {
 		args = append(args, string(f))
 	}

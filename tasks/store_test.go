@@ -426,8 +426,11 @@ func TestRecordJSON(t *testing.T) {
 		`"message_type":106,"source_type":2,"has_sms":true,"dest":"380*****4567","payload_hash":"h",` +
 		`"created_at":"2026-11-05T08:00:00.123Z","updated_at":"2026-11-05T08:00:00.123Z",` +
 		`"sent_at":"2026-11-05T08:00:00.123Z","accepted_at":"2026-11-05T08:00:00.123Z",` +
-		`"final_at":"2026-11-05T08:00:00.123Z","expires_at":"2026-11-05T08:00:40.123Z"}`
+		`"final_at":"2026-11-05T08:00:00.123Z","expires_at":"2026-11-05T08:00:40.123Z",` +
+		`"batch_id":null,"send_at":null}`
 	require.JSONEq(t, want, string(rec.JSON()))
+	rec.BatchID, rec.SendAt = "spring", at.Add(-time.Hour)
+	require.Contains(t, string(rec.JSON()), `"batch_id":"spring","send_at":"2026-11-05T07:00:00.123Z"`)
 
 	empty := string(tasks.Record{ID: "b", State: tasks.StateQueued}.JSON())
 	for _, f := range []string{"provider_message_id", "viber_status", "sent_at", "accepted_at", "final_at", "settled_by"} {

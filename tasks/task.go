@@ -60,6 +60,11 @@ type SendArgs struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// EnqueuedAt is when the producer enqueued the message.
 	EnqueuedAt time.Time `json:"enqueued_at"`
+	// SendAt is the producer's send_at: the task is scheduled for it and the TTL counts
+	// from it. Absent: sent at once.
+	SendAt time.Time `json:"send_at,omitzero"`
+	// BatchID is the producer's batch (campaign) ID. Absent: none.
+	BatchID string `json:"batch_id,omitempty"`
 }
 
 // Kind returns TypeSend.
@@ -78,12 +83,19 @@ func (a SendArgs) check() error {
 }
 
 // TTL returns the message's time to live as the producer set it (ExpiresAt minus
-// EnqueuedAt), or 0 when EnqueuedAt is missing.
+// the later of EnqueuedAt and SendAt), or 0 when EnqueuedAt is missing.
 func (a SendArgs) TTL() time.Duration {
 	if a.EnqueuedAt.IsZero() {
 		return 0
 	}
-	return a.ExpiresAt.Sub(a.EnqueuedAt)
+	return a.ExpiresAt.Sub(later(a.EnqueuedAt, a.SendAt))
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // PollArgs is the payload of a TypePoll task.

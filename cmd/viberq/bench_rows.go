@@ -471,11 +471,15 @@ func benchEnqueue(ctx context.Context, b *bench) ([]benchResult, error) {
 			Result: passFail(rt >= 0.80), BaselineNum: bm, ViberqNum: vm, ValueNum: rt,
 			How: fmt.Sprintf("%d pairs of runs (order alternating) of %d enqueues from %d goroutine(s); value = median of the per-pair ratios (%s). "+
 				"Baseline: asynq.Client.Enqueue of a task with the same %d-byte payload (marshalled per call, queue critical, no ID). "+
-				"viberq: tasks.Enqueuer.Enqueue with the default settings (validate, generated ID, record + queued event, task with ID and retention).",
+				"viberq: tasks.Enqueuer.Enqueue with the default settings (validate, generated ID, record + queued event + task with ID and retention in one script).",
 				pairs, n, g, fmtRatios(ratios), payloadSize()),
 		})
 	}
-	return out, nil
+	batch, err := benchBatchEnqueue(ctx, b, client, enq)
+	if err != nil {
+		return out, err
+	}
+	return append(out, batch), nil
 }
 
 // ---- row 4: limiter accuracy ----
