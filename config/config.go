@@ -29,6 +29,7 @@ type Config struct {
 	Callback Callback
 	Alert    Alert
 	Outbox   Outbox
+	Webhook  Webhook
 }
 
 // Redis is how to reach Redis. It holds parsed fields only; the callers build the
@@ -558,3 +559,35 @@ func UnknownWarnings(environ []string) []string {
 	}
 	return out
 }
+
+// Webhook is the status webhooks to producers (README "Status webhooks"). They are on
+// when Secret is set: every POST is signed with it.
+type Webhook struct {
+	// URL is VIBERQ_WEBHOOK_URL (default none): the absolute http(s) URL that receives
+	// the state changes of messages enqueued without a webhook_url of their own. A
+	// Secret because webhook URLs often embed their credential. Needs Secret.
+	URL Secret
+	// Secrets is VIBERQ_WEBHOOK_SECRET (default none: webhooks off): comma-separated
+	// signing secrets, each at least 16 characters. Every POST carries one v1
+	// signature per secret, so a receiver can move to a new secret without a gap.
+	Secrets []Secret
+	// Events is VIBERQ_WEBHOOK_EVENTS (default "final"): "final" POSTs only the move to
+	// a final state, "all" every state change; a message's webhook_events overrides it.
+	Events string
+	// MaxRetry is VIBERQ_WEBHOOK_MAX_RETRY (default 15, 0..100): failed deliveries are
+	// retried this often with exponential backoff (5s doubling, at most 1h apart, about
+	// 6 hours in all) and then archived in the Asynq UI.
+	MaxRetry int
+	// Timeout is VIBERQ_WEBHOOK_TIMEOUT (default 10s, 1s..1m): one POST's timeout.
+	Timeout time.Duration
+	// Concurrency is VIBERQ_WEBHOOK_CONCURRENCY (default 10, 1..1000): POSTs in flight
+	// per worker process, apart from the send and poll slots.
+	Concurrency int
+	// AllowPrivate is VIBERQ_WEBHOOK_ALLOW_PRIVATE (default false): allow webhook POSTs
+	// to loopback, private, link-local and other non-public addresses. Off, a producer
+	// cannot make the workers call into their own network (SSRF).
+	AllowPrivate bool
+}
+
+// Enabled reports whether webhooks are on (a signing secret is set).
+func (w Webhook) Enabled() bool { return len(w.Secrets) > 0 }

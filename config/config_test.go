@@ -88,8 +88,9 @@ func TestLoadDefaults(t *testing.T) {
 			Addr: ":8080", MonitoringUser: "admin", MaxBodyBytes: 1 << 20,
 			ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second,
 		},
-		Alert:  config.Alert{Window: 10 * time.Minute},
-		Outbox: config.Outbox{Enabled: true, Stream: "viberq:outbox", Group: "viberq", ClaimIdle: time.Minute, MaxAttempts: 10},
+		Alert:   config.Alert{Window: 10 * time.Minute},
+		Outbox:  config.Outbox{Enabled: true, Stream: "viberq:outbox", Group: "viberq", ClaimIdle: time.Minute, MaxAttempts: 10},
+		Webhook: config.Webhook{Events: "final", MaxRetry: 15, Timeout: 10 * time.Second, Concurrency: 10},
 	}
 	got := mustLoad(t, nil)
 	if !reflect.DeepEqual(got, want) {
@@ -322,6 +323,24 @@ func settingCases() []settingCase {
 			valid: "5m", want: 5 * time.Minute, bad: []string{"500ms", "2d"}},
 		{name: config.EnvOutboxMaxAttempts, get: func(c config.Config) any { return c.Outbox.MaxAttempts }, def: 10,
 			valid: "3", want: 3, bad: []string{"0", "1001", "many"}},
+
+		{name: config.EnvWebhookURL, get: func(c config.Config) any { return sec(c.Webhook.URL) }, def: "",
+			valid: "https://app.example.com/hooks/viberq", want: "https://app.example.com/hooks/viberq",
+			with: map[string]string{config.EnvWebhookSecret: tok16},
+			bad:  []string{"app.example.com/hooks", "ftp://app.example.com/x"}},
+		{name: config.EnvWebhookSecret, get: func(c config.Config) any { return c.Webhook.Secrets }, def: []config.Secret(nil),
+			valid: tok16 + ", zyxwvutsrqponmlk", want: []config.Secret{tok16, "zyxwvutsrqponmlk"},
+			bad: []string{"shortsecret", tok16 + ",tooshort"}},
+		{name: config.EnvWebhookEvents, get: func(c config.Config) any { return c.Webhook.Events }, def: "final",
+			valid: "all", want: "all", bad: []string{"some"}},
+		{name: config.EnvWebhookMaxRetry, get: func(c config.Config) any { return c.Webhook.MaxRetry }, def: 15,
+			valid: "3", want: 3, bad: []string{"-1", "101"}},
+		{name: config.EnvWebhookTimeout, get: func(c config.Config) any { return c.Webhook.Timeout }, def: 10 * time.Second,
+			valid: "30s", want: 30 * time.Second, bad: []string{"500ms", "2m"}},
+		{name: config.EnvWebhookConcurrency, get: func(c config.Config) any { return c.Webhook.Concurrency }, def: 10,
+			valid: "4", want: 4, bad: []string{"0", "1001"}},
+		{name: config.EnvWebhookAllowPrivate, get: func(c config.Config) any { return c.Webhook.AllowPrivate }, def: false,
+			valid: "true", want: true, bad: []string{"maybe"}},
 	}
 }
 
@@ -448,6 +467,8 @@ func TestCrossChecks(t *testing.T) {
 		{"InsecureWithoutTLS", map[string]string{config.EnvRedisTLSInsecure: "true"}, config.EnvRedisTLSInsecure, config.EnvRedisTLS},
 		{"InsecureFalseWithoutTLS", map[string]string{config.EnvRedisTLSInsecure: "false"}, "", ""},
 		{"CallbackURLWithoutAuth", map[string]string{config.EnvCallbackURL: "https://h/cb"}, config.EnvCallbackURL, "authenticated"},
+		{"WebhookURLWithoutSecret", map[string]string{config.EnvWebhookURL: "https://h/hook"}, config.EnvWebhookURL, config.EnvWebhookSecret},
+		{"WebhookURLWithSecret", map[string]string{config.EnvWebhookURL: "https://h/hook", config.EnvWebhookSecret: tok}, "", ""},
 		{"CallbackURLWithBasicAuth", map[string]string{config.EnvCallbackURL: "https://h/cb", config.EnvCallbackUser: "u", config.EnvCallbackPassword: "p"}, "", ""},
 		{"CallbackURLContainsToken", map[string]string{config.EnvCallbackURL: "https://h/cb/" + tok, config.EnvCallbackToken: tok}, config.EnvCallbackURL, config.EnvCallbackToken},
 		{"CallbackUserWithoutPassword", map[string]string{config.EnvCallbackUser: "u"}, config.EnvCallbackPassword, config.EnvCallbackUser},

@@ -81,6 +81,14 @@ const (
 	EnvOutboxGroup       = "VIBERQ_OUTBOX_GROUP"
 	EnvOutboxClaimIdle   = "VIBERQ_OUTBOX_CLAIM_IDLE"
 	EnvOutboxMaxAttempts = "VIBERQ_OUTBOX_MAX_ATTEMPTS"
+
+	EnvWebhookURL          = "VIBERQ_WEBHOOK_URL"
+	EnvWebhookSecret       = "VIBERQ_WEBHOOK_SECRET"
+	EnvWebhookEvents       = "VIBERQ_WEBHOOK_EVENTS"
+	EnvWebhookMaxRetry     = "VIBERQ_WEBHOOK_MAX_RETRY"
+	EnvWebhookTimeout      = "VIBERQ_WEBHOOK_TIMEOUT"
+	EnvWebhookConcurrency  = "VIBERQ_WEBHOOK_CONCURRENCY"
+	EnvWebhookAllowPrivate = "VIBERQ_WEBHOOK_ALLOW_PRIVATE"
 )
 
 // Defaults. A setting without a constant here (the secrets, the optional URLs, the
@@ -163,6 +171,14 @@ const (
 	DefaultOutboxClaimIdle = 60 * time.Second
 	// DefaultOutboxMaxAttempts equals outbox.DefaultMaxAttempts (tested there).
 	DefaultOutboxMaxAttempts = 10
+
+	// The status webhook defaults; worker/webhook owns them (DefaultMaxRetry, ...)
+	// and its tests check these equal its constants.
+	DefaultWebhookEvents       = "final"
+	DefaultWebhookMaxRetry     = 15
+	DefaultWebhookTimeout      = 10 * time.Second
+	DefaultWebhookConcurrency  = 10
+	DefaultWebhookAllowPrivate = false
 )
 
 // The asynq queue names VIBERQ_QUEUE_WEIGHTS accepts; they equal tasks.QueueCritical,

@@ -252,6 +252,40 @@ var settings = []spec{
 		func(c *Config) *time.Duration { return &c.Outbox.ClaimIdle }),
 	intVar(EnvOutboxMaxAttempts, DefaultOutboxMaxAttempts, 1, 1000, "attempts of an outbox entry that fails transiently (backoff 1s doubling to 1m) before it is dead-lettered to the rejected stream",
 		func(c *Config) *int { return &c.Outbox.MaxAttempts }),
+
+	secretVar(EnvWebhookURL, "absolute http(s) URL that receives the state changes of messages without a webhook_url of their own (default: none); needs VIBERQ_WEBHOOK_SECRET; secret because webhook URLs embed their credential",
+		func(c *Config) *Secret { return &c.Webhook.URL }, func(c *Config, v string) error {
+			if v != "" {
+				if _, err := parseHTTPURL(v); err != nil {
+					return errors.New(ruleHTTPURL)
+				}
+			}
+			c.Webhook.URL = Secret(v)
+			return nil
+		}),
+	{
+		Setting: Setting{Name: EnvWebhookSecret, Secret: true,
+			Description: "comma-separated secrets that sign status webhooks (HMAC-SHA256), each at least 16 characters; set, it turns webhooks on; several allow rotation"},
+		parse: parseWebhookSecrets,
+		show: func(c *Config) any {
+			s := make([]string, len(c.Webhook.Secrets))
+			for i, t := range c.Webhook.Secrets {
+				s[i] = t.String()
+			}
+			return strings.Join(s, ",")
+		},
+	},
+	enumVar(EnvWebhookEvents, DefaultWebhookEvents, []string{"final", "all"},
+		"state changes POSTed to a webhook by default: only the final one, or all",
+		func(c *Config) *string { return &c.Webhook.Events }),
+	intVar(EnvWebhookMaxRetry, DefaultWebhookMaxRetry, 0, 100, "retries of a failed webhook POST (backoff from 5s doubling up to 1h) before it is archived",
+		func(c *Config) *int { return &c.Webhook.MaxRetry }),
+	durationVar(EnvWebhookTimeout, DefaultWebhookTimeout, time.Second, time.Minute, "timeout of one webhook POST",
+		func(c *Config) *time.Duration { return &c.Webhook.Timeout }),
+	intVar(EnvWebhookConcurrency, DefaultWebhookConcurrency, 1, 1000, "webhook POSTs in flight per worker process, apart from the send slots",
+		func(c *Config) *int { return &c.Webhook.Concurrency }),
+	boolVar(EnvWebhookAllowPrivate, DefaultWebhookAllowPrivate, "allow webhook POSTs to loopback, private and link-local addresses (off: no SSRF into your network)",
+		func(c *Config) *bool { return &c.Webhook.AllowPrivate }),
 }
 
 // crossCheck validates settings against each other. It runs only when every var in
@@ -262,6 +296,12 @@ type crossCheck struct {
 }
 
 var crossChecks = []crossCheck{
+	{[]string{EnvWebhookURL, EnvWebhookSecret}, func(c *Config) error {
+		if c.Webhook.URL != "" && !c.Webhook.Enabled() {
+			return fmt.Errorf("needs %s: webhooks are always signed", EnvWebhookSecret)
+		}
+		return nil
+	}},
 	{[]string{EnvRedisTLSCAFile, EnvRedisURL, EnvRedisTLS}, func(c *Config) error {
 		if c.Redis.TLSCAFile != "" && !c.Redis.TLS {
 			return errNeedsTLS
@@ -672,6 +712,23 @@ func parseAPITokens(c *Config, v string) error {
 		toks = append(toks, Secret(t))
 	}
 	c.API.Tokens = toks
+	return nil
+}
+
+func parseWebhookSecrets(c *Config, v string) error {
+	var secs []Secret
+	all := strings.Split(v, ",")
+	for i, t := range all {
+		t = strings.TrimSpace(t)
+		if t == "" {
+			continue
+		}
+		if len(t) < 16 {
+			return fmt.Errorf("secret %d of %d must be at least 16 characters", i+1, len(all))
+		}
+		secs = append(secs, Secret(t))
+	}
+	c.Webhook.Secrets = secs
 	return nil
 }
 

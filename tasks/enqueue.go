@@ -119,6 +119,14 @@ type EnqueueRequest struct {
 	// (Store.BatchCounts) and cancelled (CancelBatch) as a whole: the same rule as
 	// ID. Empty: none.
 	BatchID string
+	// WebhookURL, optional, receives this message's state changes (package
+	// worker/webhook; README "Status webhooks"): an absolute http(s) URL
+	// (WebhookURLRule). Empty: the configured default, if any. Not part of the
+	// idempotency fingerprint: a repeated ID keeps the first webhook.
+	WebhookURL string
+	// WebhookEvents chooses which state changes are POSTed: WebhookFinal or WebhookAll.
+	// Empty: the configured default.
+	WebhookEvents string
 }
 
 // EnqueueResult is the outcome of Enqueue.
@@ -185,7 +193,8 @@ func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
 	if msg.CallbackURL == "" {
 		msg.CallbackURL = e.cfg.CallbackURL
 	}
-	args := SendArgs{V: PayloadVersion, ID: id, Message: msg, EnqueuedAt: now, BatchID: req.BatchID}
+	args := SendArgs{V: PayloadVersion, ID: id, Message: msg, EnqueuedAt: now, BatchID: req.BatchID,
+		WebhookURL: req.WebhookURL, WebhookEvents: req.WebhookEvents}
 	if req.SendAt.After(now) {
 		args.SendAt = req.SendAt
 	}
@@ -295,6 +304,14 @@ func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (provider.Message
 			fields = append(fields, provider.FieldError{Field: "ttl",
 				Rule: fmt.Sprintf("must be between %s and %s, got %s", MinTTL, MaxTTL, ttl)})
 		}
+	}
+	if req.WebhookURL != "" {
+		if r := WebhookURLRule(req.WebhookURL); r != "" {
+			fields = append(fields, provider.FieldError{Field: "webhook_url", Rule: r})
+		}
+	}
+	if r := WebhookEventsRule(req.WebhookEvents); r != "" {
+		fields = append(fields, provider.FieldError{Field: "webhook_events", Rule: r})
 	}
 	if msg.MessageType.TwoWay() && !e.cfg.TwoWay {
 		fields = append(fields, provider.FieldError{Field: "message_type",

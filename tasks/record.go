@@ -52,6 +52,11 @@ type Record struct {
 	BatchID string `json:"batch_id"`
 	// SendAt is the producer's send_at: not sent before it. Zero: send at once.
 	SendAt time.Time `json:"send_at"`
+	// WebhookURL and WebhookEvents are the message's own status webhook
+	// (EnqueueRequest), "" for the configured defaults. They are not in the status
+	// JSON: a webhook URL may carry a credential.
+	WebhookURL    string `json:"-"`
+	WebhookEvents string `json:"-"`
 }
 
 // NewRecord returns the queued record of a send task's arguments.
@@ -69,6 +74,9 @@ func NewRecord(a SendArgs, now time.Time) Record {
 		ExpiresAt:   a.ExpiresAt,
 		BatchID:     a.BatchID,
 		SendAt:      a.SendAt,
+
+		WebhookURL:    a.WebhookURL,
+		WebhookEvents: a.WebhookEvents,
 	}
 }
 
@@ -128,6 +136,9 @@ const (
 	fSettledBy   = "settled_by"
 	fBatch       = "batch"
 	fSendAt      = "send_at"
+
+	fWebhookURL    = "webhook_url"
+	fWebhookEvents = "webhook_events"
 )
 
 // hashFields returns r as HSET field/value pairs, leaving out empty values.
@@ -169,6 +180,8 @@ func (r Record) hashFields() []any {
 	add(fExpiresAt, msString(r.ExpiresAt))
 	add(fBatch, r.BatchID)
 	add(fSendAt, msString(r.SendAt))
+	add(fWebhookURL, r.WebhookURL)
+	add(fWebhookEvents, r.WebhookEvents)
 	return f
 }
 
@@ -250,6 +263,8 @@ func recordFromHash(id string, h map[string]string) (Record, error) {
 	r.ExpiresAt = ms(fExpiresAt)
 	r.BatchID = h[fBatch]
 	r.SendAt = ms(fSendAt)
+	r.WebhookURL = h[fWebhookURL]
+	r.WebhookEvents = h[fWebhookEvents]
 	if len(errs) > 0 {
 		return r, fmt.Errorf("record %s: bad numeric fields %v", r.ID, errs)
 	}

@@ -65,6 +65,10 @@ type SendArgs struct {
 	SendAt time.Time `json:"send_at,omitzero"`
 	// BatchID is the producer's batch (campaign) ID. Absent: none.
 	BatchID string `json:"batch_id,omitempty"`
+	// WebhookURL and WebhookEvents are the message's own status webhook
+	// (EnqueueRequest); absent for the configured defaults.
+	WebhookURL    string `json:"webhook_url,omitempty"`
+	WebhookEvents string `json:"webhook_events,omitempty"`
 }
 
 // Kind returns TypeSend.
