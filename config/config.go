@@ -574,7 +574,7 @@ type Webhook struct {
 	// Events is VIBERQ_WEBHOOK_EVENTS (default "final"): "final" POSTs only the move to
 	// a final state, "all" every state change; a message's webhook_events overrides it.
 	Events string
-	// MaxRetry is VIBERQ_WEBHOOK_MAX_RETRY (default 15, 0..100): failed deliveries are
+	// MaxRetry is VIBERQ_WEBHOOK_MAX_RETRY (default 15, 1..100): failed deliveries are
 	// retried this often with exponential backoff (5s doubling, at most 1h apart, about
 	// 6 hours in all) and then archived in the Asynq UI.
 	MaxRetry int

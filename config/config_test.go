@@ -334,7 +334,7 @@ func settingCases() []settingCase {
 		{name: config.EnvWebhookEvents, get: func(c config.Config) any { return c.Webhook.Events }, def: "final",
 			valid: "all", want: "all", bad: []string{"some"}},
 		{name: config.EnvWebhookMaxRetry, get: func(c config.Config) any { return c.Webhook.MaxRetry }, def: 15,
-			valid: "3", want: 3, bad: []string{"-1", "101"}},
+			valid: "3", want: 3, bad: []string{"0", "101"}},
 		{name: config.EnvWebhookTimeout, get: func(c config.Config) any { return c.Webhook.Timeout }, def: 10 * time.Second,
 			valid: "30s", want: 30 * time.Second, bad: []string{"500ms", "2m"}},
 		{name: config.EnvWebhookConcurrency, get: func(c config.Config) any { return c.Webhook.Concurrency }, def: 10,

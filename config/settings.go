@@ -278,7 +278,7 @@ var settings = []spec{
 	enumVar(EnvWebhookEvents, DefaultWebhookEvents, []string{"final", "all"},
 		"state changes POSTed to a webhook by default: only the final one, or all",
 		func(c *Config) *string { return &c.Webhook.Events }),
-	intVar(EnvWebhookMaxRetry, DefaultWebhookMaxRetry, 0, 100, "retries of a failed webhook POST (backoff from 5s doubling up to 1h) before it is archived",
+	intVar(EnvWebhookMaxRetry, DefaultWebhookMaxRetry, 1, 100, "retries of a failed webhook POST (backoff from 5s doubling up to 1h) before it is archived",
 		func(c *Config) *int { return &c.Webhook.MaxRetry }),
 	durationVar(EnvWebhookTimeout, DefaultWebhookTimeout, time.Second, time.Minute, "timeout of one webhook POST",
 		func(c *Config) *time.Duration { return &c.Webhook.Timeout }),

@@ -490,23 +490,9 @@ func (s *Store) Events(ctx context.Context, start string, count int64) ([]Event,
 	}
 	evs := make([]Event, 0, len(msgs))
 	for _, m := range msgs {
-		str := func(k string) string {
-			v, _ := m.Values[k].(string)
-			return v
-		}
-		ev := Event{
-			StreamID: m.ID, ID: str("id"), From: State(str("from")), To: State(str("to")),
-			Channel: str("channel"), Error: str("error"),
-		}
-		if v := str("provider_message_id"); v != "" {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("read events: entry %s: bad provider_message_id", m.ID)
-			}
-			ev.ProviderMessageID = provider.MessageID(n)
-		}
-		if n, err := strconv.ParseInt(str("at"), 10, 64); err == nil {
-			ev.At = time.UnixMilli(n).UTC()
+		ev, err := ParseEvent(m)
+		if err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
 		}
 		evs = append(evs, ev)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/outbox"
 	"github.com/viberq/viberq/worker"
+	"github.com/viberq/viberq/worker/webhook"
 )
 
 // runWorker is `viberq worker`: the asynq server that sends and polls, with its
@@ -142,7 +143,23 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 		log.Info().Str("stream", cfg.Outbox.Stream).Str("group", cfg.Outbox.Group).Msg("consuming the outbox stream")
 	}
 
+	// Status webhooks: a relay on the events stream and a delivery server of their own.
+	var hooksDone chan error
+	if cfg.Webhook.Enabled() {
+		hooks, err := newWebhooks(cfg, rdb, store, log, reg)
+		if err != nil {
+			return err
+		}
+		hooksDone = make(chan error, 1)
+		go func() { hooksDone <- hooks.Run(ctx) }()
+	}
+
 	runErr := w.Run(ctx)
+	if hooksDone != nil {
+		if err := <-hooksDone; err != nil {
+			log.Error().Err(err).Msg("webhooks")
+		}
+	}
 	if outboxDone != nil {
 		if err := <-outboxDone; err != nil && !errors.Is(err, context.Canceled) {
 			log.Error().Err(err).Msg("outbox consumer")
@@ -157,6 +174,28 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	return runErr
+}
+
+// newWebhooks builds the status webhook service of a worker from VIBERQ_WEBHOOK_*.
+func newWebhooks(cfg config.Config, rdb redis.UniversalClient, store *tasks.Store, log zerolog.Logger, reg prometheus.Registerer) (*webhook.Service, error) {
+	m, err := webhook.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	secrets := make([]string, len(cfg.Webhook.Secrets))
+	for i, s := range cfg.Webhook.Secrets {
+		secrets[i] = s.Reveal()
+	}
+	return webhook.New(webhook.Config{
+		DefaultURL:      cfg.Webhook.URL.Reveal(),
+		Secrets:         secrets,
+		Events:          cfg.Webhook.Events,
+		MaxRetry:        cfg.Webhook.MaxRetry,
+		Timeout:         cfg.Webhook.Timeout,
+		Concurrency:     cfg.Webhook.Concurrency,
+		AllowPrivate:    cfg.Webhook.AllowPrivate,
+		ShutdownTimeout: cfg.Worker.ShutdownTimeout,
+	}, webhook.Deps{Redis: rdb, Store: store, Logger: log, Metrics: m})
 }
 
 // newOutboxConsumer builds the outbox consumer of a worker, logging each entry's fate

@@ -1,0 +1,63 @@
+// Package webhook delivers status webhooks: it POSTs the state changes of messages to
+// the producers' URLs, signed, retried, and never in the way of sending.
+//
+// # Where the events come from
+//
+// Every state change already appends one entry to the events stream
+// ("viberq:events", tasks.Store.EventsKey), written in the same Lua step as the
+// record. A Relay reads that stream through its own consumer group
+// (DefaultGroup, "viberq-webhooks") and turns each entry that a webhook wants into one
+// asynq task of type tasks.TypeWebhook on the queue tasks.QueueWebhooks, whose task ID
+// is derived from the entry ID (tasks.WebhookTaskID). So no code that changes a
+// state knows about webhooks, and a relay that dies between enqueueing a task and
+// acknowledging the entry costs nothing: the entry is claimed by another relay after
+// ClaimIdle and its enqueue is refused as a duplicate (the finished task's ID stays
+// reserved for TaskRetention, which must exceed ClaimIdle).
+//
+// Which entries a webhook wants: the message's own webhook_url, else the default URL
+// (VIBERQ_WEBHOOK_URL); and the message's own webhook_events, else the default
+// (VIBERQ_WEBHOOK_EVENTS): "final" wants only the move to a final state, "all" every
+// change. The consumer group is created at the end of the stream the first time a
+// relay starts: state changes from before webhooks were turned on are not sent. The
+// stream is capped (VIBERQ_EVENTS_MAXLEN); a relay that falls further behind than the
+// cap loses the trimmed entries.
+//
+// # The POST
+//
+// The body is the JSON of Body: the event (its stream ID, message ID, from, to,
+// final, at) and the message's record as GET /v1/messages/{id} shows it, read when
+// the relay prepared the task (the phone number is masked there; nothing else about
+// the message is added). Every attempt sends the same bytes, with the headers
+//
+//	Content-Type: application/json
+//	Viberq-Event-Id: <event_id>              the same on every attempt: deduplicate on it
+//	Viberq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, t + "." + body)>
+//
+// with one v1 per configured secret (rotation). Verify checks a signature.
+//
+// # Delivery, retries and the dead letter
+//
+// A separate asynq server (Config.Concurrency slots, the webhooks queue only) runs
+// the deliveries, so a slow or failing receiver never holds a send or poll slot. Any
+// 2xx answer is a success. Anything else (3xx included: redirects are never followed),
+// a timeout or a refused connection is retried with exponential backoff and jitter
+// (RetryInitial doubling up to RetryMax) at most MaxRetry times; then the task is
+// archived: visible and re-runnable in the Asynq UI (queue "webhooks"), and counted
+// in viberq_webhook_deliveries_total{outcome="dead"}. Delivery is at least once: a
+// worker that dies after the receiver answered 2xx but before asynq recorded it
+// sends the same event again, so receivers deduplicate on Viberq-Event-Id.
+//
+// # Addresses (SSRF)
+//
+// A producer chooses the webhook URL and the workers call it: without care that lets
+// a producer make the workers call into their own network. Unless
+// Config.AllowPrivate (VIBERQ_WEBHOOK_ALLOW_PRIVATE) is set, every connection is
+// checked after DNS resolution, at dial time, and refused when the address is
+// loopback, private (RFC 1918, fc00::/7), link-local (cloud metadata endpoints),
+// CGNAT, unspecified or multicast; redirects are not followed at all, so a public URL
+// cannot bounce the POST inward either; and no HTTP proxy from the environment is
+// used (the check must see the real destination). A refused address is archived at
+// once (it will not become public by retrying).
+//
+// This package imports tasks and asynq; nothing imports it but cmd/viberq.
+package webhook
