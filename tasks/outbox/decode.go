@@ -31,7 +31,8 @@ const (
 	kindTTL                // a Go duration string ("90s"), or seconds as a number or a string
 )
 
-// fieldKinds lists every accepted field: id, ttl and the provider.Message JSON names.
+// fieldKinds lists every accepted field: id, ttl, webhook_url, webhook_events and the
+// provider.Message JSON names.
 var fieldKinds = map[string]kind{
 	"id":               kindString,
 	"ttl":              kindTTL,
@@ -46,6 +47,8 @@ var fieldKinds = map[string]kind{
 	"source_type":      kindInt,
 	"callback_url":     kindString,
 	"validity_period":  kindInt,
+	"webhook_url":      kindString,
+	"webhook_events":   kindString,
 }
 
 // Fields returns the names of the accepted fields, sorted.
@@ -497,6 +500,10 @@ func (d *decoder) set(name string, k kind, s string) {
 		m.ButtonAction = s
 	case "callback_url":
 		m.CallbackURL = s
+	case "webhook_url":
+		d.req.WebhookURL = s
+	case "webhook_events":
+		d.req.WebhookEvents = s
 	}
 }
 
@@ -512,6 +519,14 @@ func (d *decoder) result() (tasks.EnqueueRequest, error) {
 	}
 	if d.req.TTL != 0 && (d.req.TTL < tasks.MinTTL || d.req.TTL > tasks.MaxTTL) {
 		all = append(all, provider.FieldError{Field: "ttl", Rule: fmt.Sprintf("must be between %s and %s, got %s", tasks.MinTTL, tasks.MaxTTL, d.req.TTL)})
+	}
+	if d.req.WebhookURL != "" {
+		if r := tasks.WebhookURLRule(d.req.WebhookURL); r != "" {
+			all = append(all, provider.FieldError{Field: "webhook_url", Rule: r})
+		}
+	}
+	if r := tasks.WebhookEventsRule(d.req.WebhookEvents); r != "" {
+		all = append(all, provider.FieldError{Field: "webhook_events", Rule: r})
 	}
 	var ve *provider.ValidationError
 	if err := d.req.Message.Validate(); errors.As(err, &ve) {

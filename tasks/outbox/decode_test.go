@@ -52,6 +52,21 @@ func TestDecodeJSON(t *testing.T) {
 		require.Equal(t, tasks.EnqueueRequest{ID: "order-42", TTL: 90 * time.Second, Message: want}, req)
 	})
 
+	t.Run("Webhook", func(t *testing.T) {
+		t.Parallel()
+		req, err := outbox.DecodeJSON([]byte(`{"source_addr":"Shop","destination_addr":"380501234567",
+			"message_type":106,"source_type":2,"text":"Your code is 1234","text_sms":"Code 1234",
+			"webhook_url":"https://app.example.com/hooks","webhook_events":"all"}`))
+		require.NoError(t, err)
+		require.Equal(t, "https://app.example.com/hooks", req.WebhookURL)
+		require.Equal(t, tasks.WebhookAll, req.WebhookEvents)
+
+		_, err = outbox.DecodeJSON([]byte(`{"text":5,"webhook_url":"ftp://x/y","webhook_events":"some"}`))
+		got := fieldsOf(t, err)
+		require.Equal(t, "must use http or https, got ftp", got["webhook_url"])
+		require.Contains(t, got["webhook_events"], `got "some"`)
+	})
+
 	t.Run("LenientNumbersAndNulls", func(t *testing.T) {
 		t.Parallel()
 		req, err := outbox.DecodeJSON([]byte(`{"destination_addr":380501234567,"message_type":"106",
