@@ -186,6 +186,7 @@ func (s *Server) routes() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /openapi.yaml", openapi)
 
 	return s.logRequests(securityHeaders(refuseCrossOrigin(recoverPanics(mux))))
 }

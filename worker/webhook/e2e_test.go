@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -24,6 +25,7 @@ import (
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/redistest"
 	"github.com/viberq/viberq/worker"
+	"github.com/viberq/viberq/worker/api"
 	"github.com/viberq/viberq/worker/webhook"
 )
 
@@ -284,6 +286,20 @@ func TestE2EPerMessageURLAllEvents(t *testing.T) {
 	require.Len(t, d, 1)
 	require.Len(t, d["dflt"], 1)
 	require.Equal(t, tasks.StateDelivered, d["dflt"][0].To)
+
+	// Every body is what the OpenAPI document's webhook promises.
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(api.OpenAPI)
+	require.NoError(t, err)
+	require.NoError(t, doc.Validate(loader.Context))
+	schema := doc.Components.Schemas["WebhookEvent"].Value
+	for _, body := range append(a["own"], d["dflt"]...) {
+		raw, err := json.Marshal(body)
+		require.NoError(t, err)
+		var v any
+		require.NoError(t, json.Unmarshal(raw, &v))
+		require.NoError(t, schema.VisitJSON(v, openapi3.EnableJSONSchema2020()), "%s", raw)
+	}
 }
 
 // A receiver that always fails: after MaxRetry retries the task is archived in the
