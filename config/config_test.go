@@ -843,7 +843,7 @@ func TestPlaceholderSecretsRefused(t *testing.T) {
 	const placeholder = "replace-me-with-a-long-random-value"
 	m := map[string]string{}
 	for _, s := range config.Describe() {
-		if s.Secret && s.Name != config.EnvAlertWebhookURL {
+		if s.Secret && s.Name != config.EnvAlertWebhookURL && s.Name != config.EnvWebhookURL {
 			m[s.Name] = placeholder
 		}
 	}

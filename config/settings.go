@@ -723,8 +723,8 @@ func parseWebhookSecrets(c *Config, v string) error {
 		if t == "" {
 			continue
 		}
-		if len(t) < 16 {
-			return fmt.Errorf("secret %d of %d must be at least 16 characters", i+1, len(all))
+		if err := checkToken(t, false); err != nil {
+			return fmt.Errorf("secret %d of %d %w", i+1, len(all), err)
 		}
 		secs = append(secs, Secret(t))
 	}
