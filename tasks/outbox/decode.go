@@ -29,10 +29,11 @@ const (
 	kindDigits             // a JSON string, or a JSON integer kept as its digits (destination_addr)
 	kindInt                // a JSON integer, or a string holding one
 	kindTTL                // a Go duration string ("90s"), or seconds as a number or a string
+	kindTime               // an RFC 3339 time string (send_at)
 )
 
-// fieldKinds lists every accepted field: id, ttl, webhook_url, webhook_events and the
-// provider.Message JSON names.
+// fieldKinds lists every accepted field: id, ttl, send_at, batch_id, webhook_url,
+// webhook_events and the provider.Message JSON names.
 var fieldKinds = map[string]kind{
 	"id":               kindString,
 	"ttl":              kindTTL,
@@ -49,6 +50,8 @@ var fieldKinds = map[string]kind{
 	"validity_period":  kindInt,
 	"webhook_url":      kindString,
 	"webhook_events":   kindString,
+	"send_at":          kindTime,
+	"batch_id":         kindString,
 }
 
 // Fields returns the names of the accepted fields, sorted.
@@ -421,6 +424,8 @@ func jsonScalar(k kind, v json.RawMessage) (s string, present bool, rule string)
 		switch k {
 		case kindString:
 			return "", false, "must be a string"
+		case kindTime:
+			return "", false, "must be an RFC 3339 time string like 2026-12-24T10:00:00Z"
 		case kindDigits:
 			if !allDigits(string(v)) {
 				return "", false, "must be a string of digits"
@@ -480,6 +485,14 @@ func (d *decoder) set(name string, k kind, s string) {
 		}
 		d.req.TTL = ttl
 		return
+	case kindTime:
+		t, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(s))
+		if err != nil {
+			d.bad(name, "must be an RFC 3339 time like 2026-12-24T10:00:00Z")
+			return
+		}
+		d.req.SendAt = t
+		return
 	}
 	switch name {
 	case "id":
@@ -504,6 +517,8 @@ func (d *decoder) set(name string, k kind, s string) {
 		d.req.WebhookURL = s
 	case "webhook_events":
 		d.req.WebhookEvents = s
+	case "batch_id":
+		d.req.BatchID = s
 	}
 }
 
@@ -519,6 +534,9 @@ func (d *decoder) result() (tasks.EnqueueRequest, error) {
 	}
 	if d.req.TTL != 0 && (d.req.TTL < tasks.MinTTL || d.req.TTL > tasks.MaxTTL) {
 		all = append(all, provider.FieldError{Field: "ttl", Rule: fmt.Sprintf("must be between %s and %s, got %s", tasks.MinTTL, tasks.MaxTTL, d.req.TTL)})
+	}
+	if d.req.BatchID != "" && !tasks.ValidID(d.req.BatchID) {
+		all = append(all, provider.FieldError{Field: "batch_id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", tasks.MaxIDLen)})
 	}
 	if d.req.WebhookURL != "" {
 		if r := tasks.WebhookURLRule(d.req.WebhookURL); r != "" {

@@ -67,6 +67,26 @@ func TestDecodeJSON(t *testing.T) {
 		require.Contains(t, got["webhook_events"], `got "some"`)
 	})
 
+	t.Run("SendAtAndBatch", func(t *testing.T) {
+		t.Parallel()
+		req, err := outbox.DecodeJSON([]byte(`{"source_addr":"Shop","destination_addr":"380501234567",
+			"message_type":106,"source_type":1,"text":"Sale","send_at":"2026-12-24T10:00:00+02:00","batch_id":"xmas"}`))
+		require.NoError(t, err)
+		require.True(t, req.SendAt.Equal(time.Date(2026, 12, 24, 8, 0, 0, 0, time.UTC)), req.SendAt)
+		require.Equal(t, "xmas", req.BatchID)
+
+		req, err = outbox.DecodeFields(map[string]any{"source_addr": "Shop", "destination_addr": "380501234567",
+			"message_type": "106", "source_type": "1", "text": "Sale", "send_at": "2026-12-24T08:00:00Z", "batch_id": "xmas"})
+		require.NoError(t, err)
+		require.Equal(t, "xmas", req.BatchID)
+		require.False(t, req.SendAt.IsZero())
+
+		_, err = outbox.DecodeJSON([]byte(`{"text":"a","send_at":"tomorrow"}`))
+		require.Contains(t, fieldsOf(t, err)["send_at"], "RFC 3339")
+		_, err = outbox.DecodeJSON([]byte(`{"text":"a","send_at":1766563200}`))
+		require.Contains(t, fieldsOf(t, err)["send_at"], "RFC 3339")
+	})
+
 	t.Run("LenientNumbersAndNulls", func(t *testing.T) {
 		t.Parallel()
 		req, err := outbox.DecodeJSON([]byte(`{"destination_addr":380501234567,"message_type":"106",
