@@ -24,6 +24,8 @@ type acceptedBody struct {
 	Queue     string `json:"queue"`
 	State     string `json:"state"`
 	ExpiresAt string `json:"expires_at"`
+	// SendAt is the scheduled time of a message with send_at, absent otherwise.
+	SendAt string `json:"send_at,omitempty"`
 }
 
 // postMessage is POST /v1/messages: the JSON document of outbox.DecodeJSON, the
@@ -88,10 +90,14 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	s.opts.Logger.Info().Str("msg_id", res.ID).Bool("duplicate", res.Duplicate).Str("queue", res.Queue).
 		Str("dest", provider.MaskPhone(req.Message.DestinationAddr)).Msg("message accepted")
 	w.Header().Set("Location", "/v1/messages/"+url.PathEscape(res.ID))
-	writeJSON(w, http.StatusAccepted, acceptedBody{
+	ans := acceptedBody{
 		ID: res.ID, Duplicate: res.Duplicate, Queue: res.Queue, State: string(res.State),
 		ExpiresAt: res.ExpiresAt.UTC().Format(timeLayout),
-	})
+	}
+	if !res.SendAt.IsZero() {
+		ans.SendAt = res.SendAt.UTC().Format(timeLayout)
+	}
+	writeJSON(w, http.StatusAccepted, ans)
 }
 
 // idempotencyKey returns the Idempotency-Key header, if given.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -160,12 +161,58 @@ func TestOpenAPIContract(t *testing.T) {
 		require.Equal(t, http.StatusOK, c.call(t, true, http.MethodGet, p, "").status, p)
 	}
 
+	// Batches and cancel.
+	sendAt := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	batch := `{"batch_id":"spring","messages":[` +
+		`{"id":"b-1","source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":1,"text":"Sale"},` +
+		`{"id":"b-2","source_addr":"Shop","destination_addr":"380501234568","message_type":106,"source_type":1,"text":"Sale","send_at":"` + sendAt + `"},` +
+		`{"id":"b-3","source_addr":"","destination_addr":"+380","message_type":106,"source_type":1,"text":"Sale"},` +
+		`{"id":"b-1","source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":1,"text":"Sale"},` +
+		`{"colour":"red"}]}`
+	r = c.call(t, false, http.MethodPost, "/v1/batches", batch, auth...) // holds bad messages on purpose
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, `"accepted":2,"duplicates":1,"refused":2,"errors":0`)
+	require.Contains(t, r.body, `"send_at":"`)
+	require.Equal(t, http.StatusBadRequest, c.call(t, false, http.MethodPost, "/v1/batches", `{"batch":"x","messages":[]}`, auth...).status)
+	require.Equal(t, http.StatusUnprocessableEntity, c.call(t, false, http.MethodPost, "/v1/batches", `{"batch_id":"bad id","messages":[]}`, auth...).status)
+	require.Equal(t, http.StatusUnsupportedMediaType, c.call(t, false, http.MethodPost, "/v1/batches", batch,
+		"Authorization", "Bearer "+apiToken, "Content-Type", "text/csv").status)
+	require.Equal(t, http.StatusRequestEntityTooLarge, c.call(t, false, http.MethodPost, "/v1/batches",
+		`{"messages":[{"text":"`+strings.Repeat("a", maxBody)+`"}]}`, auth...).status)
+	require.Equal(t, http.StatusUnauthorized, c.call(t, false, http.MethodPost, "/v1/batches", batch, "Content-Type", "application/json").status)
+	r = c.call(t, true, http.MethodGet, "/v1/batches/spring", "", auth...)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Contains(t, r.body, `"total":2`)
+	require.Equal(t, http.StatusNotFound, c.call(t, true, http.MethodGet, "/v1/batches/autumn", "", auth...).status)
+	require.Equal(t, http.StatusUnauthorized, c.call(t, true, http.MethodGet, "/v1/batches/spring", "").status)
+	r = c.call(t, true, http.MethodPost, "/v1/messages/b-1/cancel", "", auth...)
+	require.JSONEq(t, `{"id":"b-1","cancelled":true,"state":"cancelled"}`, r.body)
+	r = c.call(t, true, http.MethodPost, "/v1/messages/contract-1/cancel", "", auth...)
+	require.JSONEq(t, `{"id":"contract-1","cancelled":false,"state":"delivered"}`, r.body)
+	require.Equal(t, http.StatusNotFound, c.call(t, true, http.MethodPost, "/v1/messages/nope/cancel", "", auth...).status)
+	require.Equal(t, http.StatusUnauthorized, c.call(t, true, http.MethodPost, "/v1/messages/b-1/cancel", "").status)
+	r = c.call(t, true, http.MethodPost, "/v1/batches/spring/cancel", "", auth...)
+	require.JSONEq(t, `{"batch_id":"spring","cancelled":1,"not_cancelled":1}`, r.body)
+	require.Equal(t, http.StatusNotFound, c.call(t, true, http.MethodPost, "/v1/batches/autumn/cancel", "", auth...).status)
+	require.Equal(t, http.StatusUnauthorized, c.call(t, true, http.MethodPost, "/v1/batches/spring/cancel", "").status)
+	r = c.call(t, true, http.MethodGet, "/v1/batches/spring", "", auth...)
+	require.Contains(t, r.body, `"cancelled":2`)
+
 	// Redis gone: 503 where documented.
 	b.mr.Close()
 	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodPost, "/v1/messages", withID("contract-2"), auth...).status)
 	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodGet, "/v1/messages/contract-1", "", auth...).status)
 	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodGet, "/readyz", "").status)
+	r = c.call(t, true, http.MethodPost, "/v1/batches", `{"messages":[{"id":"late","source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":1,"text":"Sale"}]}`, auth...)
+	require.Equal(t, http.StatusServiceUnavailable, r.status)
+	require.Contains(t, r.body, `"result":"error"`)
+	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodGet, "/v1/batches/spring", "", auth...).status)
+	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodPost, "/v1/batches/spring/cancel", "", auth...).status)
+	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodPost, "/v1/messages/b-2/cancel", "", auth...).status)
 	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodPost, cb, `{"message_id":4242,"status":1}`, "Content-Type", "application/json").status)
+
+	// Back up, so that go-redis's background redial ends (goleak in TestMain).
+	require.NoError(t, b.mr.Restart())
 
 	// Every operation of the document was exercised.
 	var missing, seen []string

@@ -112,6 +112,12 @@ type Server struct {
 	handler http.Handler
 	metrics *apiMetrics
 	guard   *authGuard
+	// batches, canceller and counter serve the batch and cancel routes: the Enqueuer
+	// and Records when they implement them (*tasks.Enqueuer, *tasks.Store), else
+	// those routes answer 501.
+	batches   BatchEnqueuer
+	canceller Canceller
+	counter   BatchCounter
 }
 
 // New checks opts and builds the routes.
@@ -151,6 +157,9 @@ func New(opts Options) (*Server, error) {
 		opts.Monitoring = NewMonitoring(opts.Redis)
 	}
 	s := &Server{opts: opts, metrics: m, guard: newAuthGuard(opts.Redis, opts.Prefix, opts.AuthFailures, opts.Logger)}
+	s.batches, _ = opts.Enqueuer.(BatchEnqueuer)
+	s.canceller, _ = opts.Enqueuer.(Canceller)
+	s.counter, _ = opts.Records.(BatchCounter)
 	s.handler = s.routes()
 	return s, nil
 }
@@ -163,6 +172,10 @@ func (s *Server) routes() http.Handler {
 
 	mux.Handle("POST /v1/messages", s.bearer(http.HandlerFunc(s.postMessage)))
 	mux.Handle("GET /v1/messages/{id}", s.bearer(http.HandlerFunc(s.getMessage)))
+	mux.Handle("POST /v1/messages/{id}/cancel", s.bearer(s.ifSet(s.canceller != nil, s.cancelMessage)))
+	mux.Handle("POST /v1/batches", s.bearer(s.ifSet(s.batches != nil, s.postBatch)))
+	mux.Handle("GET /v1/batches/{id}", s.bearer(s.ifSet(s.counter != nil, s.getBatch)))
+	mux.Handle("POST /v1/batches/{id}/cancel", s.bearer(s.ifSet(s.canceller != nil, s.cancelBatch)))
 	// Anything else under /v1 needs a token too, so that probing reveals nothing.
 	mux.Handle("/v1/", s.bearer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
@@ -189,6 +202,17 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /openapi.yaml", openapi)
 
 	return s.logRequests(securityHeaders(refuseCrossOrigin(recoverPanics(mux))))
+}
+
+// ifSet serves h when ok, else 501: the Enqueuer or Records given to New do not
+// implement what the route needs.
+func (s *Server) ifSet(ok bool, h http.HandlerFunc) http.Handler {
+	if ok {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotImplemented, "not available in this server")
+	})
 }
 
 // readyz answers 200 when Redis answers PING within ReadyTimeout, else 503.
