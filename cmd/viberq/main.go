@@ -30,6 +30,8 @@ func commands() map[string]command {
 		"api":     {"serve the HTTP API, provider callbacks, /monitoring and /metrics", runAPI},
 		"send":    {"enqueue one message (flags) or many (--csv FILE); prints message IDs", runSend},
 		"status":  {"show a message record: viberq status ID [--json]", runStatus},
+		"cancel":  {"stop a message that has not been sent: viberq cancel ID [--json]", runCancel},
+		"batch":   {"follow or stop a batch: viberq batch status|cancel ID [--json]", runBatch},
 		"queues":  {"show queue sizes, paused and archived tasks", runQueues},
 		"resume":  {"unpause the send queues (after a balance top-up) and lift a 429 pause of the rate limiters", runResume},
 		"sim":     {"run the DecisionTelecom simulator", runSim},

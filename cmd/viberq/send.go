@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -24,6 +25,8 @@ type sendFlags struct {
 	id, from, to, text, smsText, image, caption, action, callback string
 	typ, source                                                   int
 	ttl                                                           time.Duration
+	sendAt                                                        time.Time
+	batch, webhookURL, webhookEvents                              string
 }
 
 func (f sendFlags) request() tasks.EnqueueRequest {
@@ -41,8 +44,24 @@ func (f sendFlags) request() tasks.EnqueueRequest {
 			SourceType:      provider.SourceType(f.source),
 			CallbackURL:     f.callback,
 		},
-		TTL: f.ttl,
+		TTL:           f.ttl,
+		SendAt:        f.sendAt,
+		BatchID:       f.batch,
+		WebhookURL:    f.webhookURL,
+		WebhookEvents: f.webhookEvents,
 	}
+}
+
+// parseSendAt reads --send-at and the send_at column: RFC 3339 ("2026-12-24T10:00:00+02:00").
+func parseSendAt(v string) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("send_at: must be an RFC 3339 time like 2026-12-24T10:00:00Z, got %q", v)
+	}
+	return t, nil
 }
 
 func runSend(ctx context.Context, args []string, stdout io.Writer) error {
@@ -60,13 +79,26 @@ func runSend(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&f.action, "button-action", "", "button URL for 108/208")
 	fs.StringVar(&f.callback, "callback-url", "", "status callback URL (default VIBERQ_CALLBACK_URL)")
 	fs.DurationVar(&f.ttl, "ttl", 0, "time to live (default VIBERQ_SMS_TTL with --sms-text, else VIBERQ_DEFAULT_TTL)")
+	sendAt := fs.String("send-at", "", "send no earlier than this RFC 3339 time (at most 7 days ahead; the TTL counts from it)")
+	fs.StringVar(&f.batch, "batch", "", "batch (campaign) ID: follow and cancel the messages together (viberq batch)")
+	fs.StringVar(&f.webhookURL, "webhook-url", "", "status webhook URL of this message (default VIBERQ_WEBHOOK_URL)")
+	fs.StringVar(&f.webhookEvents, "webhook-events", "", "final|all: which state changes the webhook gets (default VIBERQ_WEBHOOK_EVENTS)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	csvFile := fs.String("csv", "", "enqueue every row of this CSV file (header: id,from,to,text,type,source,sms_text,image,button_caption,button_action,callback_url,ttl); - for stdin")
+	csvFile := fs.String("csv", "", "enqueue every row of this CSV file (header: id,from,to,text,type,source,sms_text,image,button_caption,button_action,callback_url,ttl,send_at,batch_id,webhook_url,webhook_events); - for stdin; --batch and --send-at apply to rows without their own")
+	outFile := fs.String("out", "", "with --csv: write each row's line, message ID, result (accepted|duplicate|refused) and reason to this file, as CSV, or as JSON lines when it ends in .jsonl; - for stdout")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	at, err := parseSendAt(*sendAt)
+	if err != nil {
+		return usagef("--%v", err)
+	}
+	f.sendAt = at
+	if *outFile != "" && *csvFile == "" {
+		return usagef("--out needs --csv")
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -78,7 +110,7 @@ func runSend(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer p.Close()
 	if *csvFile != "" {
-		return sendCSV(ctx, p.enqueuer, *csvFile, *asJSON, stdout, os.Stderr)
+		return sendCSV(ctx, p.enqueuer, csvOptions{path: *csvFile, out: *outFile, asJSON: *asJSON, defaults: f}, stdout, os.Stderr)
 	}
 	res, err := p.enqueuer.Enqueue(ctx, f.request())
 	if err != nil {
@@ -101,10 +133,11 @@ type enqueueResultJSON struct {
 	Queue     string    `json:"queue"`
 	State     string    `json:"state"`
 	ExpiresAt time.Time `json:"expires_at"`
+	SendAt    time.Time `json:"send_at,omitzero"`
 }
 
 func resultJSON(r tasks.EnqueueResult) enqueueResultJSON {
-	return enqueueResultJSON{ID: r.ID, Duplicate: r.Duplicate, Queue: r.Queue, State: string(r.State), ExpiresAt: r.ExpiresAt}
+	return enqueueResultJSON{ID: r.ID, Duplicate: r.Duplicate, Queue: r.Queue, State: string(r.State), ExpiresAt: r.ExpiresAt, SendAt: r.SendAt}
 }
 
 // enqueueError turns a validation error into a usage error listing every bad field,
@@ -137,10 +170,21 @@ var csvColumns = map[string]func(f *sendFlags, v string) error{
 	"button_caption":   func(f *sendFlags, v string) error { f.caption = v; return nil },
 	"button_action":    func(f *sendFlags, v string) error { f.action = v; return nil },
 	"callback_url":     func(f *sendFlags, v string) error { f.callback = v; return nil },
-	"type":             intColumn("type", func(f *sendFlags) *int { return &f.typ }),
-	"message_type":     intColumn("message_type", func(f *sendFlags) *int { return &f.typ }),
-	"source":           intColumn("source", func(f *sendFlags) *int { return &f.source }),
-	"source_type":      intColumn("source_type", func(f *sendFlags) *int { return &f.source }),
+	"batch_id":         func(f *sendFlags, v string) error { f.batch = cmp.Or(v, f.batch); return nil },
+	"batch":            func(f *sendFlags, v string) error { f.batch = cmp.Or(v, f.batch); return nil },
+	"webhook_url":      func(f *sendFlags, v string) error { f.webhookURL = cmp.Or(v, f.webhookURL); return nil },
+	"webhook_events":   func(f *sendFlags, v string) error { f.webhookEvents = cmp.Or(v, f.webhookEvents); return nil },
+	"send_at": func(f *sendFlags, v string) error {
+		t, err := parseSendAt(v)
+		if err == nil && !t.IsZero() {
+			f.sendAt = t
+		}
+		return err
+	},
+	"type":         intColumn("type", func(f *sendFlags) *int { return &f.typ }),
+	"message_type": intColumn("message_type", func(f *sendFlags) *int { return &f.typ }),
+	"source":       intColumn("source", func(f *sendFlags) *int { return &f.source }),
+	"source_type":  intColumn("source_type", func(f *sendFlags) *int { return &f.source }),
 	"ttl": func(f *sendFlags, v string) error {
 		if v == "" {
 			return nil
@@ -187,10 +231,38 @@ type csvReject struct {
 	Reason string `json:"reason"`
 }
 
-// sendCSV enqueues every row of a CSV file. A bad row is reported with its line and
-// every bad field and does not stop the others: rows already enqueued stay enqueued.
-// It fails (exit 1) when any row was refused, after processing all of them.
-func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool, stdout, progress io.Writer) error {
+// csvOptions are the --csv flags: the file, the per-row output (--out), the summary
+// format and the flags that apply to rows without their own column (--batch,
+// --send-at, --webhook-url, --webhook-events).
+type csvOptions struct {
+	path, out string
+	asJSON    bool
+	defaults  sendFlags
+}
+
+// csvRow is one data row waiting for its answer.
+type csvRow struct {
+	line int
+	f    sendFlags
+	errs []string
+}
+
+// csvOutcome is one line of --out.
+type csvOutcome struct {
+	Line   int    `json:"line"`
+	ID     string `json:"id"`
+	Result string `json:"result"` // accepted, duplicate, refused
+	Reason string `json:"reason,omitempty"`
+}
+
+// sendCSV enqueues every row of a CSV file, tasks.BatchPipeline rows per
+// Enqueuer.EnqueueBatch (pipelined round trips). A bad row is reported with its line
+// and every bad field and does not stop the others: rows already enqueued stay
+// enqueued. With --out, every row's message ID (generated ones included) and result
+// are written, so that rows without an id can be looked up afterwards. It fails
+// (exit 1) when any row was refused, after processing all of them.
+func sendCSV(ctx context.Context, enq *tasks.Enqueuer, o csvOptions, stdout, progress io.Writer) error {
+	path := o.path
 	var in io.Reader = os.Stdin
 	total := -1
 	if path != "-" {
@@ -217,10 +289,23 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 	for i, h := range header {
 		set, ok := csvColumns[strings.TrimSpace(strings.ToLower(h))]
 		if !ok {
-			return usagef("csv %s: unknown column %q (known: id, from, to, text, type, source, sms_text, image, button_caption, button_action, callback_url, ttl)", path, h)
+			return usagef("csv %s: unknown column %q (known: id, from, to, text, type, source, sms_text, image, button_caption, button_action, callback_url, ttl, send_at, batch_id, webhook_url, webhook_events)", path, h)
 		}
 		setters[i] = set
 	}
+	summary, results := stdout, io.Writer(nil)
+	if o.out != "" {
+		w, closeOut, err := openOut(o.out, stdout)
+		if err != nil {
+			return err
+		}
+		defer closeOut()
+		results = w
+		if o.out == "-" {
+			summary = progress
+		}
+	}
+	rw := newOutcomeWriter(results, strings.HasSuffix(o.out, ".jsonl") || strings.HasSuffix(o.out, ".ndjson"))
 	bar := progressbar.NewOptions(total,
 		progressbar.OptionSetWriter(progress),
 		progressbar.OptionSetDescription("enqueue"),
@@ -230,7 +315,64 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 		progressbar.OptionThrottle(100*time.Millisecond),
 		progressbar.OptionClearOnFinish(),
 	)
-	var sum csvSummary
+	var (
+		sum     csvSummary
+		pending []csvRow
+	)
+	refuse := func(line int, id, reason string) {
+		sum.Refused++
+		sum.Problems = append(sum.Problems, csvReject{Line: line, ID: id, Reason: reason})
+		rw.write(csvOutcome{Line: line, ID: id, Result: "refused", Reason: reason})
+	}
+	// flush enqueues the pending rows in one EnqueueBatch; a Redis error stops the run
+	// (rows answered before it are enqueued and written to --out).
+	flush := func() error {
+		defer func() { pending = pending[:0] }()
+		var reqs []tasks.EnqueueRequest
+		for _, row := range pending {
+			if len(row.errs) == 0 {
+				reqs = append(reqs, row.f.request())
+			}
+		}
+		var (
+			res  []tasks.BatchResult
+			berr error
+		)
+		if len(reqs) > 0 {
+			res, berr = enq.EnqueueBatch(ctx, reqs)
+		}
+		k := 0
+		for _, row := range pending { // answers in row order
+			if len(row.errs) > 0 {
+				refuse(row.line, row.f.id, strings.Join(row.errs, "; "))
+				continue
+			}
+			br := res[k]
+			k++
+			switch {
+			case br.Err == nil && br.Duplicate:
+				sum.Duplicates++
+				rw.write(csvOutcome{Line: row.line, ID: br.ID, Result: "duplicate"})
+			case br.Err == nil:
+				sum.Enqueued++
+				rw.write(csvOutcome{Line: row.line, ID: br.ID, Result: "accepted"})
+			case br.Refused():
+				var ve *provider.ValidationError
+				var reasons []string
+				if errors.As(br.Err, &ve) {
+					for _, fe := range ve.Fields {
+						reasons = append(reasons, fe.Field+": "+fe.Rule)
+					}
+				} else {
+					reasons = append(reasons, "id: "+tasks.ErrIdempotencyConflict.Error())
+				}
+				refuse(row.line, cmp.Or(br.ID, row.f.id), strings.Join(reasons, "; "))
+			default:
+				return fmt.Errorf("csv %s line %d: %w (rows answered before it are enqueued)", path, row.line, cmp.Or(berr, br.Err))
+			}
+		}
+		return berr
+	}
 	for {
 		row, err := r.Read()
 		if errors.Is(err, io.EOF) {
@@ -240,8 +382,7 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				sum.Rows++
-				sum.Refused++
-				sum.Problems = append(sum.Problems, csvReject{Line: pe.Line, Reason: pe.Err.Error()})
+				pending = append(pending, csvRow{line: pe.Line, errs: []string{pe.Err.Error()}})
 				_ = bar.Add(1)
 				continue
 			}
@@ -254,7 +395,9 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 			break
 		}
 		sum.Rows++
-		f := sendFlags{typ: int(provider.TypeText), source: int(provider.SourceTransactional)}
+		f := sendFlags{typ: int(provider.TypeText), source: int(provider.SourceTransactional),
+			sendAt: o.defaults.sendAt, batch: o.defaults.batch,
+			webhookURL: o.defaults.webhookURL, webhookEvents: o.defaults.webhookEvents}
 		var rowErrs []string
 		for i, v := range row {
 			if i >= len(setters) {
@@ -265,42 +408,31 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 				rowErrs = append(rowErrs, err.Error())
 			}
 		}
-		if len(rowErrs) == 0 {
-			res, err := enq.Enqueue(ctx, f.request())
-			switch {
-			case err == nil && res.Duplicate:
-				sum.Duplicates++
-			case err == nil:
-				sum.Enqueued++
-			default:
-				var ve *provider.ValidationError
-				if errors.As(err, &ve) {
-					for _, fe := range ve.Fields {
-						rowErrs = append(rowErrs, fe.Field+": "+fe.Rule)
-					}
-				} else if errors.Is(err, tasks.ErrIdempotencyConflict) {
-					rowErrs = append(rowErrs, "id: "+err.Error())
-				} else {
-					_ = bar.Finish()
-					return fmt.Errorf("csv %s line %d: %w (rows before it are enqueued)", path, line, err)
-				}
+		pending = append(pending, csvRow{line: line, f: f, errs: rowErrs})
+		if len(pending) >= tasks.BatchPipeline {
+			if err := flush(); err != nil {
+				_ = bar.Finish()
+				return err
 			}
-		}
-		if len(rowErrs) > 0 {
-			sum.Refused++
-			sum.Problems = append(sum.Problems, csvReject{Line: line, ID: f.id, Reason: strings.Join(rowErrs, "; ")})
 		}
 		_ = bar.Add(1)
 	}
+	if err := flush(); err != nil {
+		_ = bar.Finish()
+		return err
+	}
 	_ = bar.Finish()
-	if asJSON {
-		if err := json.NewEncoder(stdout).Encode(sum); err != nil {
+	if err := rw.err; err != nil {
+		return fmt.Errorf("--out %s: %w", o.out, err)
+	}
+	if o.asJSON {
+		if err := json.NewEncoder(summary).Encode(sum); err != nil {
 			return err
 		}
 	} else {
-		fmt.Fprintf(stdout, "rows %d: enqueued %d, duplicates %d, refused %d\n", sum.Rows, sum.Enqueued, sum.Duplicates, sum.Refused)
+		fmt.Fprintf(summary, "rows %d: enqueued %d, duplicates %d, refused %d\n", sum.Rows, sum.Enqueued, sum.Duplicates, sum.Refused)
 		for _, p := range sum.Problems {
-			fmt.Fprintf(stdout, "  line %d: %s\n", p.Line, p.Reason)
+			fmt.Fprintf(summary, "  line %d: %s\n", p.Line, p.Reason)
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -310,6 +442,55 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, path string, asJSON bool,
 		return fmt.Errorf("%d of %d rows refused", sum.Refused, sum.Rows)
 	}
 	return nil
+}
+
+// openOut opens --out: "-" is stdout.
+func openOut(path string, stdout io.Writer) (io.Writer, func(), error) {
+	if path == "-" {
+		return stdout, func() {}, nil
+	}
+	fh, err := os.Create(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--out: %w", err)
+	}
+	return fh, func() { _ = fh.Close() }, nil
+}
+
+// outcomeWriter writes --out as CSV (line,id,result,reason) or JSON lines; a nil
+// writer writes nothing. The first write error is kept in err.
+type outcomeWriter struct {
+	csv  *csv.Writer
+	json *json.Encoder
+	err  error
+}
+
+func newOutcomeWriter(w io.Writer, jsonLines bool) *outcomeWriter {
+	ow := &outcomeWriter{}
+	switch {
+	case w == nil:
+	case jsonLines:
+		ow.json = json.NewEncoder(w)
+	default:
+		ow.csv = csv.NewWriter(w)
+		ow.err = ow.csv.Write([]string{"line", "id", "result", "reason"})
+	}
+	return ow
+}
+
+func (ow *outcomeWriter) write(o csvOutcome) {
+	if ow.err != nil {
+		return
+	}
+	switch {
+	case ow.json != nil:
+		ow.err = ow.json.Encode(o)
+	case ow.csv != nil:
+		ow.err = ow.csv.Write([]string{strconv.Itoa(o.Line), o.ID, o.Result, o.Reason})
+		ow.csv.Flush()
+		if ow.err == nil {
+			ow.err = ow.csv.Error()
+		}
+	}
 }
 
 func countLines(path string) (int, error) {
