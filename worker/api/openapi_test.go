@@ -265,7 +265,7 @@ func TestOpenAPIValidationRejects(t *testing.T) {
 var readmeAnnotation = regexp.MustCompile("(?s)<!-- openapi: ([A-Z]+) (\\S+) (request|[0-9]{3}) -->\\s*```json\\n(.*?)```")
 
 // curlExample finds the README's curl calls with a JSON body to the API.
-var curlExample = regexp.MustCompile("(?s)curl -sS -X (POST|PUT) http://localhost:8080(/v1/\\S+).*?-d '(.*?)'")
+var curlExample = regexp.MustCompile(`(?s)curl -sS -X (POST|PUT) http://localhost:8080(/v1/\S+).*?-d '(.*?)'`)
 
 // The README's examples are the document's: every annotated JSON block and every
 // curl body validates against it.
