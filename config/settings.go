@@ -698,25 +698,20 @@ func formatWeights(w map[string]int) string {
 	return strings.Join(parts, ",")
 }
 
-func parseAPITokens(c *Config, v string) error {
-	var toks []Secret
-	all := strings.Split(v, ",")
-	for i, t := range all {
-		t = strings.TrimSpace(t)
-		if t == "" {
-			continue
-		}
-		if err := checkToken(t, false); err != nil {
-			return fmt.Errorf("token %d of %d %w", i+1, len(all), err)
-		}
-		toks = append(toks, Secret(t))
-	}
-	c.API.Tokens = toks
-	return nil
+func parseAPITokens(c *Config, v string) (err error) {
+	c.API.Tokens, err = tokenList(v, "token")
+	return err
 }
 
-func parseWebhookSecrets(c *Config, v string) error {
-	var secs []Secret
+func parseWebhookSecrets(c *Config, v string) (err error) {
+	c.Webhook.Secrets, err = tokenList(v, "secret")
+	return err
+}
+
+// tokenList reads a comma-separated list of secrets, each under checkToken's rules;
+// an error names the item ("token 2 of 3 must be ...") without quoting it.
+func tokenList(v, item string) ([]Secret, error) {
+	var out []Secret
 	all := strings.Split(v, ",")
 	for i, t := range all {
 		t = strings.TrimSpace(t)
@@ -724,12 +719,11 @@ func parseWebhookSecrets(c *Config, v string) error {
 			continue
 		}
 		if err := checkToken(t, false); err != nil {
-			return fmt.Errorf("secret %d of %d %w", i+1, len(all), err)
+			return nil, fmt.Errorf("%s %d of %d %w", item, i+1, len(all), err)
 		}
-		secs = append(secs, Secret(t))
+		out = append(out, Secret(t))
 	}
-	c.Webhook.Secrets = secs
-	return nil
+	return out, nil
 }
 
 func validateToken(c *Config, v string) error {

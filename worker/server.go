@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -495,20 +494,7 @@ func (w *Worker) ttlBound(t *asynq.Task, d, jittered time.Duration) time.Duratio
 
 // backoff is the n-th (from 0) delay of an exponential backoff with ±50% jitter.
 func (w *Worker) backoff(n int) time.Duration {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     w.cfg.RetryInitial,
-		RandomizationFactor: 0.5,
-		Multiplier:          2,
-		MaxInterval:         w.cfg.RetryMax,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	b.Reset()
-	d := b.NextBackOff()
-	for i := 0; i < min(n, 64); i++ {
-		d = b.NextBackOff()
-	}
-	return d
+	return Backoff(w.cfg.RetryInitial, w.cfg.RetryMax, n)
 }
 
 // timeLeft is the time until the TTL of a send task or the deadline of a poll task.

@@ -11,11 +11,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
 
 	"github.com/viberq/viberq/tasks"
+	"github.com/viberq/viberq/worker"
 )
 
 // HTTPDoer sends a request: *http.Client.
@@ -113,20 +113,7 @@ func (d *Deliverer) post(ctx context.Context, target string, a tasks.WebhookArgs
 // retryDelay is the delivery server's RetryDelayFunc: exponential backoff from
 // RetryInitial doubling up to RetryMax, ±50% jitter.
 func (d *Deliverer) retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
-	b := &backoff.ExponentialBackOff{
-		InitialInterval:     d.cfg.RetryInitial,
-		RandomizationFactor: 0.5,
-		Multiplier:          2,
-		MaxInterval:         d.cfg.RetryMax,
-		Stop:                backoff.Stop,
-		Clock:               backoff.SystemClock,
-	}
-	b.Reset()
-	delay := b.NextBackOff()
-	for i := 0; i < min(n, 64); i++ {
-		delay = b.NextBackOff()
-	}
-	return delay
+	return worker.Backoff(d.cfg.RetryInitial, d.cfg.RetryMax, n)
 }
 
 // handleError is the delivery server's ErrorHandler: it counts and logs the tasks

@@ -1,0 +1,27 @@
+package worker
+
+import (
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Backoff is the n-th (from 0) delay of an exponential backoff from initial, doubling
+// up to max, with ±50% jitter (cenkalti/backoff): the retry delay of the worker's
+// retried errors and of webhook deliveries (worker/webhook).
+func Backoff(initial, max time.Duration, n int) time.Duration {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     initial,
+		RandomizationFactor: 0.5,
+		Multiplier:          2,
+		MaxInterval:         max,
+		Stop:                backoff.Stop,
+		Clock:               backoff.SystemClock,
+	}
+	b.Reset()
+	d := b.NextBackOff()
+	for i := 0; i < min(n, 64); i++ {
+		d = b.NextBackOff()
+	}
+	return d
+}
