@@ -3,12 +3,21 @@
 //
 //	POST /v1/messages                 enqueue a message (bearer token)          202, 400, 401, 403, 409, 413, 415, 422, 429, 503
 //	GET  /v1/messages/{id}            the message record, status JSON (token)   200, 401, 404
+//	POST /v1/messages/{id}/cancel     stop a message not yet sent (token)       200, 401, 403, 404, 429, 503
+//	POST /v1/batches                  enqueue up to 10,000 messages (token)     200, 400, 401, 403, 413, 415, 422, 429, 503
+//	GET  /v1/batches/{id}             a batch's counts (token)                  200, 401, 404, 429, 503
+//	POST /v1/batches/{id}/cancel      stop a batch's unsent messages (token)    200, 401, 403, 404, 429, 503
 //	POST /callbacks/{token}/status    provider status callback                  200, 401, 404, 413, 503
 //	POST /callbacks/{token}/inbound   provider two-way reply                    200, 401, 404, 413, 503
 //	     /monitoring/                 the Asynq web UI (basic auth)             401 without credentials
 //	GET  /metrics                     Prometheus
 //	GET  /healthz                     the process is alive
 //	GET  /readyz                      Redis answers PING within 1s (else 503)
+//	GET  /openapi.yaml                the OpenAPI 3.1 contract of all of these (OpenAPI)
+//
+// openapi.yaml is the contract: every route, request and answer, errors included, and
+// the status webhooks the workers send. TestOpenAPIContract validates real answers
+// against it (kin-openapi), so a change here or there that breaks the other fails.
 //
 // # Messages
 //

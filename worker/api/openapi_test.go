@@ -120,6 +120,8 @@ func TestOpenAPIContract(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, c.call(t, false, http.MethodPost, "/v1/messages", validBody, "Content-Type", "application/json").status)
 	require.Equal(t, http.StatusRequestEntityTooLarge, c.call(t, false, http.MethodPost, "/v1/messages",
 		`{"text":"`+strings.Repeat("a", maxBody)+`"}`, auth...).status)
+	require.Equal(t, http.StatusForbidden, c.call(t, false, http.MethodPost, "/v1/messages", validBody, with("Sec-Fetch-Site", "cross-site")...).status)
+	require.Equal(t, http.StatusForbidden, c.call(t, false, http.MethodPost, "/v1/batches", `{"messages":[{}]}`, with("Sec-Fetch-Site", "cross-site")...).status)
 	require.Equal(t, http.StatusUnsupportedMediaType, c.call(t, false, http.MethodPost, "/v1/messages", validBody,
 		"Authorization", "Bearer "+apiToken, "Content-Type", "text/plain").status)
 	require.Equal(t, http.StatusUnprocessableEntity, c.call(t, false, http.MethodPost, "/v1/messages",
