@@ -213,8 +213,18 @@ func (s *Service) Deliverer() *Deliverer { return s.deliver }
 // ShutdownTimeout and returns.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.client.Close()
-	if err := s.relay.EnsureGroup(ctx); err != nil {
-		return err
+	// Redis may be down at start: keep trying rather than run without webhooks.
+	for {
+		err := s.relay.EnsureGroup(ctx)
+		if err == nil {
+			break
+		}
+		s.log.Warn().Err(err).Msg("webhooks wait for Redis")
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
 	}
 	if err := s.srv.Start(asynq.HandlerFunc(s.deliver.ProcessTask)); err != nil {
 		return fmt.Errorf("webhook: start delivery server: %w", err)
