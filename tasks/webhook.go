@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 )
 
 // The status webhook's task type and queue. Frozen like the others (see the package
@@ -117,4 +119,18 @@ func NewWebhookTask(a WebhookArgs, opts ...asynq.Option) (*asynq.Task, error) {
 	}
 	all := append([]asynq.Option{asynq.TaskID(WebhookTaskID(a.EventID)), asynq.Queue(QueueWebhooks)}, opts...)
 	return asynq.NewTask(TypeWebhook, payload, all...), nil
+}
+
+// WebhookEvents returns the message's own webhook_events ("" when it has none or
+// there is no record): one HGET, for a reader that needs only this field to skip an
+// event (worker/webhook skips non-final events of messages that want final only).
+func (s *Store) WebhookEvents(ctx context.Context, id string) (string, error) {
+	v, err := s.rdb.HGet(ctx, s.Key(id), fWebhookEvents).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read webhook_events of %s: %w", id, err)
+	}
+	return v, nil
 }

@@ -173,6 +173,16 @@ func (r *Relay) relay(ctx context.Context, m redis.XMessage) (string, error) {
 		r.log.Warn().Str("event_id", m.ID).Msg("undecodable event skipped")
 		return "skipped", nil
 	}
+	if !ev.To.Final() && r.cfg.Events != tasks.WebhookAll {
+		// Most messages want their final state only: one HGET tells, not the record.
+		own, err := r.store.WebhookEvents(ctx, ev.ID)
+		if err != nil {
+			return "error", err
+		}
+		if own != tasks.WebhookAll {
+			return "skipped", nil
+		}
+	}
 	rec, err := r.store.Get(ctx, ev.ID)
 	if errors.Is(err, tasks.ErrNotFound) {
 		return "skipped", nil // expired after the retention: nobody to tell about
