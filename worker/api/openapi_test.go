@@ -142,8 +142,14 @@ func TestOpenAPIContract(t *testing.T) {
 	// Callbacks: a status that makes the record final, an unknown payload, a reply,
 	// a wrong token, the basic-auth-only route while only a token is configured.
 	cb := "/callbacks/" + cbToken + "/status?id=contract-1"
+	r = c.call(t, true, http.MethodPost, cb, `{"message_id":4242,"status":0}`, "Content-Type", "application/json")
+	require.Contains(t, r.body, `"pending"`)
 	r = c.call(t, true, http.MethodPost, cb, `{"message_id":4242,"status":1}`, "Content-Type", "application/json")
-	require.Contains(t, r.body, `"applied"`)
+	require.Contains(t, r.body, `"confirming"`)
+	// A worker's confirming poll makes it final; here the store does.
+	_, ok, err = b.store.Transition(ctx, "contract-1", []tasks.State{tasks.StateAccepted}, tasks.StateDelivered, tasks.Update{Channel: tasks.ChannelViber})
+	require.NoError(t, err)
+	require.True(t, ok)
 	r = c.call(t, true, http.MethodPost, cb, `{"message_id":4242,"status":1}`, "Content-Type", "application/json")
 	require.Contains(t, r.body, `"final"`)
 	require.Equal(t, http.StatusOK, c.call(t, true, http.MethodPost, "/callbacks/"+cbToken+"/status", `{"what":1}`, "Content-Type", "application/json").status)
