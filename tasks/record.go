@@ -88,6 +88,17 @@ func PayloadHash(m provider.Message, ttl time.Duration) string {
 	return requestHash(m, ttl, time.Time{}, "")
 }
 
+// Fingerprint returns the idempotency fingerprint of the request a send task
+// describes: what the Enqueuer stores for an EnqueueRequest with a's message (its
+// validity_period ignored), a.TTL() as the TTL, a.SendAt and a.BatchID. The worker
+// gives it to the record it creates for a task written without the Enqueuer, so that
+// enqueueing the same request later under that ID is a duplicate, not a conflict.
+func Fingerprint(a SendArgs) string {
+	m := a.Message
+	m.ValidityPeriod = 0
+	return requestHash(m, a.TTL(), a.SendAt, a.BatchID)
+}
+
 // requestHash is PayloadHash covering send_at and the batch ID too; without them it
 // equals PayloadHash, so fingerprints of records written before they existed hold.
 func requestHash(m provider.Message, ttl time.Duration, sendAt time.Time, batchID string) string {

@@ -46,6 +46,10 @@ func skip(err error) error { return fmt.Errorf("%w (%w)", err, asynq.SkipRetry) 
 func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
 	at := attemptFrom(ctx)
 	at.msgID, at.expiresAt = a.ID, a.ExpiresAt
+	if d, err := w.beforeSendAt(a); err != nil {
+		at.decide(d)
+		return err
+	}
 
 	// Fast path, the common case (a fresh message, queued, within its TTL): take a
 	// token, then move queued → sending in one script, without reading the record
@@ -231,7 +235,7 @@ func (w *Worker) loadOrCreate(ctx context.Context, a tasks.SendArgs) (tasks.Reco
 	if !errors.Is(err, tasks.ErrNotFound) {
 		return rec, fmt.Errorf("send %s: load record: %w", a.ID, err)
 	}
-	created, rec, err := w.store.Create(ctx, tasks.NewRecord(a, w.now()), tasks.PayloadHash(a.Message, a.TTL()))
+	created, rec, err := w.store.Create(ctx, tasks.NewRecord(a, w.now()), tasks.Fingerprint(a))
 	if err != nil {
 		return rec, fmt.Errorf("send %s: create record: %w", a.ID, err)
 	}
