@@ -304,7 +304,10 @@ func (u Update) pairs() []any {
 // appended, and the counts of the record's batch moved, only when the state actually
 // changes; a state change also leaves the non-final index (a record with final_at
 // set) or joins it (NX: a record written before the index existed, or a re-run).
-var transitionScript = redis.NewScript(`
+//
+// The body is also the function transition() of the scripts built by NewHook
+// (hook.go): KEYS[1..3] and ARGV as above, hook arguments after them.
+const transitionLua = `
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return -1 end
 local nfrom, nset, nchg = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -354,7 +357,9 @@ if to ~= cur then
   end
 end
 return {1, redis.call('HGETALL', KEYS[1])}
-`)
+`
+
+var transitionScript = redis.NewScript(transitionLua)
 
 // Transition atomically moves the record of id from one of the states in from to
 // state to, applying upd, refreshing the expiry and appending one event when the
@@ -372,7 +377,13 @@ func (s *Store) Transition(ctx context.Context, id string, from []State, to Stat
 		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
 	}
 	now := s.now()
-	var set, chg []any
+	set, chg := stamps(from, to, upd, now)
+	return s.run(ctx, id, from, to, upd, set, chg, now)
+}
+
+// stamps are the time fields a Transition to `to` writes: set always, chg only when
+// the state changes.
+func stamps(from []State, to State, upd Update, now time.Time) (set, chg []any) {
 	switch {
 	case to == StateSending: // also sending → sending: a new attempt
 		set = append(set, fSentAt, msString(now))
@@ -388,7 +399,7 @@ func (s *Store) Transition(ctx context.Context, id string, from []State, to Stat
 	if !to.Final() && upd.Rerun {
 		chg = append(chg, fFinalAt, "", fSettledBy, "")
 	}
-	return s.run(ctx, id, from, to, upd, set, chg, now)
+	return set, chg
 }
 
 // Update applies upd to the record of id if it is not final (queued, sending or
@@ -401,6 +412,22 @@ func (s *Store) Update(ctx context.Context, id string, upd Update) (Record, bool
 }
 
 func (s *Store) run(ctx context.Context, id string, from []State, to State, upd Update, set, chg []any, now time.Time) (Record, bool, error) {
+	args := s.transitionArgs(id, from, to, upd, set, chg, now)
+	res, err := transitionScript.Run(ctx, s.rdb, s.transitionKeys(id), args...).Result()
+	if err != nil {
+		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
+	}
+	rec, applied, _, err := parseTransition(id, res)
+	return rec, applied, err
+}
+
+// transitionKeys are KEYS[1..3] of transitionLua.
+func (s *Store) transitionKeys(id string) []string {
+	return []string{s.Key(id), s.EventsKey(), s.NonFinalKey()}
+}
+
+// transitionArgs are the ARGV of transitionLua.
+func (s *Store) transitionArgs(id string, from []State, to State, upd Update, set, chg []any, now time.Time) []any {
 	set = append(set, upd.pairs()...)
 	args := make([]any, 0, 11+len(from)+len(set)+len(chg))
 	args = append(args, s.retention.Milliseconds(), s.maxLen, id, now.UnixMilli(), string(to),
@@ -409,28 +436,33 @@ func (s *Store) run(ctx context.Context, id string, from []State, to State, upd 
 		args = append(args, string(f))
 	}
 	args = append(args, set...)
-	args = append(args, chg...)
-	res, err := transitionScript.Run(ctx, s.rdb, []string{s.Key(id), s.EventsKey(), s.NonFinalKey()}, args...).Result()
-	if err != nil {
-		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
-	}
+	return append(args, chg...)
+}
+
+// parseTransition reads the reply of transitionLua (or of a hooked script: a third
+// element holds what the hook returns).
+func parseTransition(id string, res any) (Record, bool, []any, error) {
 	if n, isInt := res.(int64); isInt && n == -1 {
-		return Record{}, false, fmt.Errorf("transition %s: %w", id, ErrNotFound)
+		return Record{}, false, nil, fmt.Errorf("transition %s: %w", id, ErrNotFound)
 	}
 	arr, isArr := res.([]any)
-	if !isArr || len(arr) != 2 {
-		return Record{}, false, fmt.Errorf("transition %s: unexpected script reply %T", id, res)
+	if !isArr || len(arr) < 2 {
+		return Record{}, false, nil, fmt.Errorf("transition %s: unexpected script reply %T", id, res)
 	}
 	h, err := hashReply(arr[1])
 	if err != nil {
-		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
+		return Record{}, false, nil, fmt.Errorf("transition %s: %w", id, err)
 	}
 	rec, err := recordFromHash(id, h)
 	if err != nil {
-		return Record{}, false, err
+		return Record{}, false, nil, err
 	}
 	applied, _ := arr[0].(int64)
-	return rec, applied == 1, nil
+	var extra []any
+	if len(arr) > 2 {
+		extra, _ = arr[2].([]any)
+	}
+	return rec, applied == 1, extra, nil
 }
 
 func boolArg(b bool) string {

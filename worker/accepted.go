@@ -92,10 +92,11 @@ func (h *heldAccepts) stop(timeout time.Duration) {
 	}
 }
 
-// writeAccepted moves the record of message id from sending to accepted with the
-// provider's message_id, retrying until Redis answers or until deadline. A refused
+// writeAccepted moves the record of message a from sending to accepted with the
+// provider's message_id, making its first poll due in the same script
+// (transitionAccepted), retrying until Redis answers or until deadline. A refused
 // compare-and-set (ok=false) and a missing record are answers, not retried.
-func (w *Worker) writeAccepted(ctx context.Context, id string, pid provider.MessageID, deadline time.Time) (tasks.Record, bool, error) {
+func (w *Worker) writeAccepted(ctx context.Context, a tasks.SendArgs, pid provider.MessageID, deadline time.Time) (tasks.Record, bool, error) {
 	wctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	b := backoff.NewExponentialBackOff(
@@ -103,7 +104,6 @@ func (w *Worker) writeAccepted(ctx context.Context, id string, pid provider.Mess
 		backoff.WithMaxInterval(acceptRetryMax),
 		backoff.WithMaxElapsedTime(0),
 	)
-	empty := ""
 	var (
 		rec tasks.Record
 		ok  bool
@@ -112,8 +112,7 @@ func (w *Worker) writeAccepted(ctx context.Context, id string, pid provider.Mess
 		tctx, tcancel := context.WithTimeout(wctx, acceptTryTimeout)
 		defer tcancel()
 		var err error
-		rec, ok, err = w.store.Transition(tctx, id, []tasks.State{tasks.StateSending}, tasks.StateAccepted,
-			tasks.Update{ProviderMessageID: pid, Error: &empty})
+		rec, ok, err = w.transitionAccepted(tctx, a, pid)
 		if errors.Is(err, tasks.ErrNotFound) || errors.Is(err, tasks.ErrIllegalTransition) {
 			return backoff.Permanent(err)
 		}
@@ -133,8 +132,8 @@ func acceptDeadline(ctx context.Context) time.Time {
 }
 
 // holdAccepted keeps retrying, in the background, the accepted write of a message
-// whose handler gave up waiting for Redis, then indexes it and schedules its first
-// poll as accepted does. It runs until the write is answered or the worker stops
+// whose handler gave up waiting for Redis (the write makes the first poll due and
+// indexes a two-way message, as in the handler). It runs until the write is answered or the worker stops
 // (one last attempt, bounded by writeTimeout).
 func (w *Worker) holdAccepted(a tasks.SendArgs, pid provider.MessageID) {
 	if !w.held.add(a.ID, pid) {
@@ -158,7 +157,7 @@ func (w *Worker) holdAccepted(a tasks.SendArgs, pid provider.MessageID) {
 			}
 		}()
 		lg := w.log.With().Str("msg_id", a.ID).Int64("provider_msg_id", int64(pid)).Logger()
-		rec, ok, err := w.writeAccepted(ctx, a.ID, pid, time.Now().Add(w.store.Retention()))
+		rec, ok, err := w.writeAccepted(ctx, a, pid, time.Now().Add(w.store.Retention()))
 		switch {
 		case err != nil:
 			lg.Error().Err(err).Msg("worker stopped holding an accepted message_id it could not write; the record will end unknown")
@@ -168,23 +167,7 @@ func (w *Worker) holdAccepted(a tasks.SendArgs, pid provider.MessageID) {
 			return
 		}
 		lg.Info().Msg("held accepted message_id written after Redis came back")
-		w.afterAccepted(ctx, a, pid, rec)
 	}()
-}
-
-// afterAccepted indexes a two-way message and schedules the first poll, logging a
-// failure (the task's next attempt or the reconciler schedules the poll).
-func (w *Worker) afterAccepted(ctx context.Context, a tasks.SendArgs, pid provider.MessageID, rec tasks.Record) {
-	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	if a.Message.MessageType.TwoWay() {
-		if err := w.store.IndexProvider(wctx, pid, a.ID); err != nil {
-			w.log.Warn().Err(err).Str("msg_id", a.ID).Msg("cannot index the provider message ID; replies will lack the message ID")
-		}
-	}
-	if err := w.scheduleFirstPoll(wctx, pollArgsFor(a, rec)); err != nil {
-		w.log.Warn().Err(err).Str("msg_id", a.ID).Msg("cannot schedule the first poll; the reconciler will")
-	}
 }
 
 // errHeld is returned (as a RetryAfterError) by a send whose accepted message_id is

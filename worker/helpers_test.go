@@ -212,6 +212,10 @@ func (b *testBundle) statusCalls() int64 {
 // pollTask returns the scheduled poll task n of id, decoded, or fails.
 func (b *testBundle) pollTask(t *testing.T, id string, n int) (tasks.PollArgs, *asynq.Task) {
 	t.Helper()
+	// Poll 0 waits in the due-poll set until the dispatcher enqueues it: dispatch
+	// every entry now, whatever its due time.
+	_, err := b.w.dispatchDue(context.Background(), time.Now().Add(365*24*time.Hour))
+	require.NoError(t, err)
 	info, err := b.insp.GetTaskInfo(tasks.QueueStatus, tasks.PollTaskID(id, n))
 	require.NoError(t, err, "poll %d of %s must be scheduled", n, id)
 	task := asynq.NewTask(info.Type, info.Payload)

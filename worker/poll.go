@@ -72,7 +72,9 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	switch d.Action {
 	case ActionSuccess:
 	case ActionRetryAfter:
-		return &RetryAfterError{Delay: w.rateLimited(ctx, w.statusLim, d, a.ID, rec.DestMasked), Err: stErr}
+		delay, note := w.rateLimited(ctx, w.statusLim, d, a.ID, rec.DestMasked)
+		at.note = joinNote(at.note, note)
+		return &RetryAfterError{Delay: delay, Err: stErr}
 	case ActionAuth:
 		w.raise(ctx, AlertUnauthorized, "provider refused the access key (401/403) on a status call: check VIBERQ_DT_API_KEY", a.ID, rec.DestMasked, d, false)
 		return w.nextPoll(ctx, a, tasks.Update{IncPolls: !a.Confirm})

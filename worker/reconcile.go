@@ -72,7 +72,7 @@ const (
 //	queued,   TTL passed a Period ago, no worker on it → expired
 //	sending,  send task active or waiting       → fine (the handler settles it), unless the TTL passed a Period ago → unknown
 //	sending,  no live send task                 → unknown (the request may have reached the provider)
-//	accepted, poll task live or send task active→ fine
+//	accepted, poll task live, due in the due-poll set, or send task active → fine
 //	accepted, neither                           → a poll is scheduled (the poll handler settles it)
 //
 // The record of a message without a send task cannot be re-enqueued: it holds the
@@ -336,6 +336,13 @@ const maxPollProbe = 2
 // ensurePoll makes sure an accepted record has a live poll task, scheduling one (run
 // at once) under the first unused poll number when it has none.
 func (r *Reconciler) ensurePoll(ctx context.Context, rec tasks.Record) (string, error) {
+	if due, err := r.w.pollDue(ctx, rec.ID); err != nil || due {
+		// In the due-poll set: the dispatcher enqueues its poll (duepolls.go).
+		if err != nil {
+			return "", err
+		}
+		return "", r.w.store.MarkChecked(ctx, rec.ID, r.w.now())
+	}
 	free := -1
 	for n := max(0, rec.Polls-maxPollProbe); n <= rec.Polls+maxPollProbe; n++ {
 		s, ok, err := r.taskState(tasks.QueueStatus, tasks.PollTaskID(rec.ID, n))
@@ -352,10 +359,7 @@ func (r *Reconciler) ensurePoll(ctx context.Context, rec tasks.Record) (string, 
 	if free < 0 {
 		free = rec.Polls + maxPollProbe + 1
 	}
-	acceptedAt := cmp.Or(rec.AcceptedAt, rec.UpdatedAt)
-	a := tasks.PollArgs{V: tasks.PayloadVersion, ID: rec.ID, ProviderMessageID: rec.ProviderMessageID,
-		Poll: free, HasSMS: rec.HasSMS, AcceptedAt: acceptedAt, ExpiresAt: rec.ExpiresAt}
-	if err := r.w.sched.Schedule(ctx, a, 0); err != nil {
+	if err := r.w.sched.Schedule(ctx, pollArgsOf(rec, free), 0); err != nil {
 		return "", err
 	}
 	r.w.metrics.countRepair(RepairPoll)

@@ -1,7 +1,7 @@
 package worker
 
 import (
-	"context"
+	"cmp"
 	"time"
 
 	"github.com/viberq/viberq/tasks"
@@ -18,30 +18,8 @@ func (w *Worker) pollDeadline(a tasks.PollArgs) time.Time {
 	return w.sched.Policy().Deadline(a.AcceptedAt, a.ExpiresAt)
 }
 
-// pollArgsFor returns the arguments of poll 0 of an accepted send.
-func pollArgsFor(a tasks.SendArgs, rec tasks.Record) tasks.PollArgs {
-	acceptedAt := rec.AcceptedAt
-	if acceptedAt.IsZero() {
-		acceptedAt = rec.UpdatedAt
-	}
-	return tasks.PollArgs{
-		V:                 tasks.PayloadVersion,
-		ID:                a.ID,
-		ProviderMessageID: rec.ProviderMessageID,
-		Poll:              0,
-		HasSMS:            a.Message.HasSMSFallback(),
-		AcceptedAt:        acceptedAt,
-		ExpiresAt:         a.ExpiresAt,
-	}
-}
-
-// scheduleFirstPoll schedules poll 0 at the policy's time, or at once when the
-// deadline has passed (that poll then settles the message). Idempotent: poll task IDs
-// are unique per poll number.
-func (w *Worker) scheduleFirstPoll(ctx context.Context, a tasks.PollArgs) error {
-	_, ok, err := w.sched.ScheduleNext(ctx, a)
-	if err != nil || ok {
-		return err
-	}
-	return w.sched.Schedule(ctx, a, 0)
+// pollArgsOf returns the arguments of poll n of an accepted record.
+func pollArgsOf(rec tasks.Record, n int) tasks.PollArgs {
+	return tasks.PollArgs{V: tasks.PayloadVersion, ID: rec.ID, ProviderMessageID: rec.ProviderMessageID,
+		Poll: n, HasSMS: rec.HasSMS, AcceptedAt: cmp.Or(rec.AcceptedAt, rec.UpdatedAt), ExpiresAt: rec.ExpiresAt}
 }

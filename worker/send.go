@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -15,153 +12,174 @@ import (
 	"github.com/viberq/viberq/tasks"
 )
 
-// writeTimeout bounds a finalisation write (record, alert, pause) made with a context
-// detached from the task's: a cancelled task context must not lose a state change
-// (as asynq's processor does for its own retry/archive writes).
-const writeTimeout = 5 * time.Second
-
-// detached returns a context that ignores ctx's cancellation, bounded by writeTimeout.
-func detached(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+// handleSend is the viber:send handler. It reads top down (README, "The send path"):
+//
+//  1. load: the send gate (sendgate.go) moves a fresh message queued → sending with a
+//     token of the global bucket in one script; any other record comes back as it is;
+//  2. decide: planSend, a pure function of the record, the TTL and the settings;
+//  3. wait: one Limiter.Wait, unless the gate already gave the token;
+//  4. send: send-viber, classified (classify.go);
+//  5. record: the outcome written before the task is acknowledged; on acceptance, the
+//     message_id and the first poll's due time in one script (duepolls.go).
+//
+// It returns what the attempt's log line says; the middleware writes the line.
+func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) (attempt, error) {
+	at := attempt{msgID: a.ID, expiresAt: a.ExpiresAt}
+	err := w.send(ctx, &at, a)
+	return at, err
 }
 
-// maxErrorLen caps the error text stored in a record.
-const maxErrorLen = 300
-
-func shortErr(s string) *string {
-	if len(s) > maxErrorLen {
-		s = s[:maxErrorLen]
-		for len(s) > 0 && s[len(s)-1]&0xC0 == 0x80 { // keep valid UTF-8
-			s = s[:len(s)-1]
-		}
-	}
-	return &s
-}
-
-func skip(err error) error { return fmt.Errorf("%w (%w)", err, asynq.SkipRetry) }
-
-// handleSend is the viber:send handler (DESIGN §2-§5). Order: record → already done?
-// → TTL → global send limiter → CAS to sending → send-viber → classify → record
-// written before returning → first poll.
-func (w *Worker) handleSend(ctx context.Context, a tasks.SendArgs) error {
-	at := attemptFrom(ctx)
-	at.msgID, at.expiresAt = a.ID, a.ExpiresAt
+func (w *Worker) send(ctx context.Context, at *attempt, a tasks.SendArgs) error {
 	if d, err := w.beforeSendAt(a); err != nil {
 		at.decide(d)
 		return err
 	}
 
-	// Fast path, the common case (a fresh message, queued, within its TTL): take a
-	// token, then move queued → sending in one script, without reading the record
-	// first. Only when that compare-and-set fails (a re-delivered task, an operator
-	// re-run, a raw producer's task without a record) is the record read and the
-	// careful path below taken; the token already held is used there.
-	var (
-		rec       tasks.Record
-		haveRec   bool // rec is the current record (a refused compare-and-set returns it)
-		haveToken bool
-	)
-	if w.now().Before(a.ExpiresAt) {
-		waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
-		_, werr := w.waitSend(waitCtx)
-		cancel()
-		if werr == nil && w.now().Before(a.ExpiresAt) {
-			haveToken = true
-			got, ok, err := w.store.Transition(ctx, a.ID, []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{IncAttempts: true})
-			switch {
-			case err == nil && ok:
-				at.state, at.dest = string(got.State), got.DestMasked
-				return w.sendNow(ctx, a, got)
-			case err == nil:
-				rec, haveRec = got, true
-			case !errors.Is(err, tasks.ErrNotFound):
-				return fmt.Errorf("send %s: mark sending: %w", a.ID, err)
-			}
-		}
+	// 1. Load.
+	rec, started, err := w.loadForSend(ctx, at, a)
+	if err != nil {
+		return err
 	}
+	at.seen(rec)
 
-	if !haveRec {
-		var err error
-		if rec, err = w.loadOrCreate(ctx, a); err != nil {
-			return err
-		}
+	// 2. Decide.
+	p := sendPlan{step: stepSend, started: true}
+	if !started {
+		p = planSend(rec, !w.now().Before(a.ExpiresAt), w.cfg.ResendUnknown)
 	}
-	at.state, at.providerMsgID, at.dest = string(rec.State), int64(rec.ProviderMessageID), rec.DestMasked
-
-	resend := false
-	switch {
-	case rec.ProviderMessageID != 0:
-		// A re-delivered task of an accepted message never sends twice: make sure
-		// polling runs and stop.
-		at.decide(Decision{Action: ActionSuccess, Reason: "already accepted by the provider; not sent again", VendorCode: -1})
-		if rec.State.Final() || rec.Polls > 0 {
-			return nil // settled, or polling already runs
-		}
-		if err := w.scheduleFirstPoll(ctx, pollArgsFor(a, rec)); err != nil {
-			return fmt.Errorf("send %s: schedule first poll: %w", a.ID, err)
-		}
-		at.note = "first poll ensured"
+	at.note = joinNote(at.note, p.note)
+	switch p.step {
+	case stepDone:
+		at.decide(noCall(p.reason))
 		return nil
-	case rec.State.Final() && rec.State != tasks.StateDropped:
-		at.decide(Decision{Action: ActionSuccess, Reason: "record already final (" + string(rec.State) + "); nothing to do", VendorCode: -1})
-		return nil
-	case rec.State == tasks.StateSending:
-		// A previous attempt reached sending and never recorded an outcome (a crash
-		// between the request and the record): the provider may have the message.
-		if !w.cfg.ResendUnknown || !w.now().Before(a.ExpiresAt) {
-			return w.finishSend(ctx, a, rec, tasks.StateUnknown, "previous attempt was interrupted while sending; outcome unknown",
-				Decision{Action: ActionAmbiguous, Reason: "found in state sending: a previous attempt may have sent it", VendorCode: -1}, nil)
+	case stepEnsurePoll:
+		at.decide(noCall(p.reason))
+		if err := w.ensureDue(ctx, rec); err != nil {
+			return fmt.Errorf("send %s: %w", a.ID, err)
 		}
-		resend = true
-		at.note = "found in state sending; resending (ResendUnknown)"
+		return nil
+	case stepUnknown:
+		return w.finishSend(ctx, at, a, rec, tasks.StateUnknown, p.msg,
+			Decision{Action: ActionAmbiguous, Reason: p.reason, VendorCode: -1}, nil)
+	case stepExpire:
+		return w.expireUnsent(ctx, at, a, rec, "ttl passed before sending")
 	}
 
-	if !w.now().Before(a.ExpiresAt) {
-		return w.expireUnsent(ctx, a, rec, "ttl passed before sending")
-	}
-
-	// The global limiter, bounded by the TTL: a message that cannot get a token before
-	// it expires is expired now rather than sent late.
-	if !haveToken {
+	// 3. Wait for a token (the gate's is taken already), bounded by the TTL: a message
+	// that cannot get one before it expires is expired now rather than sent late.
+	if !p.started {
 		waitCtx, cancel := context.WithDeadline(ctx, a.ExpiresAt)
 		_, err := w.waitSend(waitCtx)
 		cancel()
 		if err != nil {
 			return w.limiterFailed(ctx, err, a.ExpiresAt, func() error {
-				return w.expireUnsent(ctx, a, rec, "ttl passed while waiting for the rate limiter")
+				return w.expireUnsent(ctx, at, a, rec, "ttl passed while waiting for the rate limiter")
 			})
 		}
-	}
-	if !w.now().Before(a.ExpiresAt) {
-		return w.expireUnsent(ctx, a, rec, "ttl passed while waiting for the rate limiter")
+		if !w.now().Before(a.ExpiresAt) {
+			return w.expireUnsent(ctx, at, a, rec, "ttl passed while waiting for the rate limiter")
+		}
+		var ok bool
+		rec, ok, err = w.store.Transition(ctx, a.ID, []tasks.State{p.from}, tasks.StateSending, tasks.Update{IncAttempts: true, Rerun: p.rerun})
+		if err != nil {
+			return fmt.Errorf("send %s: mark sending: %w", a.ID, err)
+		}
+		at.state = string(rec.State)
+		if !ok {
+			at.decide(noCall("record changed concurrently (" + string(rec.State) + "); not sent"))
+			return nil
+		}
 	}
 
-	from, rerun := []tasks.State{tasks.StateQueued}, false
+	// 4. Send, and 5. record.
+	return w.sendNow(ctx, at, a, rec)
+}
+
+// loadForSend is the first Redis step: the gate, and the record as it is when the
+// gate did not start the send. started reports that rec is now sending with a token
+// held. A bucket with no token free now also returns the record (the gate reads it).
+func (w *Worker) loadForSend(ctx context.Context, at *attempt, a tasks.SendArgs) (rec tasks.Record, started bool, err error) {
+	if !w.now().Before(a.ExpiresAt) {
+		rec, err = w.loadOrCreate(ctx, at, a)
+		return rec, false, err
+	}
+	rec, g, err := w.gate(ctx, a)
 	switch {
-	case resend:
-		from = []tasks.State{tasks.StateSending}
+	case err != nil:
+		return rec, false, err
+	case g == gateNoRecord:
+		rec, err = w.loadOrCreate(ctx, at, a)
+		return rec, false, err
+	}
+	return rec, g == gateStarted, nil
+}
+
+// sendStep is what planSend decided.
+type sendStep int
+
+const (
+	stepSend       sendStep = iota // take a token, move to sending (from plan.from), send
+	stepDone                       // nothing to do
+	stepEnsurePoll                 // accepted by the provider before: make sure polling runs, never resend
+	stepUnknown                    // a previous attempt may have sent it: unknown
+	stepExpire                     // the TTL passed before sending: expired
+)
+
+// sendPlan is the decision of planSend.
+type sendPlan struct {
+	step    sendStep
+	from    tasks.State // stepSend: the state the record moves to sending from
+	rerun   bool        // stepSend from dropped: an operator's re-run
+	started bool        // the gate moved the record to sending with a token already
+	reason  string      // why, for the log line (steps other than stepSend)
+	msg     string      // stepUnknown: the record's error
+	note    string
+}
+
+// planSend decides what a send task does with the record it found (not moved by the
+// gate), whether the TTL has passed, and the ResendUnknown setting. Pure; the rules
+// are README's "Exactly once, as far as it can be":
+//
+//	record                          → plan
+//	has a provider message_id       → never sent again: done if final or polled, else ensure the first poll
+//	final (not dropped)             → done
+//	sending (an attempt interrupted)→ unknown; resent from sending with ResendUnknown, within the TTL
+//	TTL passed                      → expired
+//	dropped                         → sent again (an operator's re-run of the archived task)
+//	queued                          → sent
+func planSend(rec tasks.Record, ttlPassed, resendUnknown bool) sendPlan {
+	switch {
+	case rec.ProviderMessageID != 0:
+		if rec.State.Final() || rec.Polls > 0 {
+			return sendPlan{step: stepDone, reason: "already accepted by the provider; not sent again"}
+		}
+		return sendPlan{step: stepEnsurePoll, reason: "already accepted by the provider; not sent again", note: "first poll ensured"}
+	case rec.State.Final() && rec.State != tasks.StateDropped:
+		return sendPlan{step: stepDone, reason: "record already final (" + string(rec.State) + "); nothing to do"}
+	case rec.State == tasks.StateSending && !resendUnknown:
+		return sendPlan{step: stepUnknown, reason: "found in state sending: a previous attempt may have sent it",
+			msg: "previous attempt was interrupted while sending; outcome unknown"}
+	case rec.State == tasks.StateSending && ttlPassed:
+		return sendPlan{step: stepUnknown, reason: "ttl passed before sending after an interrupted attempt",
+			msg: "ttl passed before sending after an interrupted attempt; outcome unknown"}
+	case rec.State == tasks.StateSending:
+		return sendPlan{step: stepSend, from: tasks.StateSending, note: "found in state sending; resending (ResendUnknown)"}
+	case ttlPassed:
+		return sendPlan{step: stepExpire, reason: "ttl passed before sending"}
 	case rec.State == tasks.StateDropped:
-		// Only an operator re-run (asynq RunTask of the archived task) runs the task of
-		// a dropped message again: send it now (DESIGN §4, 402 row).
-		from, rerun = []tasks.State{tasks.StateDropped}, true
-		at.note = joinNote(at.note, "re-run of a dropped message")
+		return sendPlan{step: stepSend, from: tasks.StateDropped, rerun: true, note: "re-run of a dropped message"}
 	}
-	rec, ok, err := w.store.Transition(ctx, a.ID, from, tasks.StateSending, tasks.Update{IncAttempts: true, Rerun: rerun})
-	if err != nil {
-		return fmt.Errorf("send %s: mark sending: %w", a.ID, err)
-	}
-	at.state = string(rec.State)
-	if !ok {
-		at.decide(Decision{Action: ActionSuccess, Reason: "record changed concurrently (" + string(rec.State) + "); not sent", VendorCode: -1})
-		return nil
-	}
-	return w.sendNow(ctx, a, rec)
+	return sendPlan{step: stepSend, from: tasks.StateQueued}
+}
+
+// noCall is the decision of an attempt that settled without a provider call.
+func noCall(reason string) Decision {
+	return Decision{Action: ActionSuccess, Reason: reason, VendorCode: -1}
 }
 
 // sendNow calls send-viber for a record the caller has just moved to sending (holding
 // a token of the global bucket), classifies the answer and writes the outcome.
-func (w *Worker) sendNow(ctx context.Context, a tasks.SendArgs, rec tasks.Record) error {
-	at := attemptFrom(ctx)
+func (w *Worker) sendNow(ctx context.Context, at *attempt, a tasks.SendArgs, rec tasks.Record) error {
 	m := a.Message
 	m.ValidityPeriod = validityPeriod(m, a.ExpiresAt.Sub(w.now()))
 	if m.CallbackURL == "" && w.cfg.CallbackURL != "" {
@@ -183,51 +201,61 @@ func (w *Worker) sendNow(ctx context.Context, a tasks.SendArgs, rec tasks.Record
 
 	switch d.Action {
 	case ActionSuccess:
-		return w.accepted(ctx, a, res.MessageID)
+		return w.accepted(ctx, at, a, res.MessageID)
 	case ActionRetryAfter:
-		delay := w.rateLimited(ctx, w.sendLim, d, a.ID, rec.DestMasked)
-		if err := w.requeue(ctx, a, "429 rate limited"); err != nil {
+		delay, note := w.rateLimited(ctx, w.sendLim, d, a.ID, rec.DestMasked)
+		at.note = joinNote(at.note, note)
+		if err := w.requeue(ctx, at, a, "429 rate limited"); err != nil {
 			return errors.Join(sendErr, err)
 		}
 		if !w.now().Add(delay).Before(a.ExpiresAt) {
 			// The retry would come after the TTL: expired now, not when it runs.
 			queued := rec
 			queued.State = tasks.StateQueued
-			return w.expireUnsent(ctx, a, queued, "rate limited (429, retry after "+delay.String()+"); the retry would pass the ttl")
+			return w.expireUnsent(ctx, at, a, queued, "rate limited (429, retry after "+delay.String()+"); the retry would pass the ttl")
 		}
 		return &RetryAfterError{Delay: delay, Err: sendErr}
 	case ActionRetry:
-		if err := w.requeue(ctx, a, errText(d, sendErr)); err != nil {
+		if err := w.requeue(ctx, at, a, errText(d, sendErr)); err != nil {
 			return errors.Join(sendErr, err)
 		}
 		return sendErr
 	case ActionReject:
-		return w.finishSend(ctx, a, rec, tasks.StateRejected, errText(d, sendErr), d, skip(sendErr))
+		return w.finishSend(ctx, at, a, rec, tasks.StateRejected, errText(d, sendErr), d, skip(sendErr))
 	case ActionDrop:
-		err := w.finishSend(ctx, a, rec, tasks.StateDropped, errText(d, sendErr), d, skip(sendErr))
-		w.raise(ctx, AlertBalance, "provider balance is empty (402): sends stopped until a top-up", a.ID, rec.DestMasked, d, w.cfg.PauseOnBalance)
+		err := w.finishSend(ctx, at, a, rec, tasks.StateDropped, errText(d, sendErr), d, skip(sendErr))
+		at.note = joinNote(at.note, w.raise(ctx, AlertBalance, "provider balance is empty (402): sends stopped until a top-up", a.ID, rec.DestMasked, d, w.cfg.PauseOnBalance))
 		return err
 	case ActionAuth:
-		err := w.finishSend(ctx, a, rec, tasks.StateDropped, "unauthorized", d, skip(sendErr))
-		w.raise(ctx, AlertUnauthorized, "provider refused the access key (401/403): check VIBERQ_DT_API_KEY", a.ID, rec.DestMasked, d, w.cfg.PauseOnAuth)
+		err := w.finishSend(ctx, at, a, rec, tasks.StateDropped, "unauthorized", d, skip(sendErr))
+		at.note = joinNote(at.note, w.raise(ctx, AlertUnauthorized, "provider refused the access key (401/403): check VIBERQ_DT_API_KEY", a.ID, rec.DestMasked, d, w.cfg.PauseOnAuth))
 		return err
 	case ActionAmbiguous:
 		if w.cfg.ResendUnknown {
 			at.note = joinNote(at.note, "ambiguous; resending (ResendUnknown)")
-			if err := w.requeue(ctx, a, "ambiguous: "+errText(d, sendErr)); err != nil {
+			if err := w.requeue(ctx, at, a, "ambiguous: "+errText(d, sendErr)); err != nil {
 				return errors.Join(sendErr, err)
 			}
 			return sendErr
 		}
-		return w.finishSend(ctx, a, rec, tasks.StateUnknown, "ambiguous: "+errText(d, sendErr), d, nil)
+		return w.finishSend(ctx, at, a, rec, tasks.StateUnknown, "ambiguous: "+errText(d, sendErr), d, nil)
 	default: // ActionSkip, ActionPending
-		return w.finishSend(ctx, a, rec, tasks.StateDropped, errText(d, sendErr), d, skip(sendErr))
+		return w.finishSend(ctx, at, a, rec, tasks.StateDropped, errText(d, sendErr), d, skip(sendErr))
 	}
+}
+
+// waitSend takes a token of the send bucket: at full priority for the critical queue
+// (transactional messages), behind it for the others (Limiter.WaitBulk).
+func (w *Worker) waitSend(ctx context.Context) (time.Duration, error) {
+	if q, _ := asynq.GetQueueName(ctx); q != tasks.QueueCritical && q != "" {
+		return w.sendLim.WaitBulk(ctx)
+	}
+	return w.sendLim.Wait(ctx)
 }
 
 // loadOrCreate returns the record of a, creating it (queued) for producers that
 // enqueue without the Go Enqueuer (tasks package doc).
-func (w *Worker) loadOrCreate(ctx context.Context, a tasks.SendArgs) (tasks.Record, error) {
+func (w *Worker) loadOrCreate(ctx context.Context, at *attempt, a tasks.SendArgs) (tasks.Record, error) {
 	rec, err := w.store.Get(ctx, a.ID)
 	if err == nil {
 		return rec, nil
@@ -240,101 +268,19 @@ func (w *Worker) loadOrCreate(ctx context.Context, a tasks.SendArgs) (tasks.Reco
 		return rec, fmt.Errorf("send %s: create record: %w", a.ID, err)
 	}
 	if created {
-		attemptFrom(ctx).note = "record created by the worker"
+		at.note = "record created by the worker"
 	}
 	return rec, nil
 }
 
-// validityPeriod is what remains of the TTL in whole seconds (rounded up), clamped to
-// the provider's 40..21600; a transactional message with text_sms always gets
-// provider.SMSValidityPeriod (40), the only value the vendor allows it (package
-// provider doc, "Vendor notes"; README, "Where the vendor documentation is silent").
-func validityPeriod(m provider.Message, remaining time.Duration) int {
-	if m.HasSMSFallback() {
-		return provider.SMSValidityPeriod
-	}
-	s := int(math.Ceil(remaining.Seconds()))
-	return min(max(s, provider.MinValidityPeriod), provider.MaxValidityPeriod)
-}
-
-// limiterFailed handles a failed Limiter.Wait bounded by deadline (a TTL): the TTL
-// passing → expire(); a bucket whose next token lies beyond the task's own deadline →
-// retry later without using the retry budget; else the error (ctx done, Redis).
-func (w *Worker) limiterFailed(ctx context.Context, err error, deadline time.Time, expire func() error) error {
-	if ctx.Err() != nil {
-		return err
-	}
-	taskDL, hasTaskDL := ctx.Deadline()
-	ttlBinds := !hasTaskDL || !taskDL.Before(deadline)
-	var le *LimitedError
-	switch {
-	case errors.Is(err, context.DeadlineExceeded) && ttlBinds:
-		return expire()
-	case errors.As(err, &le) && !w.now().Add(le.Wait).Before(deadline):
-		return expire() // the token comes after the TTL: expired now, not at the retry
-	case errors.As(err, &le):
-		return &RetryAfterError{Delay: le.Wait, Err: err}
-	}
-	return err
-}
-
-// waitSend takes a token of the send bucket: at full priority for the critical queue
-// (transactional messages), behind it for the others (Limiter.WaitBulk).
-func (w *Worker) waitSend(ctx context.Context) (time.Duration, error) {
-	if q, _ := asynq.GetQueueName(ctx); q != tasks.QueueCritical && q != "" {
-		return w.sendLim.WaitBulk(ctx)
-	}
-	return w.sendLim.Wait(ctx)
-}
-
-// rateLimited handles a 429 on lim's endpoint: the bucket is paused for the hint
-// capped by MaxRetryAfter, and a longer hint raises AlertRateLimitHint (once per
-// alert window, all pods) and an error-level line naming the hint. It returns the
-// retry delay (the capped hint).
-func (w *Worker) rateLimited(ctx context.Context, lim *Limiter, d Decision, msgID, dest string) time.Duration {
-	delay := min(d.RetryAfter, w.cfg.MaxRetryAfter)
-	pctx, cancel := detached(ctx)
-	defer cancel()
-	if err := lim.Pause(pctx, delay); err != nil {
-		zlog(ctx).Warn().Err(err).Str("msg_id", msgID).Msg("cannot pause the " + lim.Bucket() + " bucket")
-	}
-	if d.RetryAfter <= w.cfg.MaxRetryAfter {
-		return delay
-	}
-	attemptFrom(ctx).note = joinNote(attemptFrom(ctx).note, "retry-after "+d.RetryAfter.String()+" capped to "+delay.String())
-	if ok, _ := w.logLim.allow("retry-after-capped", w.now()); ok {
-		zlog(ctx).Error().Str("msg_id", msgID).Str("bucket", lim.Bucket()).Dur("retry_after_hint", d.RetryAfter).
-			Dur("max_retry_after", w.cfg.MaxRetryAfter).Msg("provider asked for a pause of " + d.RetryAfter.String() +
-			"; paused for " + delay.String() + " only (VIBERQ_MAX_RETRY_AFTER)")
-	}
-	if w.alerter != nil {
-		fields := map[string]string{"msg_id": msgID, "bucket": lim.Bucket(), "retry_after_hint": d.RetryAfter.String(),
-			"max_retry_after": delay.String(), "reason": d.Reason}
-		if dest != "" {
-			fields["dest"] = dest
-		}
-		if d.HTTPStatus != 0 {
-			fields["http_status"] = itoa(d.HTTPStatus)
-		}
-		a := Alert{Kind: AlertRateLimitHint, Summary: "provider rate limit asks for a pause of " + d.RetryAfter.String() +
-			"; paused for " + delay.String() + " only", Fields: fields, At: w.now().UTC()}
-		if err := w.alerter.Alert(pctx, a); err != nil {
-			zlog(ctx).Error().Err(err).Str("alert_kind", a.Kind).Msg("cannot deliver alert")
-		}
-	}
-	return delay
-}
-
-// accepted records the provider's message_id (before the task is acknowledged) and
-// schedules the first poll. The write retries until Redis answers or the task's time
-// runs out; then the ID is held by this process and retried in the background, and the
-// task comes back after HeldRetryDelay (accepted.go). If scheduling the poll fails the
-// error makes asynq retry the task, and the retry, seeing the message_id, only
-// schedules the poll.
-func (w *Worker) accepted(ctx context.Context, a tasks.SendArgs, id provider.MessageID) error {
-	at := attemptFrom(ctx)
+// accepted records the provider's message_id before the task is acknowledged, with
+// the first poll made due in the same script (duepolls.go). The write retries until
+// Redis answers or the task's time runs out; then the ID is held by this process and
+// retried in the background, and the task comes back after HeldRetryDelay
+// (accepted.go).
+func (w *Worker) accepted(ctx context.Context, at *attempt, a tasks.SendArgs, id provider.MessageID) error {
 	at.providerMsgID = int64(id)
-	rec, ok, err := w.writeAccepted(ctx, a.ID, id, acceptDeadline(ctx))
+	rec, ok, err := w.writeAccepted(ctx, a, id, acceptDeadline(ctx))
 	if err != nil {
 		if errors.Is(err, tasks.ErrNotFound) {
 			return fmt.Errorf("send %s: accepted as %d but cannot record it: %w", a.ID, id, err)
@@ -346,54 +292,27 @@ func (w *Worker) accepted(ctx context.Context, a tasks.SendArgs, id provider.Mes
 	at.state = string(rec.State)
 	if !ok {
 		at.note = joinNote(at.note, "record changed concurrently ("+string(rec.State)+")")
-		return nil
-	}
-	wctx, cancel := detached(ctx)
-	defer cancel()
-	if a.Message.MessageType.TwoWay() {
-		// Replies name the message they answer by the provider's ID (tracking_id).
-		if err := w.store.IndexProvider(wctx, id, a.ID); err != nil {
-			zlog(ctx).Warn().Err(err).Str("msg_id", a.ID).Msg("cannot index the provider message ID; replies will lack the message ID")
-		}
-	}
-	if err := w.scheduleFirstPoll(ctx, pollArgsFor(a, rec)); err != nil {
-		return fmt.Errorf("send %s: schedule first poll: %w", a.ID, err)
 	}
 	return nil
 }
 
-// callbackURLFor is the callback_url of message id: the configured one with the
-// message ID as the query parameter "id", so a status callback names our message
-// without an index lookup (the provider's payload carries only its own message_id).
-func callbackURLFor(base, id string) string {
-	u, err := url.Parse(base)
-	if err != nil {
-		return base
-	}
-	q := u.Query()
-	q.Set("id", id)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
 // requeue puts a record back to queued (nothing reached the provider, or a resend
 // was chosen) with the error.
-func (w *Worker) requeue(ctx context.Context, a tasks.SendArgs, msg string) error {
+func (w *Worker) requeue(ctx context.Context, at *attempt, a tasks.SendArgs, msg string) error {
 	wctx, cancel := detached(ctx)
 	defer cancel()
 	rec, _, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateSending}, tasks.StateQueued, tasks.Update{Error: shortErr(msg)})
 	if err != nil {
 		return fmt.Errorf("send %s: requeue record: %w", a.ID, err)
 	}
-	attemptFrom(ctx).state = string(rec.State)
+	at.state = string(rec.State)
 	return nil
 }
 
 // finishSend moves a record from queued, sending or (re-run) dropped to a final state
 // and returns ret (nil: task done; SkipRetry: archived). A failed write is returned
 // instead, so the task is retried.
-func (w *Worker) finishSend(ctx context.Context, a tasks.SendArgs, rec tasks.Record, to tasks.State, msg string, d Decision, ret error) error {
-	at := attemptFrom(ctx)
+func (w *Worker) finishSend(ctx context.Context, at *attempt, a tasks.SendArgs, rec tasks.Record, to tasks.State, msg string, d Decision, ret error) error {
 	at.decide(d)
 	wctx, cancel := detached(ctx)
 	defer cancel()
@@ -429,116 +348,16 @@ func (w *Worker) finishSend(ctx context.Context, a tasks.SendArgs, rec tasks.Rec
 
 // expireUnsent records expired for a message whose TTL passed before it was sent (or
 // unknown when a previous attempt may have sent it).
-func (w *Worker) expireUnsent(ctx context.Context, a tasks.SendArgs, rec tasks.Record, why string) error {
+func (w *Worker) expireUnsent(ctx context.Context, at *attempt, a tasks.SendArgs, rec tasks.Record, why string) error {
 	if rec.State == tasks.StateSending {
-		return w.finishSend(ctx, a, rec, tasks.StateUnknown, why+" after an interrupted attempt; outcome unknown",
+		return w.finishSend(ctx, at, a, rec, tasks.StateUnknown, why+" after an interrupted attempt; outcome unknown",
 			Decision{Action: ActionAmbiguous, Reason: why + " after an interrupted attempt", VendorCode: -1}, nil)
 	}
-	return w.finishSend(ctx, a, rec, tasks.StateExpired, why,
+	return w.finishSend(ctx, at, a, rec, tasks.StateExpired, why,
 		Decision{Action: ActionSuccess, Reason: why + "; expired, not sent", VendorCode: -1}, nil)
 }
 
-// raise sends one alert (deduplicated across pods by the Alerter) and pauses the send
-// queues when pause is set.
-func (w *Worker) raise(ctx context.Context, kind, summary, msgID, dest string, d Decision, pause bool) {
-	actx, cancel := detached(ctx)
-	defer cancel()
-	fields := map[string]string{"msg_id": msgID, "reason": d.Reason}
-	if dest != "" {
-		fields["dest"] = dest
-	}
-	if d.HTTPStatus != 0 {
-		fields["http_status"] = itoa(d.HTTPStatus)
-	}
-	if d.VendorCode >= 0 {
-		fields["vendor_code"] = itoa(d.VendorCode)
-	}
-	if pause {
-		paused, err := w.pauseSendQueues()
-		if err != nil {
-			zlog(ctx).Error().Err(err).Msg("cannot pause the send queues")
-		}
-		if len(paused) > 0 {
-			attemptFrom(ctx).note = joinNote(attemptFrom(ctx).note, "paused queues "+strings.Join(paused, ","))
-		}
-		fields["queues_paused"] = strings.Join(sendQueues, ",")
-	}
-	if w.alerter == nil {
-		return
-	}
-	if err := w.alerter.Alert(actx, Alert{Kind: kind, Summary: summary, Fields: fields, At: w.now().UTC()}); err != nil {
-		zlog(ctx).Error().Err(err).Str("alert_kind", kind).Msg("cannot deliver alert")
-	}
-}
-
-// sendQueues are the queues paused on 402/401 (polls go on: they cost nothing).
-var sendQueues = []string{tasks.QueueCritical, tasks.QueueDefault}
-
-// pauseSendQueues pauses the send queues that are not paused yet and returns those it
-// paused. Pausing is shared through Redis: every pod stops taking sends.
-func (w *Worker) pauseSendQueues() ([]string, error) {
-	var (
-		paused []string
-		errs   []error
-	)
-	for _, q := range sendQueues {
-		info, err := w.insp.GetQueueInfo(q)
-		if err == nil && info.Paused {
-			continue
-		}
-		if err := w.insp.PauseQueue(q); err != nil {
-			if info2, err2 := w.insp.GetQueueInfo(q); err2 == nil && info2.Paused {
-				continue // paused meanwhile by another pod
-			}
-			errs = append(errs, fmt.Errorf("pause queue %s: %w", q, err))
-			continue
-		}
-		paused = append(paused, q)
-	}
-	return paused, errors.Join(errs...)
-}
-
-// errText is the record's error for a decision: the provider's words when there are.
-func errText(d Decision, err error) string {
-	var api *provider.APIError
-	if errors.As(err, &api) {
-		s := strings.TrimSpace(api.Name)
-		if api.Message != "" {
-			s += ": " + api.Message
-		}
-		if s != "" {
-			if d.HTTPStatus != 0 {
-				return fmt.Sprintf("%d %s", d.HTTPStatus, s)
-			}
-			return s
-		}
-	}
-	if err != nil {
-		return err.Error()
-	}
-	return d.Reason
-}
-
-// codeOf is the "code" label of a provider call.
-func codeOf(err error) string {
-	if err == nil {
-		return "200"
-	}
-	var (
-		api *provider.APIError
-		re  *provider.ResponseError
-		te  *provider.TransportError
-		ve  *provider.ValidationError
-	)
-	switch {
-	case errors.As(err, &api):
-		return itoa(api.HTTPStatus)
-	case errors.As(err, &re):
-		return itoa(re.HTTPStatus)
-	case errors.As(err, &te):
-		return "transport"
-	case errors.As(err, &ve):
-		return "invalid"
-	}
-	return "error"
+// seen notes the record's state, provider message_id and masked destination.
+func (at *attempt) seen(rec tasks.Record) {
+	at.state, at.providerMsgID, at.dest = string(rec.State), int64(rec.ProviderMessageID), rec.DestMasked
 }

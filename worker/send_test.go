@@ -93,7 +93,9 @@ func TestSendHandler(t *testing.T) {
 		a, task := b.newSend(t, "m-redeliver", promotional(), time.Now().Add(time.Hour))
 		require.NoError(t, b.process(t, task))
 		first := b.record(t, a.ID)
-		// The poll task disappears (e.g. it ran); a re-delivered send must only ensure it.
+		// The poll task, once dispatched, disappears (e.g. deleted in the UI); a
+		// re-delivered send must only make poll 0 due again.
+		b.pollTask(t, a.ID, 0)
 		require.NoError(t, b.insp.DeleteTask(tasks.QueueStatus, tasks.PollTaskID(a.ID, 0)))
 		for range 3 {
 			require.NoError(t, b.process(t, task))

@@ -293,7 +293,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	}
 
 	w.handler = w.middleware(exactTypes(map[string]asynq.Handler{
-		tasks.TypeSend: HandlerFor(w.handleSend),
+		tasks.TypeSend: reporting(w.handleSend),
 		tasks.TypePoll: HandlerFor(w.handlePoll),
 	}))
 
@@ -412,10 +412,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	rctx, stopRec := context.WithCancel(ctx)
 	recDone := make(chan struct{})
 	go func() { defer close(recDone); NewReconciler(w).Run(rctx) }()
+	dueDone := make(chan struct{})
+	go func() { defer close(dueDone); w.runDispatcher(rctx, w.cfg.DelayedTaskCheckInterval) }()
 	<-ctx.Done()
 	w.log.Info().Msg("worker shutting down")
 	stopRec()
 	<-recDone
+	<-dueDone
 	var wg sync.WaitGroup
 	wg.Go(w.srv.Shutdown)
 	wg.Go(w.pollSrv.Shutdown)
@@ -444,6 +447,21 @@ func HandlerFor[T tasks.Args](fn func(context.Context, T) error) asynq.Handler {
 			return skip(err)
 		}
 		return fn(ctx, a)
+	})
+}
+
+// reporting is HandlerFor for a handler that returns what its attempt logs: the
+// report is handed to the middleware, which writes the attempt's one line.
+func reporting[T tasks.Args](fn func(context.Context, T) (attempt, error)) asynq.Handler {
+	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		a, err := tasks.Decode[T](t)
+		if err != nil {
+			attemptFrom(ctx).decide(Classify(opOf(t.Type()), err))
+			return skip(err)
+		}
+		rep, err := fn(ctx, a)
+		*attemptFrom(ctx) = rep
+		return err
 	})
 }
 
