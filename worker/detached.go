@@ -14,4 +14,3 @@ const writeTimeout = 5 * time.Second
 func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 }
-

@@ -70,4 +70,3 @@ func (w *Worker) pauseSendQueues() ([]string, error) {
 	}
 	return paused, errors.Join(errs...)
 }
-

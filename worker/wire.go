@@ -33,4 +33,3 @@ func callbackURLFor(base, id string) string {
 	u.RawQuery = q.Encode()
 	return u.String()
 }
-
