@@ -191,10 +191,17 @@ func TestReconcileAcceptedWithoutPoll(t *testing.T) {
 	a, task := b.newSend(t, "acc-1", transactional(), time.Now().Add(time.Hour))
 	require.NoError(t, b.process(t, task))
 	require.Equal(t, tasks.StateAccepted, b.record(t, "acc-1").State)
-	require.NoError(t, b.insp.DeleteTask(tasks.QueueStatus, tasks.PollTaskID("acc-1", 0)))
 
+	// Due in the due-poll set: that counts as a poll, nothing to repair.
 	clk.add(testPeriod + time.Second)
 	res := sweep(t, r)
+	require.Equal(t, 1, res.Checked)
+	require.Empty(t, res.Repairs)
+
+	// The entry lost (say, dispatched and the poll task deleted in the UI): repaired.
+	require.NoError(t, b.rdb.ZRem(context.Background(), b.w.dueKey(), "acc-1").Err())
+	clk.add(testPeriod + time.Second)
+	res = sweep(t, r)
 	require.Equal(t, map[string]int{RepairPoll: 1}, res.Repairs)
 	pa, poll := b.pollTask(t, "acc-1", 0)
 	require.Equal(t, b.record(t, "acc-1").ProviderMessageID, pa.ProviderMessageID)
