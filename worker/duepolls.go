@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,9 +21,10 @@ import (
 // for a two-way message, writes the provider index — one round trip, one atomic step,
 // so an accepted record never lacks its first poll. The dispatcher (one loop per
 // worker process, every DelayedTaskCheckInterval, like asynq's forwarder) claims the
-// due entries, reads their records in one pipelined round trip and enqueues poll 0 of
-// each still accepted (task ID "poll:{id}:0", so a poll enqueued twice is one task),
-// then removes the entries. A claim moves the entries dueClaimLease ahead: a process
+// entries due within the period plus dueLookahead, reads their records in one
+// pipelined round trip and schedules poll 0 of each still accepted at its due time
+// (task ID "poll:{id}:0", so a poll scheduled twice is one task), then removes the
+// entries. A claim moves the entries dueClaimLease ahead: a process
 // that dies between the claim and the removal leaves them due again after it. The
 // reconciler counts a due-set entry as a poll (reconcile.go, ensurePoll).
 //
@@ -93,21 +95,28 @@ func (w *Worker) pollDue(ctx context.Context, id string) (bool, error) {
 	return true, nil
 }
 
-// claimScript takes up to ARGV[3] entries of the due set KEYS[1] due at ARGV[1] (ms)
-// and moves them ARGV[2] ms ahead. Returns their IDs.
+// claimScript takes up to ARGV[3] entries of the due set KEYS[1] due by ARGV[1] (ms)
+// and moves them ARGV[2] ms ahead. Returns their IDs and due times, flat.
 var claimScript = redis.NewScript(`
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
 local lease = tonumber(ARGV[1]) + tonumber(ARGV[2])
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], 'XX', lease, id) end
-return ids
+for i = 1, #due, 2 do redis.call('ZADD', KEYS[1], 'XX', lease, due[i]) end
+return due
 `)
 
-// dispatchDue enqueues poll 0 of up to dueBatch messages due at `until` and returns
-// how many entries it handled.
+// dispatchDue enqueues poll 0 of up to dueBatch messages due by `until`, each to run
+// at its due time (asynq's scheduled set), and returns how many entries it handled.
 func (w *Worker) dispatchDue(ctx context.Context, until time.Time) (int, error) {
-	ids, err := claimScript.Run(ctx, w.rdb, []string{w.dueKey()}, until.UnixMilli(), dueClaimLease.Milliseconds(), dueBatch).StringSlice()
-	if err != nil || len(ids) == 0 {
+	flat, err := claimScript.Run(ctx, w.rdb, []string{w.dueKey()}, until.UnixMilli(), dueClaimLease.Milliseconds(), dueBatch).StringSlice()
+	if err != nil || len(flat) == 0 {
 		return 0, err
+	}
+	ids := make([]string, 0, len(flat)/2)
+	dueAt := make(map[string]time.Time, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		ms, _ := strconv.ParseFloat(flat[i+1], 64)
+		ids = append(ids, flat[i])
+		dueAt[flat[i]] = time.UnixMilli(int64(ms))
 	}
 	recs, err := w.store.GetMany(ctx, ids)
 	if err != nil {
@@ -118,7 +127,7 @@ func (w *Worker) dispatchDue(ctx context.Context, until time.Time) (int, error) 
 	for _, id := range ids {
 		rec, ok := recs[id]
 		if ok && rec.State == tasks.StateAccepted && rec.Polls == 0 {
-			if err := w.sched.Schedule(ctx, pollArgsOf(rec, 0), 0); err != nil {
+			if err := w.sched.Schedule(ctx, pollArgsOf(rec, 0), dueAt[id].Sub(w.now())); err != nil {
 				errs = append(errs, err)
 				continue // stays claimed: due again after the lease
 			}
@@ -133,6 +142,12 @@ func (w *Worker) dispatchDue(ctx context.Context, until time.Time) (int, error) 
 	return len(ids), errors.Join(errs...)
 }
 
+// dueLookahead is how far ahead of its due time the dispatcher takes an entry, beyond
+// its period: asynq schedules in whole seconds, at least one second ahead
+// (scheduler.Schedule), so a poll handed over a second or more before its due time
+// runs when it would have run had the send handler scheduled it.
+const dueLookahead = time.Second
+
 // runDispatcher dispatches due polls every period until ctx is done.
 func (w *Worker) runDispatcher(ctx context.Context, period time.Duration) {
 	t := time.NewTicker(period)
@@ -144,7 +159,7 @@ func (w *Worker) runDispatcher(ctx context.Context, period time.Duration) {
 		case <-t.C:
 		}
 		for ctx.Err() == nil {
-			n, err := w.dispatchDue(ctx, w.now())
+			n, err := w.dispatchDue(ctx, w.now().Add(period+dueLookahead))
 			if err != nil && ctx.Err() == nil {
 				if ok, _ := w.logLim.allow("due polls", w.now()); ok {
 					w.log.Warn().Err(err).Msg("cannot dispatch due polls; they stay due")

@@ -188,10 +188,15 @@ func TestDuePollDispatch(t *testing.T) {
 	_, err = b.insp.GetTaskInfo(tasks.QueueStatus, tasks.PollTaskID(a.ID, 0))
 	require.Error(t, err)
 
-	// Due: enqueued to run now, the entry removed; a second pass finds nothing.
+	// Due within the lookahead: scheduled at its due time (asynq's whole second at or
+	// after it), the entry removed.
 	n, err = b.w.dispatchDue(ctx, due)
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
+	info, err := b.insp.GetTaskInfo(tasks.QueueStatus, tasks.PollTaskID(a.ID, 0))
+	require.NoError(t, err)
+	require.False(t, info.NextProcessAt.Before(due.Truncate(time.Second)), "poll 0 at %s, due %s", info.NextProcessAt, due)
+	require.True(t, info.NextProcessAt.Before(due.Add(time.Second)), "poll 0 at %s, due %s", info.NextProcessAt, due)
 	pa, _ := b.pollTask(t, a.ID, 0)
 	require.Equal(t, rec.ProviderMessageID, pa.ProviderMessageID)
 	require.Zero(t, pa.Poll)
