@@ -5,19 +5,21 @@
 //
 // # Flow
 //
-// A send task (tasks.SendArgs) is handled in this order: load the message record
-// (creating it for producers that enqueue raw JSON); a record already final, or one
-// that already holds the provider's message_id, is never sent again (a re-delivered
-// task only makes sure polling runs); a record found in state "sending" means an
-// earlier attempt may have sent it, so it becomes "unknown" unless
-// Config.ResendUnknown; a message past its TTL becomes "expired" without a provider
-// call; then a token from the global send bucket (Limiter.Wait, bounded by the TTL),
-// the compare-and-set queued → sending, send-viber with validity_period = what remains
-// of the TTL, Classify, and the record written before the handler returns (so before
-// asynq acknowledges the task). On success the message_id is written retrying until
-// Redis answers or the task's time runs out, then held by the process and retried in
-// the background (accepted.go); the first poll is scheduled; if that fails the task is
-// retried, and the retry, seeing the message_id, only schedules the poll.
+// A send task (tasks.SendArgs) is handled top down (send.go, README "The send path"):
+// load — the send gate moves a queued record to "sending" together with a free token
+// of the global send bucket, in one script, and returns any other record as it is
+// (creating it for producers that enqueue raw JSON); decide — planSend, a pure table:
+// a record already final, or one that holds the provider's message_id, is never sent
+// again (a re-delivered task only makes sure polling runs); "sending" means an earlier
+// attempt may have sent it, so it becomes "unknown" unless Config.ResendUnknown; a
+// message past its TTL becomes "expired" without a provider call; wait — one
+// Limiter.Wait bounded by the TTL when the gate had no token; send-viber with
+// validity_period = what remains of the TTL, Classify; and record, before the handler
+// returns (so before asynq acknowledges the task). On success one script writes the
+// message_id and makes the first poll due (duepolls.go; the dispatcher schedules it),
+// retrying until Redis answers or the task's time runs out, then held by the process
+// and retried in the background (accepted.go). The handler returns what its attempt
+// logs; the middleware writes the one line.
 //
 // A poll task (tasks.PollArgs) ends without a provider call when the record is already
 // final and records "expired" past the polling deadline; otherwise it takes a token

@@ -148,8 +148,11 @@ func (w *Worker) dispatchDue(ctx context.Context, until time.Time) (int, error) 
 // runs when it would have run had the send handler scheduled it.
 const dueLookahead = time.Second
 
-// runDispatcher dispatches due polls every period until ctx is done.
-func (w *Worker) runDispatcher(ctx context.Context, period time.Duration) {
+// DispatchDuePolls schedules the first polls of accepted messages from the due-poll
+// set, every DelayedTaskCheckInterval, until ctx is done. Run starts it; a program
+// that embeds Handler in its own asynq server runs it beside.
+func (w *Worker) DispatchDuePolls(ctx context.Context) {
+	period := w.cfg.DelayedTaskCheckInterval
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {

@@ -361,7 +361,8 @@ func (w *Worker) asynqConfig() asynq.Config {
 
 // Handler returns the full task handler (middleware + mux), for tests that call
 // ProcessTask directly and for embedding in another asynq server (together with
-// AsynqConfig, whose RetryDelayFunc, IsFailure and ErrorHandler carry the policy).
+// AsynqConfig, whose RetryDelayFunc, IsFailure and ErrorHandler carry the policy, and
+// DispatchDuePolls, which schedules the first polls: Run starts it).
 func (w *Worker) Handler() asynq.Handler { return w.handler }
 
 // AsynqConfig returns the configuration of the send server Run starts (the send
@@ -413,7 +414,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	recDone := make(chan struct{})
 	go func() { defer close(recDone); NewReconciler(w).Run(rctx) }()
 	dueDone := make(chan struct{})
-	go func() { defer close(dueDone); w.runDispatcher(rctx, w.cfg.DelayedTaskCheckInterval) }()
+	go func() { defer close(dueDone); w.DispatchDuePolls(rctx) }()
 	<-ctx.Done()
 	w.log.Info().Msg("worker shutting down")
 	stopRec()
