@@ -122,8 +122,9 @@ func benchSendThroughput(ctx context.Context, b *bench) ([]benchResult, error) {
 			"rate = arrivals at the instant simulator between the 10th and 90th percentile arrival (steady state); value = median of the per-pair ratios. "+
 			"Baseline: bare asynq server (same queue weights), handler = decode payload + one POST (keep-alive transport, MaxIdleConnsPerHost %d). "+
 			"viberq: the worker in process, built as `viberq worker` builds it (workerConfig, newProviderClient, scheduler, store), default "+
-			"settings except send rate %g/s burst 1000 and a 10-minute first poll (each send still reads and writes its record, takes a limiter "+
-			"token and schedules its poll; polls do not run in the window); logger at info to io.Discard. New TCP connections to the simulator "+
+			"settings except send rate %g/s burst 1000 and a 10-minute first poll (each send still takes a limiter token with the move to "+
+			"sending and makes its first poll due with the acceptance; the dispatcher schedules polls a second before they are due, outside "+
+			"the window, and polls do not run in it); logger at info to io.Discard. New TCP connections to the simulator "+
 			"per %d sends: bare %d, viberq %d. Pair ratios: %s.",
 			pairs, n, benchConcurrency, max(benchConcurrency, 100), veryHighRate, n*pairs, bareConns, vqConns, fmtRatios(ratios)),
 	}}, nil
