@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,26 +66,10 @@ func TestPlanSend(t *testing.T) {
 	}
 }
 
-// roundTrips counts what a client sends to Redis: one per command, one per pipeline.
-type roundTrips struct{ n atomic.Int64 }
-
-func (c *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-func (c *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-func (c *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 // TestSendRoundTrips pins the Redis round trips of a send: the handler makes two (the
 // gate: token + queued → sending; the acceptance: accepted + first poll due), so with
-// asynq's dequeue and completion a send is four. A go-redis EVALSHA that Redis does
+// asynq's dequeue and completion a send is four. The hook (limiter_test.go) counts
+// commands, a pipeline's one by one: two commands are at most two round trips. A go-redis EVALSHA that Redis does
 // not know yet is retried as EVAL (one more, once per script and server): the count
 // is taken from the second message on.
 func TestSendRoundTrips(t *testing.T) {
@@ -95,7 +78,7 @@ func TestSendRoundTrips(t *testing.T) {
 	cfg := testConfig()
 	cfg.SendRate, cfg.SendBurst = 1e6, 1000
 	b := setup(t, setupOpts{rdb: rdb, cfg: &cfg})
-	count := &roundTrips{}
+	count := &commandCounter{}
 	rdb.AddHook(count)
 
 	for i, id := range []string{"rt-warm", "rt-1", "rt-2", "rt-3"} {
