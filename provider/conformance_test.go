@@ -25,6 +25,7 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
+	"github.com/viberq/viberq/provider/dtsim/dtsimtest"
 )
 
 const confKey = "conformance-key-1"
@@ -160,7 +161,7 @@ func newSim(t *testing.T, mod func(*dtsim.Config)) (*dtsim.Sim, string) {
 	if mod != nil {
 		mod(&cfg)
 	}
-	sim, srv := dtsim.NewTestServer(t, cfg)
+	sim, srv := dtsimtest.NewServer(t, cfg)
 	return sim, srv.URL + dtsim.BasePath
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
+	"github.com/viberq/viberq/provider/dtsim/dtsimtest"
 	"github.com/viberq/viberq/scheduler"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/redistest"
@@ -104,7 +105,7 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 	if o.simCfg != nil {
 		o.simCfg(&simCfg)
 	}
-	sim, srv := dtsim.NewTestServer(t, simCfg)
+	sim, srv := dtsimtest.NewServer(t, simCfg)
 	base := srv.URL + dtsim.BasePath
 	if o.baseURL != "" {
 		base = o.baseURL

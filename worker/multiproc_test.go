@@ -20,6 +20,7 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
+	"github.com/viberq/viberq/provider/dtsim/dtsimtest"
 	"github.com/viberq/viberq/scheduler"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/redistest"
@@ -107,7 +108,7 @@ func TestIntegrationTwoProcessesGlobalLimit(t *testing.T) {
 	simCfg, err := dtsim.ProfileConfig(dtsim.ProfileInstant)
 	require.NoError(t, err)
 	simCfg.Key, simCfg.RecordRequests = testKey, 10_000
-	sim, srv := dtsim.NewTestServer(t, simCfg)
+	sim, srv := dtsimtest.NewServer(t, simCfg)
 	base := srv.URL + dtsim.BasePath
 
 	for _, name := range []string{"a", "b"} {

@@ -252,7 +252,7 @@ type Config struct {
 	// HTTPClient posts callbacks and replies (default: a client with CallbackTimeout).
 	HTTPClient Doer `json:"-"`
 	// Logf receives the simulator's notes: each silent case of the vendor's page it
-	// accepted, once per kind (default log.Printf; NewTestServer uses tb.Logf).
+	// accepted, once per kind (default log.Printf; dtsimtest.NewServer uses tb.Logf).
 	Logf func(format string, args ...any) `json:"-"`
 }
 

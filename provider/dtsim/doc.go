@@ -36,7 +36,7 @@
 // connections, garbage bodies). Every accepted send is kept in a bounded ledger so
 // tests can count duplicates.
 //
-// Test seams: NewTestServer (an httptest.Server closed by tb.Cleanup), Config.Now (a
+// Test seams: dtsimtest.NewServer (an httptest.Server closed by tb.Cleanup), Config.Now (a
 // test clock: statuses, rate limit and callback due times follow it), InjectFault
 // (force the next N faults), Script (canned raw answers, e.g. a non-JSON 401),
 // Requests (the last requests as received, Authorization header included), Ledger,

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -61,9 +62,25 @@ type api struct {
 	client *http.Client
 }
 
+// start serves a Sim for cfg as dtsimtest.NewServer does (that package imports this
+// one, so these tests cannot use it): notes go to t.Logf until the test ends.
 func start(t *testing.T, cfg Config) *api {
 	t.Helper()
-	s, srv := NewTestServer(t, cfg)
+	var done atomic.Bool
+	if cfg.Logf == nil {
+		cfg.Logf = func(format string, args ...any) {
+			if !done.Load() {
+				t.Logf(format, args...)
+			}
+		}
+	}
+	t.Cleanup(func() { done.Store(true) })
+	s := New(cfg)
+	srv := httptest.NewServer(s)
+	t.Cleanup(func() {
+		s.Close() // first, so that hanging answers end
+		srv.Close()
+	})
 	return &api{t: t, sim: s, srv: srv, client: srv.Client()}
 }
 

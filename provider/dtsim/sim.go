@@ -16,6 +16,9 @@ import (
 	"github.com/viberq/viberq/provider"
 )
 
+// BasePath is the path clients put after the host: base URL = server URL + BasePath.
+const BasePath = "/v1/api"
+
 // Endpoint names one of the two API endpoints.
 type Endpoint string
 
@@ -27,7 +30,7 @@ const (
 )
 
 // Sim is the simulator: an http.Handler (see the package doc for the routes). It is
-// safe for concurrent use. Close it when done (NewTestServer does).
+// safe for concurrent use. Close it when done (dtsimtest.NewServer does).
 type Sim struct {
 	cfg    Config
 	tokens [][]byte // accepted Authorization tokens

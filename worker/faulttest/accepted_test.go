@@ -13,6 +13,7 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
+	"github.com/viberq/viberq/provider/dtsim/dtsimtest"
 	"github.com/viberq/viberq/scheduler"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/worker"
@@ -59,7 +60,7 @@ func runOutageMidAccept(t *testing.T, name string, down time.Duration, wantHeld 
 	}
 	simCfg.Key = testKey
 	simCfg.Faults.SlowMin, simCfg.Faults.SlowMax = time.Second, time.Second
-	sim, srv := dtsim.NewTestServer(t, simCfg)
+	sim, srv := dtsimtest.NewServer(t, simCfg)
 	// The send is answered after 1 s: Redis dies meanwhile.
 	if err := sim.InjectFault(dtsim.EndpointSend, dtsim.FaultSlow, 1); err != nil {
 		t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
+	"github.com/viberq/viberq/provider/dtsim/dtsimtest"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/outbox"
 	"github.com/viberq/viberq/tasks/redistest"
@@ -816,7 +817,7 @@ func TestBadInputTaskPayloads(t *testing.T) {
 		t.Fatal(err)
 	}
 	simCfg.Key = testKey
-	sim, simSrv := dtsim.NewTestServer(t, simCfg)
+	sim, simSrv := dtsimtest.NewServer(t, simCfg)
 	prov, err := provider.New(simSrv.URL+dtsim.BasePath, testKey)
 	if err != nil {
 		t.Fatal(err)

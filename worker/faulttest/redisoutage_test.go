@@ -12,6 +12,7 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
+	"github.com/viberq/viberq/provider/dtsim/dtsimtest"
 	"github.com/viberq/viberq/scheduler"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/worker"
@@ -46,7 +47,7 @@ func TestWorkerHandsTaskBackAfterRedisOutage(t *testing.T) {
 	}
 	simCfg.Key = testKey
 	simCfg.Faults.SlowMin, simCfg.Faults.SlowMax = 1500*time.Millisecond, 1500*time.Millisecond
-	sim, srv := dtsim.NewTestServer(t, simCfg)
+	sim, srv := dtsimtest.NewServer(t, simCfg)
 	// The first status query is answered after 1.5 s: Redis dies meanwhile, so the
 	// poll cannot record the delivery it just read.
 	if err := sim.InjectFault(dtsim.EndpointStatus, dtsim.FaultSlow, 1); err != nil {
