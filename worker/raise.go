@@ -2,11 +2,7 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strings"
-
-	"github.com/viberq/viberq/tasks"
 )
 
 // raise sends one alert (deduplicated across pods by the Alerter) and pauses the send
@@ -26,14 +22,14 @@ func (w *Worker) raise(ctx context.Context, kind, summary, msgID, dest string, d
 		fields["vendor_code"] = itoa(d.VendorCode)
 	}
 	if pause {
-		paused, err := w.pauseSendQueues()
+		paused, err := PauseSendQueues(w.insp)
 		if err != nil {
 			zlog(ctx).Error().Err(err).Msg("cannot pause the send queues")
 		}
 		if len(paused) > 0 {
 			note = "paused queues " + strings.Join(paused, ",")
 		}
-		fields["queues_paused"] = strings.Join(sendQueues, ",")
+		fields["queues_paused"] = strings.Join(SendQueues, ",")
 	}
 	if w.alerter == nil {
 		return note
@@ -42,31 +38,4 @@ func (w *Worker) raise(ctx context.Context, kind, summary, msgID, dest string, d
 		zlog(ctx).Error().Err(err).Str("alert_kind", kind).Msg("cannot deliver alert")
 	}
 	return note
-}
-
-// sendQueues are the queues paused on 402/401 (polls go on: they cost nothing).
-var sendQueues = []string{tasks.QueueCritical, tasks.QueueDefault}
-
-// pauseSendQueues pauses the send queues that are not paused yet and returns those it
-// paused. Pausing is shared through Redis: every pod stops taking sends.
-func (w *Worker) pauseSendQueues() ([]string, error) {
-	var (
-		paused []string
-		errs   []error
-	)
-	for _, q := range sendQueues {
-		info, err := w.insp.GetQueueInfo(q)
-		if err == nil && info.Paused {
-			continue
-		}
-		if err := w.insp.PauseQueue(q); err != nil {
-			if info2, err2 := w.insp.GetQueueInfo(q); err2 == nil && info2.Paused {
-				continue // paused meanwhile by another pod
-			}
-			errs = append(errs, fmt.Errorf("pause queue %s: %w", q, err))
-			continue
-		}
-		paused = append(paused, q)
-	}
-	return paused, errors.Join(errs...)
 }

@@ -805,7 +805,7 @@ func waitQueuesIdle(ctx context.Context, rdb redis.UniversalClient, timeout time
 	deadline := time.Now().Add(timeout)
 	for {
 		busy := 0
-		for _, q := range allQueues {
+		for _, q := range worker.Queues {
 			info, err := insp.GetQueueInfo(q)
 			if err != nil {
 				continue

@@ -5,23 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"text/tabwriter"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/worker"
 )
-
-// allQueues are viberq's queues, the send queues first.
-var allQueues = []string{tasks.QueueCritical, tasks.QueueDefault, tasks.QueueStatus}
-
-// sendQueues are the queues a 402 or 401 pauses, and `viberq resume` unpauses (it
-// also lifts a 429's pause of the global buckets).
-var sendQueues = []string{tasks.QueueCritical, tasks.QueueDefault}
 
 type queueRow struct {
 	Queue     string `json:"queue"`
@@ -49,7 +40,7 @@ func runQueues(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer rdb.Close()
-	rows, err := queueRows(ctx, rdb, asynq.NewInspectorFromRedisClient(rdb))
+	rows, err := queueRows(asynq.NewInspectorFromRedisClient(rdb))
 	if err != nil {
 		return err
 	}
@@ -64,57 +55,19 @@ func runQueues(ctx context.Context, args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-// queueRows reads the state of viberq's queues. A queue that never held a task is not
-// in asynq's queue set, and the Inspector answers "queue does not exist" for it (an
-// error that is not asynq.ErrQueueNotFound); it shows as empty, paused when its
-// paused key is set (a worker pauses both send queues on a 402, used or not).
-func queueRows(ctx context.Context, rdb redis.UniversalClient, insp *asynq.Inspector) ([]queueRow, error) {
-	known, err := knownQueues(insp)
+// queueRows reads the state of viberq's queues (worker.QueueStates: a queue that never
+// held a task shows as empty and not paused).
+func queueRows(insp *asynq.Inspector) ([]queueRow, error) {
+	states, err := worker.QueueStates(insp)
 	if err != nil {
 		return nil, err
 	}
-	rows := make([]queueRow, 0, len(allQueues))
-	for _, q := range allQueues {
-		if !known[q] {
-			paused, err := pausedKeySet(ctx, rdb, q)
-			if err != nil {
-				return nil, err
-			}
-			rows = append(rows, queueRow{Queue: q, Paused: paused})
-			continue
-		}
-		info, err := insp.GetQueueInfo(q)
-		if err != nil {
-			return nil, fmt.Errorf("queue %s: %w", q, err)
-		}
-		rows = append(rows, queueRow{Queue: q, Paused: info.Paused, Size: info.Size, Pending: info.Pending,
-			Active: info.Active, Scheduled: info.Scheduled, Retry: info.Retry, Archived: info.Archived, Completed: info.Completed})
+	rows := make([]queueRow, 0, len(states))
+	for _, st := range states {
+		rows = append(rows, queueRow{Queue: st.Queue, Paused: st.Paused, Size: st.Size, Pending: st.Pending,
+			Active: st.Active, Scheduled: st.Scheduled, Retry: st.Retry, Archived: st.Archived, Completed: st.Completed})
 	}
 	return rows, nil
-}
-
-// knownQueues is asynq's set of queues that have held a task.
-func knownQueues(insp *asynq.Inspector) (map[string]bool, error) {
-	names, err := insp.Queues()
-	if err != nil {
-		return nil, fmt.Errorf("list queues: %w", err)
-	}
-	known := make(map[string]bool, len(names))
-	for _, n := range names {
-		known[n] = true
-	}
-	return known, nil
-}
-
-// pausedKeySet reports whether queue q is paused, read from asynq's own key
-// (base.PausedKey in asynq v0.26: "asynq:{q}:paused", what Inspector.PauseQueue sets
-// and UnpauseQueue deletes), for queues the Inspector cannot report on.
-func pausedKeySet(ctx context.Context, rdb redis.UniversalClient, q string) (bool, error) {
-	n, err := rdb.Exists(ctx, "asynq:{"+q+"}:paused").Result()
-	if err != nil {
-		return false, fmt.Errorf("queue %s: %w", q, err)
-	}
-	return n > 0, nil
 }
 
 func runResume(ctx context.Context, args []string, stdout io.Writer) error {
@@ -132,6 +85,7 @@ func runResume(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer rdb.Close()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
+	// `viberq resume` also lifts a 429's pause of the global buckets.
 	cleared, err := worker.ClearLimiterPauses(ctx, rdb, tasks.DefaultPrefix)
 	if err != nil {
 		return err
@@ -141,27 +95,26 @@ func runResume(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintf(stdout, "limiter %s: running (was paused by a 429 for %s more)\n", b, left.Round(time.Second))
 		}
 	}
-	rows, err := queueRows(ctx, rdb, insp)
+	resumed, err := worker.ResumeSendQueues(insp)
 	if err != nil {
 		return err
 	}
-	for _, r := range rows {
-		if !slices.Contains(sendQueues, r.Queue) {
-			continue
+	archived := map[string]int{}
+	if *rerun {
+		states, err := worker.QueueStates(insp)
+		if err != nil {
+			return err
 		}
+		for _, st := range states {
+			archived[st.Queue] = st.Archived
+		}
+	}
+	for _, r := range resumed {
 		q := r.Queue
-		if r.Paused {
-			// A concurrent resume may have won: then the queue is running all the same.
-			if err := insp.UnpauseQueue(q); err != nil {
-				if still, perr := pausedKeySet(ctx, rdb, q); perr != nil || still {
-					return fmt.Errorf("unpause %s: %w", q, err)
-				}
-			}
-		}
-		fmt.Fprintf(stdout, "queue %s: running (was paused: %v)\n", q, r.Paused)
+		fmt.Fprintf(stdout, "queue %s: running (was paused: %v)\n", q, r.WasPaused)
 		if *rerun {
 			n := 0
-			if r.Archived > 0 {
+			if archived[q] > 0 {
 				n, err = insp.RunAllArchivedTasks(q)
 				if err != nil {
 					return fmt.Errorf("re-run archived tasks of %s: %w", q, err)
