@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/viberq/viberq/cmd/viberq/internal/app"
 	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/tasks"
 )
@@ -51,25 +52,11 @@ func connect(ctx context.Context) (config.Config, redis.UniversalClient, error) 
 	return cfg, rdb, nil
 }
 
-// newStore returns the record store configured by cfg.
-func newStore(rdb redis.UniversalClient, cfg config.Config) *tasks.Store {
-	return tasks.NewStore(rdb, tasks.StoreOptions{
-		Retention:    cfg.Tasks.RecordRetention,
-		EventsMaxLen: cfg.Tasks.EventsMaxLen,
-	})
-}
-
-// enqueuerConfig maps the settings onto the enqueuer.
-func enqueuerConfig(cfg config.Config) tasks.EnqueuerConfig {
-	return tasks.EnqueuerConfig{
-		DefaultTTL:    cfg.Tasks.DefaultTTL,
-		SMSTTL:        cfg.Tasks.SMSTTL,
-		TaskRetention: cfg.Tasks.TaskRetention,
-		// The retry budget is the worker's VIBERQ_MAX_RETRY (worker.Config.MaxRetry):
-		// tasks carry the ceiling.
-		MaxRetry: config.MaxRetryCeiling,
-		TwoWay:   cfg.Tasks.TwoWay,
-	}
+// newRedis is app.NewRedis for the commands, with go-redis's dial noise quieted first
+// (quietRedis).
+func newRedis(ctx context.Context, cfg config.Redis) (redis.UniversalClient, error) {
+	quietRedis()
+	return app.NewRedis(ctx, cfg)
 }
 
 func newProducer(ctx context.Context, cfg config.Config) (*producer, error) {
@@ -77,8 +64,8 @@ func newProducer(ctx context.Context, cfg config.Config) (*producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &producer{cfg: cfg, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), store: newStore(rdb, cfg)}
-	p.enqueuer = tasks.NewEnqueuer(p.client, p.store, enqueuerConfig(cfg))
+	p := &producer{cfg: cfg, rdb: rdb, client: asynq.NewClientFromRedisClient(rdb), store: app.NewStore(rdb, cfg)}
+	p.enqueuer = tasks.NewEnqueuer(p.client, p.store, app.EnqueuerConfig(cfg))
 	return p, nil
 }
 

@@ -13,6 +13,8 @@ import (
 	"os/signal"
 	"sort"
 	"syscall"
+
+	"github.com/viberq/viberq/cmd/viberq/internal/cmdline"
 )
 
 // command is one subcommand of the binary.
@@ -93,12 +95,11 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "Settings come from VIBERQ_* environment variables (see README); flags override them.")
 }
 
-// usageError marks a bad invocation (exit code 2).
-type usageError struct{ msg string }
+// usageError marks a bad invocation (exit code 2). The bench and demo packages return
+// the same type, so it lives in cmdline.
+type usageError = cmdline.UsageError
 
-func (e usageError) Error() string { return e.msg }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return cmdline.Usagef(format, args...) }
 
 // newFlagSet returns a flag set that reports errors instead of exiting, and prints its
 // usage to stdout for --help.
@@ -128,7 +129,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			fs.Usage()
 			return err
 		}
-		return usageError{err.Error() + " (" + fs.Name() + " --help lists the flags)"}
+		return usagef("%s (%s --help lists the flags)", err.Error(), fs.Name())
 	}
 	return nil
 }

@@ -150,7 +150,7 @@ func enqueueError(err error) error {
 		for _, fe := range ve.Fields {
 			fmt.Fprintf(&b, "\n  %s: %s", fe.Field, fe.Rule)
 		}
-		return usageError{b.String()}
+		return usagef("%s", b.String())
 	}
 	return err
 }

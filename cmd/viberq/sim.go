@@ -43,7 +43,7 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 
 	cfg, err := dtsim.ProfileConfig(dtsim.Profile(*profile))
 	if err != nil {
-		return usageError{err.Error()}
+		return usagef("%s", err.Error())
 	}
 	cfg.Key = *key
 	if cfg.Key == "" {
@@ -78,7 +78,7 @@ func runSim(ctx context.Context, args []string, stdout io.Writer) error {
 		return usagef("the access key is required: --key or VIBERQ_DT_API_KEY")
 	}
 	if err := cfg.Validate(); err != nil {
-		return usageError{err.Error()}
+		return usagef("%s", err.Error())
 	}
 	if *maxMessages <= 0 {
 		return usagef("--max-messages must be positive")

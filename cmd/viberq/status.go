@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/viberq/viberq/cmd/viberq/internal/app"
 	"github.com/viberq/viberq/tasks"
 )
 
@@ -38,7 +39,7 @@ func runStatus(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer rdb.Close()
-	rec, err := newStore(rdb, cfg).Get(ctx, id)
+	rec, err := app.NewStore(rdb, cfg).Get(ctx, id)
 	if errors.Is(err, tasks.ErrNotFound) {
 		return fmt.Errorf("message %q not found (records are kept %s)", id, cfg.Tasks.RecordRetention)
 	}

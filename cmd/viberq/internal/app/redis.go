@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -14,12 +14,11 @@ import (
 	"github.com/viberq/viberq/config"
 )
 
-// newRedis builds the one Redis client a process shares between asynq (through the
+// NewRedis builds the one Redis client a process shares between asynq (through the
 // *FromRedisClient constructors), the message store, the limiter and the outbox:
 // redis:// or rediss:// (TLS), a password, or Sentinel. It pings Redis so that a wrong
 // address fails at start with a clear line rather than in the first task.
-func newRedis(ctx context.Context, cfg config.Redis) (redis.UniversalClient, error) {
-	quietRedis()
+func NewRedis(ctx context.Context, cfg config.Redis) (redis.UniversalClient, error) {
 	var tlsCfg *tls.Config
 	if cfg.TLS {
 		host, _, err := net.SplitHostPort(cfg.Addr)

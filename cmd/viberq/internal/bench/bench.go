@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -17,49 +17,58 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/viberq/viberq/cmd/viberq/internal/cmdline"
 )
 
-// runBench is `viberq bench`: the benchmarks of issue 5 against a real Redis and an
-// in-process simulator, printed as one table (BENCHMARKS.md records a run). Every
-// figure is a ratio against a baseline measured in the same run, or a count; the
-// machine is shared and noisy, so absolute rates are context only.
+// Options are the settings of one bench run (the flags of `viberq bench`).
+type Options struct {
+	// RedisURL is the Redis the bench uses (its database number is ignored: see DB).
+	RedisURL string
+	// DB is the Redis database the bench flushes and fills, 1..15 (never 0).
+	DB int
+	// Only lists the rows to run (RowIDs); empty runs all.
+	Only []string
+	// Quick is the short CI-size run: smaller counts, shorter windows.
+	Quick bool
+	// JSON prints the table as JSON.
+	JSON bool
+	// CPUProfile, when set, is the prefix of a CPU profile per row (PREFIX.rowN.pprof).
+	CPUProfile string
+	// Command is the command line as given, printed in the report (RedactedCommand).
+	Command string
+}
+
+// RowIDs are the rows of the table, in order.
+func RowIDs() []string {
+	var ids []string
+	for _, r := range benchRows() {
+		ids = append(ids, r.id)
+	}
+	return ids
+}
+
+// Run runs the benchmarks against a real Redis and an in-process simulator and prints
+// one table to stdout (BENCHMARKS.md records a run), progress to stderr. Every figure
+// is a ratio against a baseline measured in the same run, or a count; the machine is
+// shared and noisy, so absolute rates are context only.
 //
-// The bench owns one Redis database (--db, default 13, never 0): it takes the
+// The bench owns one Redis database (Options.DB, never 0): it takes the
 // tasks/redistest lock of that database, FLUSHes it before every row and at the end,
-// and re-executes this binary (`viberq worker`) for the rows that need worker
-// processes.
-func runBench(ctx context.Context, args []string, stdout io.Writer) error {
-	if os.Getenv(benchChildEnv) != "" {
-		return runBenchChild(ctx)
-	}
-	fs := newFlagSet("bench", stdout, "[--redis URL] [--db N] [--only 1,3,5] [--quick] [--json]")
-	var (
-		redisURL = fs.String("redis", "redis://127.0.0.1:6379", "Redis URL (its database number is ignored: see --db)")
-		db       = fs.Int("db", 13, "Redis database the bench flushes and fills, 1..15 (never 0)")
-		only     = fs.String("only", "", "comma-separated rows to run (1..8), default all")
-		quick    = fs.Bool("quick", false, "short CI-size run (under a minute): smaller counts, shorter windows")
-		asJSON   = fs.Bool("json", false, "print the table as JSON")
-		cpuProf  = fs.String("cpuprofile", "", "write a CPU profile of each row to PREFIX.rowN.pprof")
-	)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
-	}
-	if *db < 1 || *db > 15 {
-		return usagef("--db must be 1..15 (the bench flushes it; database 0 is never touched), got %d", *db)
+// and re-executes this binary for the rows that need worker processes: as
+// `viberq worker`, and as `viberq bench` with VIBERQ_BENCH_CHILD set for the bare-asynq
+// baseline server (see IsChild).
+func Run(ctx context.Context, opts Options, stdout io.Writer) error {
+	if opts.DB < 1 || opts.DB > 15 {
+		return cmdline.Usagef("--db must be 1..15 (the bench flushes it; database 0 is never touched), got %d", opts.DB)
 	}
 	rows := benchRows()
 	sel := map[string]bool{}
-	if *only != "" {
-		for _, r := range strings.Split(*only, ",") {
-			r = strings.TrimSpace(r)
-			if !slices.ContainsFunc(rows, func(x benchRowSpec) bool { return x.id == r }) {
-				return usagef("--only: unknown row %q (want 1..8)", r)
-			}
-			sel[r] = true
+	for _, r := range opts.Only {
+		if !slices.ContainsFunc(rows, func(x benchRowSpec) bool { return x.id == r }) {
+			return cmdline.Usagef("--only: unknown row %q (want one of %s)", r, strings.Join(RowIDs(), ","))
 		}
+		sel[r] = true
 	}
 
 	exe, err := os.Executable()
@@ -67,7 +76,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("bench: cannot find this binary to run worker processes: %w", err)
 	}
 	progress := os.Stderr
-	br, err := openBenchRedis(ctx, *redisURL, *db, progress)
+	br, err := openBenchRedis(ctx, opts.RedisURL, opts.DB, progress)
 	if err != nil {
 		return err
 	}
@@ -78,14 +87,14 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		redis:    br,
 		key:      "bench-" + hex.EncodeToString(kb[:]),
 		exe:      exe,
-		quick:    *quick,
+		quick:    opts.Quick,
 		progress: progress,
 	}
 
 	rep := benchReport{
 		Date:    time.Now().UTC().Format(time.RFC3339),
-		Command: benchCommand(fs),
-		Quick:   *quick,
+		Command: opts.Command,
+		Quick:   opts.Quick,
 		Machine: machineInfo(ctx, br),
 	}
 	for _, r := range rows {
@@ -99,7 +108,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := br.flush(ctx); err != nil {
 			return err
 		}
-		stopProf, err := startRowProfile(*cpuProf, r.id)
+		stopProf, err := startRowProfile(opts.CPUProfile, r.id)
 		if err != nil {
 			return err
 		}
@@ -119,7 +128,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 
-	if *asJSON {
+	if opts.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
@@ -136,8 +145,9 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-// benchCommand is the command line as given, with a password in --redis redacted.
-func benchCommand(fs *flag.FlagSet) string {
+// RedactedCommand is the command line of fs as given, with a password in --redis
+// redacted (for Options.Command).
+func RedactedCommand(fs *flag.FlagSet) string {
 	parts := []string{"viberq bench"}
 	fs.Visit(func(f *flag.Flag) {
 		v := f.Value.String()

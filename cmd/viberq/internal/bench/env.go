@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -27,10 +27,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/viberq/viberq/cmd/viberq/internal/app"
+	"github.com/viberq/viberq/cmd/viberq/internal/cmdline"
 	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
-	"github.com/viberq/viberq/scheduler"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/worker"
 )
@@ -63,15 +64,15 @@ type benchRedis struct {
 // lock and flushes it.
 func openBenchRedis(ctx context.Context, rawURL string, db int, progress io.Writer) (*benchRedis, error) {
 	if db <= 0 {
-		return nil, usagef("--db must be 1..15: the bench flushes its database and never touches database 0")
+		return nil, cmdline.Usagef("--db must be 1..15: the bench flushes its database and never touches database 0")
 	}
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
-		return nil, usagef("--redis: cannot parse the URL (want redis://host:port)")
+		return nil, cmdline.Usagef("--redis: cannot parse the URL (want redis://host:port)")
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, usagef("--redis: cannot parse the URL")
+		return nil, cmdline.Usagef("--redis: cannot parse the URL")
 	}
 	opt.DB = db
 	u.Path = "/" + strconv.Itoa(db)
@@ -410,44 +411,18 @@ type procWorker struct {
 	done   chan error
 }
 
-// startWorker runs a worker in the bench process, built from cfg exactly as
-// `viberq worker` builds it (workerConfig, pollPolicy, newProviderClient, newStore,
-// the scheduler with the task timeout, newAlerter), on its own Redis client, with its
-// own metrics registry and a logger at info level that writes to io.Discard (the
-// per-task line is formatted, as in production, but not written to a terminal).
+// startWorker runs a worker in the bench process, built from cfg by app.NewWorker
+// exactly as `viberq worker` builds it, on its own Redis client, with its own metrics
+// registry and a logger at info level that writes to io.Discard (the per-task line is
+// formatted, as in production, but not written to a terminal).
 func (b *bench) startWorker(ctx context.Context, cfg config.Config) (*procWorker, error) {
 	rdb := b.redis.newClient()
-	fail := func(err error) (*procWorker, error) {
+	reg := prometheus.NewRegistry()
+	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
+	w, err := app.NewWorker(cfg, rdb, log, reg)
+	if err != nil {
 		_ = rdb.Close()
 		return nil, err
-	}
-	reg := prometheus.NewRegistry()
-	m, err := worker.NewMetrics(reg)
-	if err != nil {
-		return fail(err)
-	}
-	prov, err := newProviderClient(cfg)
-	if err != nil {
-		return fail(err)
-	}
-	log := zerolog.New(io.Discard).Level(zerolog.InfoLevel)
-	alerter, err := newAlerter(cfg, log, m, rdb)
-	if err != nil {
-		return fail(err)
-	}
-	policy := pollPolicy(cfg)
-	sched := scheduler.New(asynq.NewClientFromRedisClient(rdb), policy, scheduler.WithTaskOptions(asynq.Timeout(cfg.Tasks.Timeout)))
-	w, err := worker.New(workerConfig(cfg, policy), worker.Deps{
-		Redis:     rdb,
-		Provider:  prov,
-		Store:     newStore(rdb, cfg),
-		Scheduler: sched,
-		Alerter:   alerter,
-		Metrics:   m,
-		Logger:    log,
-	})
-	if err != nil {
-		return fail(err)
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	p := &procWorker{w: w, rdb: rdb, reg: reg, cancel: cancel, done: make(chan error, 1)}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/viberq/viberq/cmd/viberq/internal/app"
 	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
@@ -58,8 +59,8 @@ func (b *bench) producer(simBase string) (*tasks.Enqueuer, *tasks.Store, config.
 	if err != nil {
 		return nil, nil, cfg, err
 	}
-	store := newStore(b.redis.rdb, cfg)
-	return tasks.NewEnqueuer(asynq.NewClientFromRedisClient(b.redis.rdb), store, enqueuerConfig(cfg)), store, cfg, nil
+	store := app.NewStore(b.redis.rdb, cfg)
+	return tasks.NewEnqueuer(asynq.NewClientFromRedisClient(b.redis.rdb), store, app.EnqueuerConfig(cfg)), store, cfg, nil
 }
 
 // enqueueMessages enqueues messages 0..n-1 through the Enqueuer and returns their IDs.
@@ -121,7 +122,7 @@ func benchSendThroughput(ctx context.Context, b *bench) ([]benchResult, error) {
 		How: fmt.Sprintf("%d pairs of runs (order alternating), each on %d tasks pre-enqueued on queue critical, concurrency %d, same Redis; "+
 			"rate = arrivals at the instant simulator between the 10th and 90th percentile arrival (steady state); value = median of the per-pair ratios. "+
 			"Baseline: bare asynq server (same queue weights), handler = decode payload + one POST (keep-alive transport, MaxIdleConnsPerHost %d). "+
-			"viberq: the worker in process, built as `viberq worker` builds it (workerConfig, newProviderClient, scheduler, store), default "+
+			"viberq: the worker in process, built by app.NewWorker as `viberq worker` builds it, default "+
 			"settings except send rate %g/s burst 1000 and a 10-minute first poll (each send still takes a limiter token with the move to "+
 			"sending and makes its first poll due with the acceptance; the dispatcher schedules polls a second before they are due, outside "+
 			"the window, and polls do not run in it); logger at info to io.Discard. New TCP connections to the simulator "+
@@ -1086,9 +1087,13 @@ const (
 	benchChildConc  = "VIBERQ_BENCH_CONCURRENCY"
 )
 
-// runBenchChild is the bare asynq server process (the baseline of the worker's
-// RSS): it serves until SIGTERM.
-func runBenchChild(ctx context.Context) error {
+// IsChild reports whether this process is a bench child (VIBERQ_BENCH_CHILD set): then
+// `viberq bench` runs RunChild instead of the table.
+func IsChild() bool { return os.Getenv(benchChildEnv) != "" }
+
+// RunChild is the bare asynq server process (the baseline of the worker's RSS, row 6)
+// the bench re-executes this binary for: it serves until SIGTERM (ctx done).
+func RunChild(ctx context.Context) error {
 	if os.Getenv(benchChildEnv) != benchChildBare {
 		return fmt.Errorf("unknown %s %q", benchChildEnv, os.Getenv(benchChildEnv))
 	}

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
+	"net"
+	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -20,10 +21,12 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/viberq/viberq/cmd/viberq/internal/app"
+	"github.com/viberq/viberq/cmd/viberq/internal/cmdline"
+	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
 	"github.com/viberq/viberq/tasks"
-	"github.com/viberq/viberq/worker"
 )
 
 // demoMessage is one message of the demo batch, with what it is meant to show.
@@ -32,66 +35,84 @@ type demoMessage struct {
 	req  tasks.EnqueueRequest
 }
 
-// runDemo runs the whole pipeline in one process: an embedded Redis (or --redis), the
-// simulator with the realistic profile, a worker, a mixed batch of about 200 messages,
-// live progress, and a summary checked against the simulator's ledger. It fails when
-// a message is not final by --timeout or the ledger disagrees with the records.
-func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("demo", stdout, "[flags]")
-	redisURL := fs.String("redis", "", "use this Redis (an EMPTY database, e.g. redis://127.0.0.1:6379/15) instead of an embedded one")
-	n := fs.Int("n", 200, "about how many messages to enqueue")
-	rate := fs.Float64("rate", 20, "global send rate limit (sends per second)")
-	profile := fs.String("profile", string(dtsim.ProfileRealistic), "simulator profile: instant, realistic or chaos")
-	seed := fs.Int64("seed", 0, "simulator seed (0: time-based)")
-	timeout := fs.Duration("timeout", 3*time.Minute, "give up when messages are not final by then")
-	logPath := fs.String("log", filepath.Join(os.TempDir(), "viberq-demo.log"), "where the worker's log lines go")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *n < 20 {
-		return usagef("--n must be at least 20, got %d", *n)
-	}
-	if *seed == 0 {
-		*seed = time.Now().UnixNano()
-	}
+// Options are the settings of a demo run (the flags of `viberq demo`).
+type Options struct {
+	// RedisURL, when set, is the Redis to use (an EMPTY database) instead of an
+	// embedded one.
+	RedisURL string
+	// N is about how many messages to enqueue (at least 20).
+	N int
+	// Rate is the global send rate limit (sends per second).
+	Rate float64
+	// Profile is the simulator profile: instant, realistic or chaos.
+	Profile string
+	// Seed is the simulator seed (0: time-based).
+	Seed int64
+	// Timeout is when to give up on messages that are not final.
+	Timeout time.Duration
+	// LogPath is where the worker's log lines go.
+	LogPath string
+}
 
-	rdb, where, cleanup, err := demoRedis(ctx, *redisURL)
+// Run runs the whole pipeline in one process: an embedded Redis (or RedisURL), the
+// simulator with the given profile, a worker built by app.NewWorker from the default
+// settings (as `viberq worker` builds it), a mixed batch of about N messages, live
+// progress, and a summary checked against the simulator's ledger. It fails when a
+// message is not final by Timeout or the ledger disagrees with the records.
+func Run(ctx context.Context, opts Options, stdout io.Writer) error {
+	if opts.N < 20 {
+		return cmdline.Usagef("--n must be at least 20, got %d", opts.N)
+	}
+	if opts.Seed == 0 {
+		opts.Seed = time.Now().UnixNano()
+	}
+	rdb, where, cleanup, err := demoRedis(ctx, opts.RedisURL)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
 
 	key := randomKey()
-	simCfg, err := dtsim.ProfileConfig(dtsim.Profile(*profile))
+	simCfg, err := dtsim.ProfileConfig(dtsim.Profile(opts.Profile))
 	if err != nil {
-		return usagef("--profile: %v", err)
+		return cmdline.Usagef("--profile: %v", err)
 	}
-	simCfg.Key, simCfg.Seed = key, *seed
+	simCfg.Key, simCfg.Seed = key, opts.Seed
 	sim := dtsim.New(simCfg)
 	defer sim.Close()
-	simSrv := httptest.NewServer(sim)
-	defer simSrv.Close()
-	prov, err := provider.New(simSrv.URL+dtsim.BasePath, key, provider.WithTimeout(5*time.Second))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return fmt.Errorf("simulator listener: %w", err)
 	}
+	simSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = simSrv.Serve(ln) }()
+	defer simSrv.Close()
+	simBase := "http://" + ln.Addr().String() + dtsim.BasePath
 
-	logFile, err := os.Create(*logPath)
+	logFile, err := os.Create(opts.LogPath)
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
 	logger := zerolog.New(logFile).With().Timestamp().Logger()
 
-	store := tasks.NewStore(rdb, tasks.StoreOptions{})
+	// The worker runs on the default settings, as `viberq worker` would with only the
+	// provider pointed at the simulator and the send rate of --rate.
+	env := map[string]string{
+		config.EnvDTBaseURL:       simBase,
+		config.EnvDTAPIKey:        key,
+		config.EnvRateLimit:       strconv.FormatFloat(opts.Rate, 'f', -1, 64),
+		config.EnvShutdownTimeout: "3s",
+	}
+	cfg, err := config.Load(func(k string) string { return env[k] })
+	if err != nil {
+		return cmdline.Usagef("%v", err)
+	}
+	store := app.NewStore(rdb, cfg)
 	client := asynq.NewClientFromRedisClient(rdb)
 	defer client.Close()
-	enq := tasks.NewEnqueuer(client, store, tasks.EnqueuerConfig{})
-
-	wcfg := worker.DefaultConfig()
-	wcfg.SendRate = *rate
-	wcfg.ShutdownTimeout = 3 * time.Second
-	w, err := worker.New(wcfg, worker.Deps{Redis: rdb, Provider: prov, Store: store, Logger: logger})
+	enq := tasks.NewEnqueuer(client, store, app.EnqueuerConfig(cfg))
+	w, err := app.NewWorker(cfg, rdb, logger, nil)
 	if err != nil {
 		return err
 	}
@@ -104,10 +125,10 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	}()
 
 	fmt.Fprintf(stdout, "viberq demo: Redis %s, simulator %s (profile %s, seed %d), worker at %.0f sends/s; worker log: %s\n\n",
-		where, simSrv.URL+dtsim.BasePath, *profile, *seed, *rate, *logPath)
+		where, simBase, opts.Profile, opts.Seed, opts.Rate, opts.LogPath)
 
 	// Enqueue the batch; a refused message is shown with every bad field.
-	batch := demoBatch(*n)
+	batch := demoBatch(opts.N)
 	var ids []string
 	kindOf := map[string]string{}
 	refused := 0
@@ -129,7 +150,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 
 	// Follow the records until every message is final.
 	start := time.Now()
-	deadline := start.Add(*timeout)
+	deadline := start.Add(opts.Timeout)
 	var recs []tasks.Record
 	for {
 		recs, err = demoRecords(ctx, store, ids)
@@ -142,7 +163,7 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d messages not final after %s", len(recs)-final, len(recs), *timeout)
+			return fmt.Errorf("%d of %d messages not final after %s", len(recs)-final, len(recs), opts.Timeout)
 		}
 		select {
 		case <-ctx.Done():
@@ -168,7 +189,7 @@ func demoRedis(ctx context.Context, url string) (redis.UniversalClient, string, 
 	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, "", nil, usagef("--redis: %v", err)
+		return nil, "", nil, cmdline.Usagef("--redis: %v", err)
 	}
 	rdb := redis.NewClient(opt)
 	size, err := rdb.DBSize(ctx).Result()
@@ -178,7 +199,7 @@ func demoRedis(ctx context.Context, url string) (redis.UniversalClient, string, 
 	}
 	if size != 0 {
 		rdb.Close()
-		return nil, "", nil, usagef("--redis: database %d holds %d keys; the demo needs an empty one", opt.DB, size)
+		return nil, "", nil, cmdline.Usagef("--redis: database %d holds %d keys; the demo needs an empty one", opt.DB, size)
 	}
 	return rdb, fmt.Sprintf("%s db %d", opt.Addr, opt.DB), func() { rdb.Close() }, nil
 }
