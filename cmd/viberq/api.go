@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/viberq/viberq/cmd/viberq/internal/app"
 	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/worker"
@@ -58,20 +59,18 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 
-	srv, err := api.New(api.Options{
-		API:      cfg.API,
-		Callback: cfg.Callback,
-		Redis:    p.rdb,
-		Enqueuer: p.enqueuer,
-		Records:  p.store,
-		Status:   tasks.CallbackApplier{Store: p.store, Client: p.client},
-		// Two-way messages are indexed by provider message ID, so a reply's
-		// tracking_id finds the message it answers.
-		ProviderIndex: p.store.LookupProvider,
-		Gatherer:      reg,
-		Registerer:    reg,
-		Logger:        log,
-	})
+	opts := app.APIOptions(cfg)
+	opts.Redis = p.rdb
+	opts.Enqueuer = p.enqueuer
+	opts.Records = p.store
+	opts.Status = tasks.CallbackApplier{Store: p.store, Client: p.client}
+	// Two-way messages are indexed by provider message ID, so a reply's tracking_id
+	// finds the message it answers.
+	opts.ProviderIndex = p.store.LookupProvider
+	opts.Gatherer = reg
+	opts.Registerer = reg
+	opts.Logger = log
+	srv, err := api.New(opts)
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/redistest"
@@ -68,8 +67,9 @@ type testBundle struct {
 	reg   *prometheus.Registry
 }
 
+// options are the callback credentials of a test server (the default: the token).
 type options struct {
-	callback config.Callback
+	token, user, password string
 }
 
 func setup(t *testing.T, o ...options) *testBundle {
@@ -84,23 +84,23 @@ func setup(t *testing.T, o ...options) *testBundle {
 		index: map[provider.MessageID]string{},
 		reg:   prometheus.NewRegistry(),
 	}
-	cb := config.Callback{Token: cbToken}
+	cb := options{token: cbToken}
 	if len(o) > 0 {
-		cb = o[0].callback
+		cb = o[0]
 	}
 	var mu sync.Mutex
 	srv, err := api.New(api.Options{
-		API: config.API{
-			Tokens:             []config.Secret{apiToken, "tok-second-0123456789"},
-			MonitoringUser:     monUser,
-			MonitoringPassword: monPassword,
-			MaxBodyBytes:       maxBody,
-		},
-		Callback: cb,
-		Redis:    rdb,
-		Enqueuer: b.enq,
-		Records:  store,
-		Status:   tasks.CallbackApplier{Store: store, Client: client},
+		Tokens:             []string{apiToken, "tok-second-0123456789"},
+		MonitoringUser:     monUser,
+		MonitoringPassword: monPassword,
+		MaxBodyBytes:       maxBody,
+		CallbackToken:      cb.token,
+		CallbackUser:       cb.user,
+		CallbackPassword:   cb.password,
+		Redis:              rdb,
+		Enqueuer:           b.enq,
+		Records:            store,
+		Status:             tasks.CallbackApplier{Store: store, Client: client},
 		ProviderIndex: func(_ context.Context, pid provider.MessageID) (string, bool, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -215,7 +215,7 @@ func TestAuthRefusals(t *testing.T) {
 
 func TestCallbacksBasicAuth(t *testing.T) {
 	t.Parallel()
-	b := setup(t, options{callback: config.Callback{Token: cbToken, User: "dt", Password: "cb-password-0123456789"}})
+	b := setup(t, options{token: cbToken, user: "dt", password: "cb-password-0123456789"})
 	body := `{"message_id":5,"status":1}`
 	r := b.do(t, http.MethodPost, "/callbacks/"+cbToken+"/status", body, "Content-Type", "application/json")
 	require.Equal(t, http.StatusUnauthorized, r.status, "token alone is not enough when basic auth is configured")
@@ -236,7 +236,7 @@ func TestCallbacksBasicAuth(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, resp.StatusCode, "the token is required when configured")
 
 	// Basic auth only.
-	b2 := setup(t, options{callback: config.Callback{User: "dt", Password: "cb-password-0123456789"}})
+	b2 := setup(t, options{user: "dt", password: "cb-password-0123456789"})
 	r = b2.do(t, http.MethodPost, "/callbacks/status", body)
 	require.Equal(t, http.StatusUnauthorized, r.status)
 	req, _ = http.NewRequest(http.MethodPost, b2.srv.URL+"/callbacks/status", strings.NewReader(body))

@@ -82,24 +82,24 @@ func callbackRoute(a, b string) (kind, token string, ok bool) {
 // 404, revealing nothing) and basic auth (→ 401). With neither configured callbacks
 // are off (404).
 func (s *Server) callbackAuth(w http.ResponseWriter, r *http.Request, token string) bool {
-	cb := s.opts.Callback
-	tokenSet := cb.Token.IsSet()
-	basicSet := cb.User != "" || cb.Password.IsSet()
+	o := s.opts
+	tokenSet := o.CallbackToken != ""
+	basicSet := o.CallbackUser != "" || o.CallbackPassword != ""
 	switch {
 	case !tokenSet && !basicSet:
 		writeError(w, http.StatusNotFound, "not found")
 		return false
 	case s.guard.refuse(w, r):
 		return false
-	case tokenSet && !cb.Token.Equal(token), !tokenSet && token != "":
+	case tokenSet && !secretEqual(o.CallbackToken, token), !tokenSet && token != "":
 		s.guard.failed(r, "callback")
 		writeError(w, http.StatusNotFound, "not found")
 		return false
 	}
 	if basicSet {
 		user, pass, ok := r.BasicAuth()
-		userOK := equalString(user, cb.User)
-		passOK := cb.Password.Equal(pass)
+		userOK := equalString(user, o.CallbackUser)
+		passOK := secretEqual(o.CallbackPassword, pass)
 		if !ok || !userOK || !passOK {
 			if ok {
 				s.guard.failed(r, "callback")

@@ -27,9 +27,10 @@
 // button_caption, button_action, source_type, callback_url). The idempotency key is
 // the Idempotency-Key header or the "id" field (both given and different: 422). The
 // Content-Type must be application/json (415), the body at most
-// config.API.MaxBodyBytes (413); malformed JSON, unknown fields and fields given
+// Options.MaxBodyBytes (413); malformed JSON, unknown fields and fields given
 // twice are 400, naming the fields; a string with invalid UTF-8 or a lone surrogate
-// escape is 422 naming its field (outbox.DecodeJSON). A message the Enqueuer refuses is 422 with every bad field:
+// escape is 422 naming its field (outbox.DecodeJSON). A message the Enqueuer refuses
+// is 422 with every bad field:
 //
 //	{"error":"invalid message","fields":[{"field":"text","rule":"is required"}, ...]}
 //
@@ -39,10 +40,11 @@
 //
 // # Callbacks
 //
-// The provider's callbacks authenticate with what is configured (config.Callback): a
-// secret path token (the token segment may come before or after the kind, so the URL
-// config.Callback.RevealURL builds from VIBERQ_CALLBACK_URL=https://host/callbacks/status
-// works as is), basic auth, or both. A wrong or missing token is 404, wrong basic
+// The provider's callbacks authenticate with what is configured
+// (Options.CallbackToken, CallbackUser, CallbackPassword): a secret path token (the
+// token segment may come before or after the kind, so the callback URL viberq builds
+// from VIBERQ_CALLBACK_URL=https://host/callbacks/status works as is), basic auth, or
+// both. A wrong or missing token is 404, wrong basic
 // credentials 401; with neither configured the endpoints are 404. Both endpoints tell
 // a reply from a status by key presence (reference Q13).
 //

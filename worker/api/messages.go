@@ -161,7 +161,7 @@ func byteCount(n int64) string {
 // readBody reads a request body up to VIBERQ_MAX_BODY_BYTES. On failure it has
 // answered (413 over the limit, 400 otherwise) and returns false.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.API.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

@@ -51,7 +51,7 @@ func (s *Server) bearer(next http.Handler) http.Handler {
 		case !ok:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="viberq"`)
 			writeError(w, http.StatusUnauthorized, "missing bearer token")
-		case !s.opts.API.ValidToken(tok):
+		case !validToken(s.opts.Tokens, tok):
 			s.guard.failed(r, "bearer")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="viberq", error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "invalid bearer token")
@@ -76,6 +76,24 @@ func equalString(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
+// secretEqual reports whether v equals the configured secret, in constant time; an
+// empty secret (not configured) equals nothing, not even "".
+func secretEqual(secret, v string) bool {
+	return secret != "" && equalString(secret, v)
+}
+
+// validToken reports whether tok is one of tokens, comparing against every one (no
+// early exit). An empty tok is never valid.
+func validToken(tokens []string, tok string) bool {
+	ok := false
+	for _, t := range tokens {
+		if secretEqual(t, tok) {
+			ok = true
+		}
+	}
+	return ok && tok != ""
+}
+
 // monitoringAuth puts basic auth (MonitoringUser / MonitoringPassword) in front of
 // next. Without a configured password nothing gets in.
 func (s *Server) monitoringAuth(next http.Handler) http.Handler {
@@ -85,8 +103,8 @@ func (s *Server) monitoringAuth(next http.Handler) http.Handler {
 		}
 		user, pass, ok := r.BasicAuth()
 		// Both comparisons always run: no early exit that times the user name.
-		userOK := equalString(user, s.opts.API.MonitoringUser)
-		passOK := s.opts.API.MonitoringPassword.Equal(pass)
+		userOK := equalString(user, s.opts.MonitoringUser)
+		passOK := secretEqual(s.opts.MonitoringPassword, pass)
 		if ok && (!userOK || !passOK) {
 			s.guard.failed(r, "monitoring")
 		}

@@ -13,7 +13,6 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/stretchr/testify/require"
 
-	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/redistest"
 	"github.com/viberq/viberq/worker/api"
@@ -100,16 +99,15 @@ func newGuarded(t *testing.T, rdb redis.UniversalClient, logs *syncBuffer, p api
 	t.Helper()
 	store := tasks.NewStore(rdb, tasks.StoreOptions{})
 	srv, err := api.New(api.Options{
-		API: config.API{
-			Tokens: []config.Secret{apiToken}, MonitoringUser: monUser, MonitoringPassword: monPassword, MaxBodyBytes: maxBody,
-		},
-		Callback:     config.Callback{Token: cbToken},
-		Redis:        rdb,
-		Enqueuer:     tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), store, tasks.EnqueuerConfig{}),
-		Records:      store,
-		Gatherer:     prometheus.NewRegistry(),
-		Logger:       zerolog.New(logs),
-		AuthFailures: p,
+		Tokens:         []string{apiToken},
+		MonitoringUser: monUser, MonitoringPassword: monPassword, MaxBodyBytes: maxBody,
+		CallbackToken: cbToken,
+		Redis:         rdb,
+		Enqueuer:      tasks.NewEnqueuer(asynq.NewClientFromRedisClient(rdb), store, tasks.EnqueuerConfig{}),
+		Records:       store,
+		Gatherer:      prometheus.NewRegistry(),
+		Logger:        zerolog.New(logs),
+		AuthFailures:  p,
 	})
 	require.NoError(t, err)
 	hs := httptest.NewServer(srv.Handler())

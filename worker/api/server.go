@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
 )
@@ -30,6 +29,8 @@ const (
 	DefaultIdleTimeout     = 120 * time.Second
 	DefaultMaxHeaderBytes  = 64 << 10
 	DefaultMaxBodyBytes    = 1 << 20
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultWriteTimeout    = 30 * time.Second
 	// ReadyTimeout bounds the Redis PING of /readyz.
 	ReadyTimeout = time.Second
 )
@@ -57,14 +58,28 @@ type StatusApplier interface {
 // unknown.
 type ProviderIndex func(ctx context.Context, pid provider.MessageID) (id string, ok bool, err error)
 
-// Options configures a Server. Redis, Enqueuer and Records are required.
+// Options configures a Server. Redis, Enqueuer and Records are required. Options holds
+// credentials in the clear (tokens, passwords): never log or print it.
 type Options struct {
-	// API holds the bearer tokens, the /monitoring credentials, the body limit and
-	// the timeouts (config.API; zero timeouts mean 10s read, 30s write).
-	API config.API
-	// Callback holds the callback credentials: the secret path token and/or basic
-	// auth. With neither, the callback endpoints answer 404.
-	Callback config.Callback
+	// Tokens are the accepted bearer tokens of /v1; a request's token is compared in
+	// constant time against every one. None: every /v1 request gets 401.
+	Tokens []string
+	// MonitoringUser and MonitoringPassword guard /monitoring with basic auth; without
+	// a password nothing gets in.
+	MonitoringUser     string
+	MonitoringPassword string
+	// MaxBodyBytes limits request bodies (DefaultMaxBodyBytes); larger ones get 413.
+	MaxBodyBytes int64
+	// ReadTimeout and WriteTimeout bound one request (DefaultReadTimeout,
+	// DefaultWriteTimeout).
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	// CallbackToken, the secret last path segment of the callback endpoints, and/or
+	// CallbackUser and CallbackPassword (basic auth) authenticate the provider's
+	// callbacks. With neither, the callback endpoints answer 404.
+	CallbackToken    string
+	CallbackUser     string
+	CallbackPassword string
 	// Redis serves /readyz, the inbound stream and, unless Monitoring is set, the
 	// embedded asynqmon.
 	Redis redis.UniversalClient
@@ -135,9 +150,9 @@ func New(opts Options) (*Server, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("api: missing %s", strings.Join(missing, ", "))
 	}
-	opts.API.MaxBodyBytes = cmp.Or(opts.API.MaxBodyBytes, DefaultMaxBodyBytes)
-	opts.API.ReadTimeout = cmp.Or(opts.API.ReadTimeout, 10*time.Second)
-	opts.API.WriteTimeout = cmp.Or(opts.API.WriteTimeout, 30*time.Second)
+	opts.MaxBodyBytes = cmp.Or(opts.MaxBodyBytes, DefaultMaxBodyBytes)
+	opts.ReadTimeout = cmp.Or(opts.ReadTimeout, DefaultReadTimeout)
+	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)
 	opts.InboundStream = cmp.Or(opts.InboundStream, DefaultInboundStream)
 	opts.InboundMaxLen = cmp.Or(opts.InboundMaxLen, DefaultInboundMaxLen)
 	opts.InboundDedupTTL = cmp.Or(opts.InboundDedupTTL, DefaultInboundDedupTTL)
@@ -182,7 +197,7 @@ func (s *Server) routes() http.Handler {
 	})))
 
 	// Callbacks: /callbacks/{kind} (basic auth only), /callbacks/{token}/{kind} and
-	// /callbacks/{kind}/{token} (the layout config.Callback.RevealURL produces when
+	// /callbacks/{kind}/{token} (the layout of the callback URL viberq hands the provider when
 	// VIBERQ_CALLBACK_URL ends in /callbacks/status). kind is status or inbound.
 	for _, method := range []string{http.MethodPost, http.MethodPut} {
 		mux.HandleFunc(method+" /callbacks/{a}", s.callback)
@@ -230,15 +245,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 // HTTPServer returns the http.Server for addr with viberq's limits: ReadHeaderTimeout
-// (at most 5s), Read/WriteTimeout from Options.API, IdleTimeout 120s, MaxHeaderBytes
+// (at most 5s), Read/WriteTimeout from Options, IdleTimeout 120s, MaxHeaderBytes
 // 64 KiB.
 func (s *Server) HTTPServer(addr string) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           s.handler,
-		ReadHeaderTimeout: min(DefaultReadHeader, s.opts.API.ReadTimeout),
-		ReadTimeout:       s.opts.API.ReadTimeout,
-		WriteTimeout:      s.opts.API.WriteTimeout,
+		ReadHeaderTimeout: min(DefaultReadHeader, s.opts.ReadTimeout),
+		ReadTimeout:       s.opts.ReadTimeout,
+		WriteTimeout:      s.opts.WriteTimeout,
 		IdleTimeout:       DefaultIdleTimeout,
 		MaxHeaderBytes:    DefaultMaxHeaderBytes,
 		ErrorLog:          newStdLogger(s.opts.Logger),

@@ -437,19 +437,19 @@ func newAPIEnv(t *testing.T, cb config.Callback) *apiEnv {
 	t.Helper()
 	e := &apiEnv{miniEnv: newMiniEnv(t), logs: &lockedBuffer{}}
 	srv, err := api.New(api.Options{
-		API: config.API{
-			Tokens:             []config.Secret{apiTok},
-			MonitoringUser:     "admin",
-			MonitoringPassword: monPass,
-			MaxBodyBytes:       maxBody,
-		},
-		Callback:   cb,
-		Redis:      e.rdb,
-		Enqueuer:   e.enq,
-		Records:    e.store,
-		Status:     tasks.CallbackApplier{Store: e.store, Client: asynq.NewClientFromRedisClient(e.rdb)},
-		Monitoring: http.NotFoundHandler(),
-		Logger:     zerolog.New(e.logs),
+		Tokens:             []string{apiTok},
+		MonitoringUser:     "admin",
+		MonitoringPassword: monPass,
+		MaxBodyBytes:       maxBody,
+		CallbackToken:      cb.Token.Reveal(),
+		CallbackUser:       cb.User,
+		CallbackPassword:   cb.Password.Reveal(),
+		Redis:              e.rdb,
+		Enqueuer:           e.enq,
+		Records:            e.store,
+		Status:             tasks.CallbackApplier{Store: e.store, Client: asynq.NewClientFromRedisClient(e.rdb)},
+		Monitoring:         http.NotFoundHandler(),
+		Logger:             zerolog.New(e.logs),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -17,7 +17,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
-	"github.com/viberq/viberq/config"
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/outbox"
@@ -148,14 +147,17 @@ func FuzzFaultAPIRequests(f *testing.F) {
 	client := asynq.NewClientFromRedisClient(rdb)
 	enq := tasks.NewEnqueuer(client, store, tasks.EnqueuerConfig{})
 	srv, err := api.New(api.Options{
-		API:        config.API{Tokens: []config.Secret{apiTok}, MonitoringUser: "admin", MonitoringPassword: monPass, MaxBodyBytes: maxBody},
-		Callback:   config.Callback{Token: cbTok},
-		Redis:      rdb,
-		Enqueuer:   enq,
-		Records:    store,
-		Status:     tasks.CallbackApplier{Store: store, Client: client},
-		Monitoring: http.NotFoundHandler(),
-		Logger:     zerolog.Nop(),
+		Tokens:             []string{apiTok},
+		MonitoringUser:     "admin",
+		MonitoringPassword: monPass,
+		MaxBodyBytes:       maxBody,
+		CallbackToken:      cbTok,
+		Redis:              rdb,
+		Enqueuer:           enq,
+		Records:            store,
+		Status:             tasks.CallbackApplier{Store: store, Client: client},
+		Monitoring:         http.NotFoundHandler(),
+		Logger:             zerolog.Nop(),
 	})
 	if err != nil {
 		f.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/provider/dtsim"
+	"github.com/viberq/viberq/provider/dtsim/dtsimtest"
 	"github.com/viberq/viberq/scheduler"
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/redistest"
@@ -123,7 +124,7 @@ func setup(t *testing.T, rdb redis.UniversalClient, simCfg func(*dtsim.Config), 
 	if simCfg != nil {
 		simCfg(&sc)
 	}
-	sim, srv := dtsim.NewTestServer(t, sc)
+	sim, srv := dtsimtest.NewServer(t, sc)
 	prov, err := provider.New(srv.URL+dtsim.BasePath, testKey, provider.WithTimeout(5*time.Second))
 	require.NoError(t, err)
 	store := tasks.NewStore(rdb, tasks.StoreOptions{})

@@ -16,6 +16,7 @@ import (
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/outbox"
 	"github.com/viberq/viberq/worker"
+	"github.com/viberq/viberq/worker/api"
 	"github.com/viberq/viberq/worker/webhook"
 )
 
@@ -208,4 +209,24 @@ func NewWebhooks(cfg config.Config, rdb redis.UniversalClient, store *tasks.Stor
 		AllowPrivate:    cfg.Webhook.AllowPrivate,
 		ShutdownTimeout: cfg.Worker.ShutdownTimeout,
 	}, webhook.Deps{Redis: rdb, Store: store, Logger: log, Metrics: m})
+}
+
+// APIOptions maps the settings onto the HTTP server's options (the credentials, the
+// body limit and the timeouts); the caller adds Redis, the enqueuer and the rest.
+func APIOptions(cfg config.Config) api.Options {
+	tokens := make([]string, len(cfg.API.Tokens))
+	for i, t := range cfg.API.Tokens {
+		tokens[i] = t.Reveal()
+	}
+	return api.Options{
+		Tokens:             tokens,
+		MonitoringUser:     cfg.API.MonitoringUser,
+		MonitoringPassword: cfg.API.MonitoringPassword.Reveal(),
+		MaxBodyBytes:       cfg.API.MaxBodyBytes,
+		ReadTimeout:        cfg.API.ReadTimeout,
+		WriteTimeout:       cfg.API.WriteTimeout,
+		CallbackToken:      cfg.Callback.Token.Reveal(),
+		CallbackUser:       cfg.Callback.User,
+		CallbackPassword:   cfg.Callback.Password.Reveal(),
+	}
 }

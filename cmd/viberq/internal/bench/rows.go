@@ -1010,15 +1010,15 @@ func (b *bench) pollingRun(ctx context.Context, run pollingRun) (pollingOutcome,
 	if run.callbacks {
 		cb := config.Callback{Token: config.Secret(callbackToken)}
 		srv, err := api.New(api.Options{
-			Callback:   cb,
-			Redis:      b.redis.rdb,
-			Enqueuer:   enq,
-			Records:    store,
-			Status:     tasks.CallbackApplier{Store: store, Client: asynq.NewClientFromRedisClient(b.redis.rdb)},
-			Gatherer:   prometheus.NewRegistry(),
-			Registerer: prometheus.NewRegistry(),
-			Monitoring: http.NotFoundHandler(),
-			Logger:     zerolog.Nop(),
+			CallbackToken: callbackToken,
+			Redis:         b.redis.rdb,
+			Enqueuer:      enq,
+			Records:       store,
+			Status:        tasks.CallbackApplier{Store: store, Client: asynq.NewClientFromRedisClient(b.redis.rdb)},
+			Gatherer:      prometheus.NewRegistry(),
+			Registerer:    prometheus.NewRegistry(),
+			Monitoring:    http.NotFoundHandler(),
+			Logger:        zerolog.Nop(),
 		})
 		if err != nil {
 			return out, err
