@@ -1,4 +1,4 @@
-package outbox
+package tasks
 
 import (
 	"bytes"
@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/viberq/viberq/provider"
-	"github.com/viberq/viberq/tasks"
 )
 
 // FieldMessage is the entry field that holds a whole JSON document.
@@ -54,14 +53,20 @@ var fieldKinds = map[string]kind{
 	"batch_id":         kindString,
 }
 
-// Fields returns the names of the accepted fields, sorted.
-func Fields() []string {
+// RequestFields returns the names of the fields DecodeJSON and DecodeFields accept, sorted.
+func RequestFields() []string {
 	out := make([]string, 0, len(fieldKinds))
 	for k := range fieldKinds {
 		out = append(out, k)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// IsRequestField reports whether name is one of RequestFields.
+func IsRequestField(name string) bool {
+	_, ok := fieldKinds[name]
+	return ok
 }
 
 // DecodeError is a document that cannot be read as a message at all: malformed JSON
@@ -115,7 +120,7 @@ const ruleUTF8 = "must be valid UTF-8 text (no invalid bytes, no lone UTF-16 sur
 // Reasons lists why a request was refused, as field/rule pairs: the fields of a
 // *provider.ValidationError, the unknown fields (rule "unknown field") or the
 // malformed document (field FieldMessage) of a *DecodeError, and "id" for
-// tasks.ErrIdempotencyConflict. Any other error gives one pair with an empty field.
+// ErrIdempotencyConflict. Any other error gives one pair with an empty field.
 func Reasons(err error) []provider.FieldError {
 	var (
 		ve *provider.ValidationError
@@ -138,21 +143,21 @@ func Reasons(err error) []provider.FieldError {
 			out = append(out, provider.FieldError{Field: u, Rule: ruleDuplicate})
 		}
 		return out
-	case errors.Is(err, tasks.ErrIdempotencyConflict):
-		return []provider.FieldError{{Field: "id", Rule: tasks.ErrIdempotencyConflict.Error()}}
+	case errors.Is(err, ErrIdempotencyConflict):
+		return []provider.FieldError{{Field: "id", Rule: ErrIdempotencyConflict.Error()}}
 	}
 	return []provider.FieldError{{Rule: err.Error()}}
 }
 
 // Permanent reports whether err means the request can never be enqueued as it is
-// (a *DecodeError, a *provider.ValidationError or tasks.ErrIdempotencyConflict), as
+// (a *DecodeError, a *provider.ValidationError or ErrIdempotencyConflict), as
 // opposed to a transient failure such as Redis being unreachable.
 func Permanent(err error) bool {
 	var (
 		ve *provider.ValidationError
 		de *DecodeError
 	)
-	return errors.As(err, &ve) || errors.As(err, &de) || errors.Is(err, tasks.ErrIdempotencyConflict)
+	return errors.As(err, &ve) || errors.As(err, &de) || errors.Is(err, ErrIdempotencyConflict)
 }
 
 // DecodeJSON reads one message request from a JSON document, the body of
@@ -175,10 +180,10 @@ func Permanent(err error) bool {
 // listing those together with every other violation of provider.Message.Validate,
 // the id rule and the TTL range, so that one answer names every bad field. The request
 // decoded so far is returned with the error.
-func DecodeJSON(data []byte) (tasks.EnqueueRequest, error) {
+func DecodeJSON(data []byte) (EnqueueRequest, error) {
 	raw, dup, err := jsonObject(data)
 	if err != nil {
-		return tasks.EnqueueRequest{}, err
+		return EnqueueRequest{}, err
 	}
 	if len(dup) > 0 {
 		var unk []string
@@ -188,7 +193,7 @@ func DecodeJSON(data []byte) (tasks.EnqueueRequest, error) {
 			}
 		}
 		sort.Strings(unk)
-		return tasks.EnqueueRequest{}, &DecodeError{Unknown: unk, Duplicate: dup}
+		return EnqueueRequest{}, &DecodeError{Unknown: unk, Duplicate: dup}
 	}
 	var (
 		d   decoder
@@ -226,7 +231,7 @@ func DecodeJSON(data []byte) (tasks.EnqueueRequest, error) {
 //
 // Empty values count as absent. Errors are as for DecodeJSON; in the flat form an
 // unknown field is a *DecodeError.
-func DecodeFields(values map[string]any) (tasks.EnqueueRequest, error) {
+func DecodeFields(values map[string]any) (EnqueueRequest, error) {
 	if doc, ok := values[FieldMessage]; ok {
 		return decodeWrapped(values, str(doc))
 	}
@@ -252,7 +257,7 @@ func DecodeFields(values map[string]any) (tasks.EnqueueRequest, error) {
 }
 
 // decodeWrapped reads the "message" JSON form with optional id and ttl beside it.
-func decodeWrapped(values map[string]any, doc string) (tasks.EnqueueRequest, error) {
+func decodeWrapped(values map[string]any, doc string) (EnqueueRequest, error) {
 	var unk []string
 	for name := range values {
 		if name != FieldMessage && name != "id" && name != "ttl" {
@@ -261,7 +266,7 @@ func decodeWrapped(values map[string]any, doc string) (tasks.EnqueueRequest, err
 	}
 	if len(unk) > 0 {
 		sort.Strings(unk)
-		return tasks.EnqueueRequest{}, &DecodeError{Unknown: unk}
+		return EnqueueRequest{}, &DecodeError{Unknown: unk}
 	}
 	req, err := DecodeJSON([]byte(doc))
 	var de *DecodeError
@@ -450,7 +455,7 @@ func jsonScalar(k kind, v json.RawMessage) (s string, present bool, rule string)
 
 // decoder accumulates a request and the type errors met on the way.
 type decoder struct {
-	req  tasks.EnqueueRequest
+	req  EnqueueRequest
 	errs []provider.FieldError
 }
 
@@ -524,16 +529,16 @@ func (d *decoder) set(name string, k kind, s string) {
 
 // result returns the request, or with type errors a *provider.ValidationError that
 // also lists every other violation that can be found without the Enqueuer.
-func (d *decoder) result() (tasks.EnqueueRequest, error) {
+func (d *decoder) result() (EnqueueRequest, error) {
 	if len(d.errs) == 0 {
 		return d.req, nil
 	}
 	all := append([]provider.FieldError(nil), d.errs...)
-	if d.req.ID != "" && !tasks.ValidID(d.req.ID) {
-		all = append(all, provider.FieldError{Field: "id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", tasks.MaxIDLen)})
+	if d.req.ID != "" && !ValidID(d.req.ID) {
+		all = append(all, provider.FieldError{Field: "id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", MaxIDLen)})
 	}
-	if d.req.TTL != 0 && (d.req.TTL < tasks.MinTTL || d.req.TTL > tasks.MaxTTL) {
-		all = append(all, provider.FieldError{Field: "ttl", Rule: fmt.Sprintf("must be between %s and %s, got %s", tasks.MinTTL, tasks.MaxTTL, d.req.TTL)})
+	if d.req.TTL != 0 && (d.req.TTL < MinTTL || d.req.TTL > MaxTTL) {
+		all = append(all, provider.FieldError{Field: "ttl", Rule: fmt.Sprintf("must be between %s and %s, got %s", MinTTL, MaxTTL, d.req.TTL)})
 	}
 	if d.req.BatchID != "" && !tasks.ValidID(d.req.BatchID) {
 		all = append(all, provider.FieldError{Field: "batch_id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", tasks.MaxIDLen)})

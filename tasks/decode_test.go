@@ -1,4 +1,4 @@
-package outbox_test
+package tasks_test
 
 import (
 	"errors"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
-	"github.com/viberq/viberq/tasks/outbox"
 )
 
 func validMessage() provider.Message {
@@ -43,7 +42,7 @@ func TestDecodeJSON(t *testing.T) {
 
 	t.Run("AllFields", func(t *testing.T) {
 		t.Parallel()
-		req, err := outbox.DecodeJSON([]byte(`{"id":"order-42","ttl":"90s","source_addr":"Shop",
+		req, err := tasks.DecodeJSON([]byte(`{"id":"order-42","ttl":"90s","source_addr":"Shop",
 			"destination_addr":"380501234567","message_type":106,"source_type":2,
 			"text":"Your code is 1234","text_sms":"Code 1234","callback_url":"https://cb.example.com/x"}`))
 		require.NoError(t, err)
@@ -89,7 +88,7 @@ func TestDecodeJSON(t *testing.T) {
 
 	t.Run("LenientNumbersAndNulls", func(t *testing.T) {
 		t.Parallel()
-		req, err := outbox.DecodeJSON([]byte(`{"destination_addr":380501234567,"message_type":"106",
+		req, err := tasks.DecodeJSON([]byte(`{"destination_addr":380501234567,"message_type":"106",
 			"source_type":"2","ttl":120,"image":null,"source_addr":"Shop","text":"hi"}`))
 		require.NoError(t, err)
 		require.Equal(t, "380501234567", req.Message.DestinationAddr)
@@ -105,7 +104,7 @@ func TestDecodeJSON(t *testing.T) {
 			`"1h"`: time.Hour, `"90"`: 90 * time.Second, `45`: 45 * time.Second,
 			`"1m30s"`: 90 * time.Second, `40.5`: 40500 * time.Millisecond,
 		} {
-			req, err := outbox.DecodeJSON([]byte(`{"ttl":` + in + `}`))
+			req, err := tasks.DecodeJSON([]byte(`{"ttl":` + in + `}`))
 			require.NoError(t, err, in)
 			require.Equal(t, want, req.TTL, in)
 		}
@@ -114,18 +113,18 @@ func TestDecodeJSON(t *testing.T) {
 	t.Run("Malformed", func(t *testing.T) {
 		t.Parallel()
 		for _, in := range []string{``, `  `, `{"text":`, `[1,2]`, `"x"`, `null`, `{"text":"a"} {}`, `{"text":"a",}`} {
-			_, err := outbox.DecodeJSON([]byte(in))
-			var de *outbox.DecodeError
+			_, err := tasks.DecodeJSON([]byte(in))
+			var de *tasks.DecodeError
 			require.ErrorAs(t, err, &de, "input %q", in)
 			require.NotEmpty(t, de.Problem, "input %q", in)
-			require.True(t, outbox.Permanent(err))
+			require.True(t, tasks.Permanent(err))
 		}
 	})
 
 	t.Run("UnknownFieldsNamed", func(t *testing.T) {
 		t.Parallel()
-		_, err := outbox.DecodeJSON([]byte(`{"text":"a","phone":"380501234567","Colour":"red"}`))
-		var de *outbox.DecodeError
+		_, err := tasks.DecodeJSON([]byte(`{"text":"a","phone":"380501234567","Colour":"red"}`))
+		var de *tasks.DecodeError
 		require.ErrorAs(t, err, &de)
 		require.Equal(t, []string{"Colour", "phone"}, de.Unknown)
 		require.Contains(t, err.Error(), `"phone"`)
@@ -134,7 +133,7 @@ func TestDecodeJSON(t *testing.T) {
 
 	t.Run("WrongTypesListedWithEveryOtherViolation", func(t *testing.T) {
 		t.Parallel()
-		_, err := outbox.DecodeJSON([]byte(`{"message_type":"text","source_type":true,"text":5,
+		_, err := tasks.DecodeJSON([]byte(`{"message_type":"text","source_type":true,"text":5,
 			"ttl":"soon","destination_addr":"+380","image":"https://x/y.png"}`))
 		got := fieldsOf(t, err)
 		require.Contains(t, got, "message_type")
@@ -152,7 +151,7 @@ func TestDecodeFields(t *testing.T) {
 
 	t.Run("Flat", func(t *testing.T) {
 		t.Parallel()
-		req, err := outbox.DecodeFields(map[string]any{
+		req, err := tasks.DecodeFields(map[string]any{
 			"id": "a-1", "ttl": "60", "source_addr": "Shop", "destination_addr": "380501234567",
 			"message_type": "106", "source_type": "2", "text": "Your code is 1234", "text_sms": "Code 1234",
 			"image": "",
@@ -163,7 +162,7 @@ func TestDecodeFields(t *testing.T) {
 
 	t.Run("FlatBadNumber", func(t *testing.T) {
 		t.Parallel()
-		_, err := outbox.DecodeFields(map[string]any{"message_type": "10x6", "text": "hi"})
+		_, err := tasks.DecodeFields(map[string]any{"message_type": "10x6", "text": "hi"})
 		got := fieldsOf(t, err)
 		require.Equal(t, "must be an integer", got["message_type"])
 		require.Contains(t, got, "destination_addr")
@@ -171,15 +170,15 @@ func TestDecodeFields(t *testing.T) {
 
 	t.Run("FlatUnknown", func(t *testing.T) {
 		t.Parallel()
-		_, err := outbox.DecodeFields(map[string]any{"text": "hi", "to": "380501234567"})
-		var de *outbox.DecodeError
+		_, err := tasks.DecodeFields(map[string]any{"text": "hi", "to": "380501234567"})
+		var de *tasks.DecodeError
 		require.ErrorAs(t, err, &de)
 		require.Equal(t, []string{"to"}, de.Unknown)
 	})
 
 	t.Run("MessageWithIDBeside", func(t *testing.T) {
 		t.Parallel()
-		req, err := outbox.DecodeFields(map[string]any{
+		req, err := tasks.DecodeFields(map[string]any{
 			"message": `{"source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":2,"text":"Your code is 1234","text_sms":"Code 1234"}`,
 			"id":      "beside-1", "ttl": "2m",
 		})
@@ -189,23 +188,23 @@ func TestDecodeFields(t *testing.T) {
 
 	t.Run("MessageIDConflict", func(t *testing.T) {
 		t.Parallel()
-		_, err := outbox.DecodeFields(map[string]any{"message": `{"id":"a","text":"x"}`, "id": "b"})
+		_, err := tasks.DecodeFields(map[string]any{"message": `{"id":"a","text":"x"}`, "id": "b"})
 		got := fieldsOf(t, err)
 		require.Contains(t, got["id"], "differs")
 	})
 
 	t.Run("MessageWithFlatFieldIsUnknown", func(t *testing.T) {
 		t.Parallel()
-		_, err := outbox.DecodeFields(map[string]any{"message": `{"text":"x"}`, "text": "y"})
-		var de *outbox.DecodeError
+		_, err := tasks.DecodeFields(map[string]any{"message": `{"text":"x"}`, "text": "y"})
+		var de *tasks.DecodeError
 		require.ErrorAs(t, err, &de)
 		require.Equal(t, []string{"text"}, de.Unknown)
 	})
 
 	t.Run("MessageMalformed", func(t *testing.T) {
 		t.Parallel()
-		_, err := outbox.DecodeFields(map[string]any{"message": `{"text":`})
-		reasons := outbox.Reasons(err)
+		_, err := tasks.DecodeFields(map[string]any{"message": `{"text":`})
+		reasons := tasks.Reasons(err)
 		require.Len(t, reasons, 1)
 		require.Equal(t, "message", reasons[0].Field)
 		require.Contains(t, reasons[0].Rule, "malformed")
@@ -215,11 +214,11 @@ func TestDecodeFields(t *testing.T) {
 func TestReasonsAndPermanent(t *testing.T) {
 	t.Parallel()
 	conflict := errors.Join(errors.New("enqueue x"), tasks.ErrIdempotencyConflict)
-	require.True(t, outbox.Permanent(conflict))
-	require.Equal(t, "id", outbox.Reasons(conflict)[0].Field)
+	require.True(t, tasks.Permanent(conflict))
+	require.Equal(t, "id", tasks.Reasons(conflict)[0].Field)
 	transient := errors.New("dial tcp: connection refused")
-	require.False(t, outbox.Permanent(transient))
-	require.Nil(t, outbox.Reasons(nil))
+	require.False(t, tasks.Permanent(transient))
+	require.Nil(t, tasks.Reasons(nil))
 }
 
 // Invalid UTF-8 and lone surrogate escapes are refused naming the field, not turned
@@ -239,24 +238,24 @@ func TestDecodeJSONStrictText(t *testing.T) {
 		{"duplicate text", "{" + base + `,"text":"first","text":"second"}`, "text", "given more than once"},
 		{"duplicate destination", "{" + base + `,"text":"t","destination_addr":"380509999999"}`, "destination_addr", "given more than once"},
 	} {
-		_, err := outbox.DecodeJSON([]byte(tc.doc))
+		_, err := tasks.DecodeJSON([]byte(tc.doc))
 		if err == nil {
 			t.Errorf("%s: accepted", tc.name)
 			continue
 		}
 		found := false
-		for _, r := range outbox.Reasons(err) {
+		for _, r := range tasks.Reasons(err) {
 			if r.Field == tc.field && strings.Contains(r.Rule, tc.rule) {
 				found = true
 			}
 		}
 		if !found {
-			t.Errorf("%s: reasons %v do not name %s (%s)", tc.name, outbox.Reasons(err), tc.field, tc.rule)
+			t.Errorf("%s: reasons %v do not name %s (%s)", tc.name, tasks.Reasons(err), tc.field, tc.rule)
 		}
 	}
 	// Valid escapes pass: a surrogate pair, an escaped backslash before a 'u'.
 	for _, text := range []string{`Hi \ud83d\ude00`, `C:\\udcxx path`, `tab\tand \"quote\" \u00e9`} {
-		req, err := outbox.DecodeJSON([]byte("{" + base + `,"text":"` + text + `"}`))
+		req, err := tasks.DecodeJSON([]byte("{" + base + `,"text":"` + text + `"}`))
 		if err != nil {
 			t.Errorf("text %s: %v", text, err)
 			continue
@@ -266,7 +265,7 @@ func TestDecodeJSONStrictText(t *testing.T) {
 		}
 	}
 	// A field name that is not UTF-8 makes the document malformed.
-	if _, err := outbox.DecodeJSON([]byte("{\"te\xffxt\":\"x\"}")); err == nil {
+	if _, err := tasks.DecodeJSON([]byte("{\"te\xffxt\":\"x\"}")); err == nil {
 		t.Error("invalid UTF-8 in a field name accepted")
 	}
 }

@@ -344,7 +344,7 @@ func (c *Consumer) handle(ctx context.Context, m redis.XMessage, attempt int64) 
 		_ = c.ack(hctx, m.ID)
 		return
 	}
-	req, err := DecodeFields(m.Values)
+	req, err := tasks.DecodeFields(m.Values)
 	if err == nil {
 		if req.ID == "" {
 			// Redelivery of the same entry gets the same key: never a second task.
@@ -367,15 +367,15 @@ func (c *Consumer) handle(ctx context.Context, m redis.XMessage, attempt int64) 
 	}
 	var reasons []provider.FieldError
 	switch {
-	case !Permanent(err) && attempt < c.opts.MaxAttempts:
+	case !tasks.Permanent(err) && attempt < c.opts.MaxAttempts:
 		c.retrying = true
 		c.failed(m.ID, err)
 		return
-	case !Permanent(err):
+	case !tasks.Permanent(err):
 		reasons = []provider.FieldError{{Field: "entry", Rule: fmt.Sprintf("not enqueued after %d attempts: %v", attempt, err)}}
 	default:
-		reasons = Reasons(err)
-		var de *DecodeError
+		reasons = tasks.Reasons(err)
+		var de *tasks.DecodeError
 		if errors.As(err, &de) && de.Problem == "" {
 			// Unknown fields: list what else is wrong too, so one rejection says it all.
 			var ve *provider.ValidationError
@@ -469,7 +469,7 @@ func RejectedValues(m redis.XMessage, reasons []provider.FieldError, now time.Ti
 		if k == "destination_addr" {
 			mask = provider.MaskPhone
 		}
-		v := capValue(str(m.Values[k]), rejectedValueMax, mask)
+		v := capValue(streamValue(m.Values[k]), rejectedValueMax, mask)
 		name := capValue(k, rejectedNameMax, provider.MaskPhones)
 		switch name {
 		case "entry_id", "reasons", "rejected_at", "left_out":
@@ -481,6 +481,14 @@ func RejectedValues(m redis.XMessage, reasons []provider.FieldError, now time.Ti
 }
 
 func keep(s string) string { return s }
+
+// streamValue is a stream entry's value as text (go-redis reads them as strings).
+func streamValue(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return fmt.Sprint(v)
+}
 
 // capValue masks v and cuts it to at most limit bytes (on a rune boundary, with a
 // note of the original size). The mask runs over a little more than what is kept,

@@ -6,7 +6,7 @@
 // # Entry formats
 //
 // An entry is either one field "message" holding a JSON document, the same document
-// as the body of POST /v1/messages (see DecodeJSON):
+// as the body of POST /v1/messages (see tasks.DecodeJSON):
 //
 //	XADD viberq:outbox * message '{"id":"order-42","source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":2,"text":"Your code is 1234","text_sms":"Code 1234","ttl":"90s"}'
 //

@@ -21,7 +21,7 @@
 //
 // # Messages
 //
-// The POST body is the JSON document of outbox.DecodeJSON: an optional "id", an
+// The POST body is the JSON document of tasks.DecodeJSON: an optional "id", an
 // optional "ttl" (a Go duration such as "90s", or seconds) and the provider.Message
 // fields (source_addr, destination_addr, message_type, text, text_sms, image,
 // button_caption, button_action, source_type, callback_url). The idempotency key is

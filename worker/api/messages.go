@@ -11,7 +11,6 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
-	"github.com/viberq/viberq/tasks/outbox"
 )
 
 // IdempotencyHeader carries the idempotency key (the message ID) of a POST.
@@ -28,7 +27,7 @@ type acceptedBody struct {
 	SendAt string `json:"send_at,omitempty"`
 }
 
-// postMessage is POST /v1/messages: the JSON document of outbox.DecodeJSON, the
+// postMessage is POST /v1/messages: the JSON document of tasks.DecodeJSON, the
 // idempotency key from the Idempotency-Key header or the "id" field.
 func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	if !isJSON(r.Header.Get("Content-Type")) {
@@ -40,10 +39,10 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, err := outbox.DecodeJSON(body)
-	var de *outbox.DecodeError
+	req, err := tasks.DecodeJSON(body)
+	var de *tasks.DecodeError
 	if errors.As(err, &de) {
-		writeError(w, http.StatusBadRequest, de.Error(), toFields(outbox.Reasons(de))...)
+		writeError(w, http.StatusBadRequest, de.Error(), toFields(tasks.Reasons(de))...)
 		return
 	}
 	var typeErrs *provider.ValidationError

@@ -19,7 +19,6 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
-	"github.com/viberq/viberq/tasks/outbox"
 	"github.com/viberq/viberq/worker/api"
 )
 
@@ -55,7 +54,7 @@ func FuzzFaultOutboxDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, doc []byte, key, value string) {
 		check := func(req tasks.EnqueueRequest, err error, input []byte) {
 			var (
-				de *outbox.DecodeError
+				de *tasks.DecodeError
 				ve *provider.ValidationError
 			)
 			switch {
@@ -64,7 +63,7 @@ func FuzzFaultOutboxDecode(f *testing.F) {
 				// it must not panic either.
 				_ = req.Message.Validate()
 			case errors.As(err, &de):
-				if len(outbox.Reasons(err)) == 0 {
+				if len(tasks.Reasons(err)) == 0 {
 					t.Fatalf("DecodeError without reasons: %v", err)
 				}
 			case errors.As(err, &ve):
@@ -76,18 +75,18 @@ func FuzzFaultOutboxDecode(f *testing.F) {
 			default:
 				t.Fatalf("unexpected error type %T: %v", err, err)
 			}
-			if !outbox.Permanent(err) && err != nil {
+			if !tasks.Permanent(err) && err != nil {
 				t.Fatalf("decode error not permanent: %v", err)
 			}
 			if de == nil || len(de.Unknown) == 0 { // unknown field names are quoted, by design
 				noValueQuoted(t, input, err)
 			}
 		}
-		req, err := outbox.DecodeJSON(doc)
+		req, err := tasks.DecodeJSON(doc)
 		check(req, err, doc)
-		req, err = outbox.DecodeFields(map[string]any{key: value})
+		req, err = tasks.DecodeFields(map[string]any{key: value})
 		check(req, err, []byte(value))
-		req, err = outbox.DecodeFields(map[string]any{"message": string(doc), key: value})
+		req, err = tasks.DecodeFields(map[string]any{"message": string(doc), key: value})
 		check(req, err, append(append([]byte{}, doc...), value...))
 	})
 }
