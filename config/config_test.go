@@ -253,7 +253,7 @@ func settingCases() []settingCase {
 		{name: config.EnvTwoWay, get: func(c config.Config) any { return c.Tasks.TwoWay }, def: false,
 			valid: "true", want: true, bad: []string{"y"}},
 
-		{name: config.EnvPollFirst, get: func(c config.Config) any { return c.Poll.First }, def: 3 * time.Second,
+		{name: config.EnvPollFirst, get: func(c config.Config) any { return c.Poll.First }, def: 5 * time.Second,
 			valid: "500ms", want: 500 * time.Millisecond, bad: []string{"10ms", "2h"}},
 		{name: config.EnvPollMaxInterval, get: func(c config.Config) any { return c.Poll.MaxInterval }, def: time.Minute,
 			valid: "10m", want: 10 * time.Minute, bad: []string{"2s", "25h", "0"}},
@@ -655,7 +655,7 @@ func TestSummaryAndLogFields(t *testing.T) {
 	f := c.LogFields()
 	for k, want := range map[string]any{
 		"rate_limit": 50.0, "concurrency": 50, "events_maxlen": int64(100000), "outbox": true,
-		"dt_api_key": "[REDACTED]", "poll_first": "3s", "metrics_addr": "off", "api_tokens": "",
+		"dt_api_key": "[REDACTED]", "poll_first": "5s", "metrics_addr": "off", "api_tokens": "",
 	} {
 		if got := f[k]; got != want {
 			t.Errorf("LogFields[%q] = %#v, want %#v", k, got, want)

@@ -17,6 +17,9 @@
 // Unknown and UnknownWarnings report VIBERQ_* variables the program does not read,
 // naming the closest known one (Closest).
 //
-// The package imports only the standard library. It does not build Redis or HTTP
-// clients; it exposes the parsed fields (see Redis) and the callers build clients.
+// Each default is declared by the package that uses the value (scheduler.DefaultFirst,
+// worker.DefaultConcurrency, tasks.DefaultTTL, ...) and config refers to it, so config
+// imports those packages and none of them imports config. It does not build Redis or
+// HTTP clients; it exposes the parsed fields (see Redis) and the callers (package
+// cmd/viberq/internal/app) build them.
 package config

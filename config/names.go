@@ -1,6 +1,16 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/viberq/viberq/provider"
+	"github.com/viberq/viberq/scheduler"
+	"github.com/viberq/viberq/tasks"
+	"github.com/viberq/viberq/tasks/outbox"
+	"github.com/viberq/viberq/worker"
+	"github.com/viberq/viberq/worker/api"
+	"github.com/viberq/viberq/worker/webhook"
+)
 
 // Prefix starts the name of every environment variable viberq reads.
 const Prefix = "VIBERQ_"
@@ -91,8 +101,13 @@ const (
 	EnvWebhookAllowPrivate = "VIBERQ_WEBHOOK_ALLOW_PRIVATE"
 )
 
-// Defaults. A setting without a constant here (the secrets, the optional URLs, the
-// Sentinel addresses, the Redis CA file, the callback user) defaults to empty: unset.
+// Defaults. Each default is declared once, by the package that uses the value, and
+// referred to here; the settings only config itself uses (Redis, logging, the
+// listeners) are declared here. A test in cmd/viberq/internal/app checks that every
+// setting, loaded from an empty environment and mapped onto the packages' options,
+// gives what those packages do by default. A setting without a constant here (the
+// secrets, the optional URLs, the Sentinel addresses, the Redis CA file, the callback
+// user) defaults to empty: unset.
 const (
 	DefaultRedisURL            = "redis://127.0.0.1:6379/0"
 	DefaultRedisPort           = "6379" // when VIBERQ_REDIS_URL has no port
@@ -100,93 +115,82 @@ const (
 	DefaultRedisTLS            = false
 	DefaultRedisTLSInsecure    = false
 
-	// DefaultDTBaseURL is the real API; it equals provider.DefaultBaseURL.
-	DefaultDTBaseURL    = "https://web.it-decision.com/v1/api"
+	DefaultDTBaseURL    = provider.DefaultBaseURL
 	DefaultDTKeyEncoded = false
-	// DefaultDTTimeout mirrors provider.DefaultTimeout, which owns the value and says
-	// why it is 30 s (config imports only the standard library; a test checks they
-	// agree).
-	DefaultDTTimeout = 30 * time.Second
+	DefaultDTTimeout    = provider.DefaultTimeout
 
-	DefaultRateLimit       = 50.0
-	DefaultRateBurst       = 1
-	DefaultStatusRateLimit = 50.0
-	DefaultStatusRateBurst = 1
-	// DefaultMaxRetryAfter equals worker.DefaultMaxRetryAfter (the worker owns the
-	// rule; checked by a test of cmd/viberq).
-	DefaultMaxRetryAfter = time.Minute
+	DefaultRateLimit       = float64(worker.DefaultSendRate)
+	DefaultRateBurst       = worker.DefaultSendBurst
+	DefaultStatusRateLimit = float64(worker.DefaultStatusRate)
+	DefaultStatusRateBurst = worker.DefaultStatusBurst
+	DefaultMaxRetryAfter   = worker.DefaultMaxRetryAfter
 
-	DefaultConcurrency     = 50
-	DefaultPollConcurrency = 20
+	DefaultConcurrency     = worker.DefaultConcurrency
+	DefaultPollConcurrency = worker.DefaultPollConcurrency
+	// DefaultQueueWeights is worker.DefaultQueues written as the setting reads it.
 	DefaultQueueWeights    = "critical=6,default=3,status=1"
-	DefaultShutdownTimeout = 20 * time.Second
+	DefaultShutdownTimeout = worker.DefaultShutdownTimeout
 	DefaultMetricsAddr     = ":9090"
-	// DefaultReconcilePeriod and DefaultReconcileBatch are worker.DefaultReconcilePeriod
-	// and worker.DefaultReconcileBatch (config imports only the standard library).
-	DefaultReconcilePeriod = 30 * time.Second
-	DefaultReconcileBatch  = 500
+	DefaultReconcilePeriod = worker.DefaultReconcilePeriod
+	DefaultReconcileBatch  = worker.DefaultReconcileBatch
 	// MetricsAddrOff is the VIBERQ_METRICS_ADDR value that disables the listener
 	// (an empty value means the default, as for every setting).
 	MetricsAddrOff = "off"
 
-	DefaultMaxRetry = 100
+	DefaultMaxRetry = tasks.DefaultMaxRetry
 	// MaxRetryCeiling is the largest VIBERQ_MAX_RETRY. The retry budget is the
 	// worker's setting: producers enqueue every task with this ceiling as its asynq
 	// MaxRetry, and the worker archives it when its own VIBERQ_MAX_RETRY is used up.
 	MaxRetryCeiling        = 10000
-	DefaultTaskTimeout     = 60 * time.Second
-	DefaultTTL             = time.Hour
-	DefaultSMSTTL          = 40 * time.Second
-	DefaultRecordRetention = 168 * time.Hour
-	DefaultTaskRetention   = time.Hour
-	DefaultEventsMaxLen    = 100000
+	DefaultTaskTimeout     = worker.DefaultTaskTimeout
+	DefaultTTL             = tasks.DefaultTTL
+	DefaultSMSTTL          = tasks.DefaultSMSTTL
+	DefaultRecordRetention = tasks.DefaultRetention
+	DefaultTaskRetention   = tasks.DefaultTaskRetention
+	DefaultEventsMaxLen    = tasks.DefaultEventsMaxLen
 	DefaultTwoWay          = false
 
-	DefaultPollFirst             = 3 * time.Second
-	DefaultPollMaxInterval       = 60 * time.Second
-	DefaultPollSMSGrace          = 10 * time.Minute
-	DefaultPollFirstWithCallback = 2 * time.Minute
-	DefaultPollJitter            = 0.2
+	// The poll schedule: scheduler.DefaultFirst says why the first poll waits 5 s.
+	DefaultPollFirst             = scheduler.DefaultFirst
+	DefaultPollMaxInterval       = scheduler.DefaultMaxInterval
+	DefaultPollSMSGrace          = scheduler.DefaultSMSGrace
+	DefaultPollFirstWithCallback = scheduler.DefaultFirstWithCallback
+	DefaultPollJitter            = scheduler.DefaultJitter
 
-	DefaultPauseOnBalance = true
-	DefaultPauseOnAuth    = true
-	DefaultResendUnknown  = false
-	// DefaultServerErrorUnknown keeps DESIGN §4: a 5xx on a send is retried.
-	DefaultServerErrorUnknown = false
+	DefaultPauseOnBalance     = worker.DefaultPauseOnBalance
+	DefaultPauseOnAuth        = worker.DefaultPauseOnAuth
+	DefaultResendUnknown      = worker.DefaultResendUnknown
+	DefaultServerErrorUnknown = worker.DefaultServerErrorUnknown
 
 	DefaultLogLevel  = "info"
 	DefaultLogFormat = "json"
 
 	DefaultHTTPAddr         = ":8080"
 	DefaultMonitoringUser   = "admin"
-	DefaultMaxBodyBytes     = 1 << 20
-	DefaultHTTPReadTimeout  = 10 * time.Second
-	DefaultHTTPWriteTimeout = 30 * time.Second
+	DefaultMaxBodyBytes     = api.DefaultMaxBodyBytes
+	DefaultHTTPReadTimeout  = api.DefaultReadTimeout
+	DefaultHTTPWriteTimeout = api.DefaultWriteTimeout
 
-	DefaultAlertWindow = 10 * time.Minute
+	DefaultAlertWindow = worker.DefaultAlertWindow
 
-	DefaultOutbox          = true
-	DefaultOutboxStream    = "viberq:outbox"
-	DefaultOutboxGroup     = "viberq"
-	DefaultOutboxClaimIdle = 60 * time.Second
-	// DefaultOutboxMaxAttempts equals outbox.DefaultMaxAttempts (tested there).
-	DefaultOutboxMaxAttempts = 10
+	DefaultOutbox            = true
+	DefaultOutboxStream      = outbox.DefaultStream
+	DefaultOutboxGroup       = outbox.DefaultGroup
+	DefaultOutboxClaimIdle   = outbox.DefaultClaimIdle
+	DefaultOutboxMaxAttempts = outbox.DefaultMaxAttempts
 
-	// The status webhook defaults; worker/webhook owns them (DefaultMaxRetry, ...)
-	// and its tests check these equal its constants.
-	DefaultWebhookEvents       = "final"
-	DefaultWebhookMaxRetry     = 15
-	DefaultWebhookTimeout      = 10 * time.Second
-	DefaultWebhookConcurrency  = 10
+	DefaultWebhookEvents       = string(webhook.DefaultEvents)
+	DefaultWebhookMaxRetry     = webhook.DefaultMaxRetry
+	DefaultWebhookTimeout      = webhook.DefaultTimeout
+	DefaultWebhookConcurrency  = webhook.DefaultConcurrency
 	DefaultWebhookAllowPrivate = false
 )
 
-// The asynq queue names VIBERQ_QUEUE_WEIGHTS accepts; they equal tasks.QueueCritical,
-// tasks.QueueDefault and tasks.QueueStatus (config imports only the standard library).
+// The asynq queue names VIBERQ_QUEUE_WEIGHTS accepts (package tasks owns them).
 const (
-	QueueCritical = "critical"
-	QueueDefault  = "default"
-	QueueStatus   = "status"
+	QueueCritical = tasks.QueueCritical
+	QueueDefault  = tasks.QueueDefault
+	QueueStatus   = tasks.QueueStatus
 )
 
 // queueNames is the order queues are listed in.
@@ -194,9 +198,9 @@ var queueNames = []string{QueueCritical, QueueDefault, QueueStatus}
 
 // Limits of values that are checked in more than one place.
 const (
-	minTTL          = 40 * time.Second // provider.MinValidityPeriod
-	maxTTL          = 6 * time.Hour    // provider.MaxValidityPeriod
-	minSecretLength = 16               // API tokens, the callback token, the /monitoring password
+	minTTL          = provider.MinValidityPeriod * time.Second
+	maxTTL          = provider.MaxValidityPeriod * time.Second
+	minSecretLength = 16 // API tokens, the callback token, the /monitoring password
 	// minRate and maxRate bound VIBERQ_RATE_LIMIT and VIBERQ_STATUS_RATE_LIMIT: one
 	// call per 100 s at the slowest; at the fastest 10000/s, far above any provider
 	// account's limit and still a whole number of microseconds between calls (the

@@ -21,12 +21,16 @@ import (
 
 // Policy defaults.
 const (
-	// DefaultFirst is the delay of the first poll after acceptance. The simulator's
+	// DefaultFirst is the delay of the first poll after acceptance, and the default of
+	// VIBERQ_POLL_FIRST (this is the one place that says why). The simulator's
 	// realistic profile delivers Viber messages 1-6 s after the send; a first poll at
 	// 5 s (fired at the next whole second, so 5-6 s after acceptance) finds most of
-	// them delivered, and a delivered Viber message costs about 2.1 provider calls
-	// including the send, where 3 s would cost about 2.5 (TestPolicyCallsPerDelivered).
-	// Waiting longer saves little more and delays the answer.
+	// them delivered. Measured by `viberq bench --only 7` (BENCHMARKS.md, row 7a: 600
+	// messages, realistic profile): 2.19 provider calls per delivered message at 5 s,
+	// 2.36 at 3 s: 12 % fewer status calls (VIBERQ_STATUS_RATE_LIMIT bounds how many
+	// messages per second polling can settle) for an answer at most 2 s later. The model agrees (TestPolicyCallsPerDelivered: about
+	// 2.1 at 5 s, 2.5 at 3 s). Waiting longer saves little more and delays the answer;
+	// with status callbacks the first poll is DefaultFirstWithCallback instead.
 	DefaultFirst = 5 * time.Second
 	// DefaultFirstWithCallback is the first delay when status callbacks are on: the
 	// callback is expected to settle the message, the poll is a safety net.

@@ -540,15 +540,15 @@ func (d *decoder) result() (EnqueueRequest, error) {
 	if d.req.TTL != 0 && (d.req.TTL < MinTTL || d.req.TTL > MaxTTL) {
 		all = append(all, provider.FieldError{Field: "ttl", Rule: fmt.Sprintf("must be between %s and %s, got %s", MinTTL, MaxTTL, d.req.TTL)})
 	}
-	if d.req.BatchID != "" && !tasks.ValidID(d.req.BatchID) {
-		all = append(all, provider.FieldError{Field: "batch_id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", tasks.MaxIDLen)})
+	if d.req.BatchID != "" && !ValidID(d.req.BatchID) {
+		all = append(all, provider.FieldError{Field: "batch_id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", MaxIDLen)})
 	}
 	if d.req.WebhookURL != "" {
-		if r := tasks.WebhookURLRule(d.req.WebhookURL); r != "" {
+		if r := WebhookURLRule(d.req.WebhookURL); r != "" {
 			all = append(all, provider.FieldError{Field: "webhook_url", Rule: r})
 		}
 	}
-	if r := tasks.WebhookEventsRule(d.req.WebhookEvents); r != "" {
+	if r := WebhookEventsRule(d.req.WebhookEvents); r != "" {
 		all = append(all, provider.FieldError{Field: "webhook_events", Rule: r})
 	}
 	var ve *provider.ValidationError

@@ -53,14 +53,14 @@ func TestDecodeJSON(t *testing.T) {
 
 	t.Run("Webhook", func(t *testing.T) {
 		t.Parallel()
-		req, err := outbox.DecodeJSON([]byte(`{"source_addr":"Shop","destination_addr":"380501234567",
+		req, err := tasks.DecodeJSON([]byte(`{"source_addr":"Shop","destination_addr":"380501234567",
 			"message_type":106,"source_type":2,"text":"Your code is 1234","text_sms":"Code 1234",
 			"webhook_url":"https://app.example.com/hooks","webhook_events":"all"}`))
 		require.NoError(t, err)
 		require.Equal(t, "https://app.example.com/hooks", req.WebhookURL)
 		require.Equal(t, tasks.WebhookAll, req.WebhookEvents)
 
-		_, err = outbox.DecodeJSON([]byte(`{"text":5,"webhook_url":"ftp://x/y","webhook_events":"some"}`))
+		_, err = tasks.DecodeJSON([]byte(`{"text":5,"webhook_url":"ftp://x/y","webhook_events":"some"}`))
 		got := fieldsOf(t, err)
 		require.Equal(t, "must use http or https, got ftp", got["webhook_url"])
 		require.Contains(t, got["webhook_events"], `got "some"`)
@@ -68,21 +68,21 @@ func TestDecodeJSON(t *testing.T) {
 
 	t.Run("SendAtAndBatch", func(t *testing.T) {
 		t.Parallel()
-		req, err := outbox.DecodeJSON([]byte(`{"source_addr":"Shop","destination_addr":"380501234567",
+		req, err := tasks.DecodeJSON([]byte(`{"source_addr":"Shop","destination_addr":"380501234567",
 			"message_type":106,"source_type":1,"text":"Sale","send_at":"2026-12-24T10:00:00+02:00","batch_id":"xmas"}`))
 		require.NoError(t, err)
 		require.True(t, req.SendAt.Equal(time.Date(2026, 12, 24, 8, 0, 0, 0, time.UTC)), req.SendAt)
 		require.Equal(t, "xmas", req.BatchID)
 
-		req, err = outbox.DecodeFields(map[string]any{"source_addr": "Shop", "destination_addr": "380501234567",
+		req, err = tasks.DecodeFields(map[string]any{"source_addr": "Shop", "destination_addr": "380501234567",
 			"message_type": "106", "source_type": "1", "text": "Sale", "send_at": "2026-12-24T08:00:00Z", "batch_id": "xmas"})
 		require.NoError(t, err)
 		require.Equal(t, "xmas", req.BatchID)
 		require.False(t, req.SendAt.IsZero())
 
-		_, err = outbox.DecodeJSON([]byte(`{"text":"a","send_at":"tomorrow"}`))
+		_, err = tasks.DecodeJSON([]byte(`{"text":"a","send_at":"tomorrow"}`))
 		require.Contains(t, fieldsOf(t, err)["send_at"], "RFC 3339")
-		_, err = outbox.DecodeJSON([]byte(`{"text":"a","send_at":1766563200}`))
+		_, err = tasks.DecodeJSON([]byte(`{"text":"a","send_at":1766563200}`))
 		require.Contains(t, fieldsOf(t, err)["send_at"], "RFC 3339")
 	})
 

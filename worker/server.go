@@ -28,12 +28,21 @@ const (
 	DefaultTaskCheckInterval        = 50 * time.Millisecond
 	DefaultDelayedTaskCheckInterval = time.Second
 	DefaultSendRate                 = 50
+	DefaultSendBurst                = 1
 	DefaultStatusRate               = 50
+	DefaultStatusBurst              = 1
 	DefaultRetryInitial             = time.Second
 	DefaultRetryMax                 = 5 * time.Minute
 	DefaultPrefix                   = tasks.DefaultPrefix
 	DefaultLogPeriod                = time.Second
 	DefaultLogBurst                 = 20
+
+	// The error policy's defaults (README "Error policy"): a 402 and a 401 pause the
+	// send queues; an ambiguous send is not re-sent, and a 5xx on a send is retried.
+	DefaultPauseOnBalance     = true
+	DefaultPauseOnAuth        = true
+	DefaultResendUnknown      = false
+	DefaultServerErrorUnknown = false
 )
 
 // DefaultQueues are the queue weights when Config.Queues is empty. The status queue is
@@ -137,7 +146,8 @@ type Config struct {
 // DefaultConfig returns the recommended configuration: defaults everywhere, and
 // PauseOnBalance and PauseOnAuth on.
 func DefaultConfig() Config {
-	return Config{PauseOnBalance: true, PauseOnAuth: true}
+	return Config{PauseOnBalance: DefaultPauseOnBalance, PauseOnAuth: DefaultPauseOnAuth,
+		ResendUnknown: DefaultResendUnknown, ServerErrorUnknown: DefaultServerErrorUnknown}
 }
 
 // withDefaults returns c with zero fields filled.
@@ -153,9 +163,9 @@ func (c Config) withDefaults() Config {
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, DefaultTaskCheckInterval)
 	c.DelayedTaskCheckInterval = cmp.Or(c.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval)
 	c.SendRate = cmp.Or(c.SendRate, DefaultSendRate)
-	c.SendBurst = cmp.Or(c.SendBurst, 1)
+	c.SendBurst = cmp.Or(c.SendBurst, DefaultSendBurst)
 	c.StatusRate = cmp.Or(c.StatusRate, DefaultStatusRate)
-	c.StatusBurst = cmp.Or(c.StatusBurst, 1)
+	c.StatusBurst = cmp.Or(c.StatusBurst, DefaultStatusBurst)
 	c.AlertWindow = cmp.Or(c.AlertWindow, DefaultAlertWindow)
 	c.Prefix = cmp.Or(c.Prefix, DefaultPrefix)
 	c.RetryInitial = cmp.Or(c.RetryInitial, DefaultRetryInitial)

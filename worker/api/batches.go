@@ -11,7 +11,6 @@ import (
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
-	"github.com/viberq/viberq/tasks/outbox"
 )
 
 // MaxBatchMessages is the most messages one POST /v1/batches takes. A campaign of
@@ -110,7 +109,7 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	at := make([]int, 0, len(br.Messages))
 	for i, raw := range br.Messages {
 		ans.Results[i] = batchItem{Index: i}
-		req, err := outbox.DecodeJSON(raw)
+		req, err := tasks.DecodeJSON(raw)
 		if err == nil && br.BatchID != "" {
 			switch req.BatchID {
 			case "":
@@ -173,12 +172,12 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 // idempotency error).
 func refusedItem(i int, id string, err error) batchItem {
 	it := batchItem{Index: i, ID: id, Result: "refused"}
-	var de *outbox.DecodeError
+	var de *tasks.DecodeError
 	var ve *provider.ValidationError
 	switch {
 	case errors.As(err, &de):
 		it.Error = de.Error()
-		it.Fields = toFields(outbox.Reasons(de))
+		it.Fields = toFields(tasks.Reasons(de))
 	case errors.As(err, &ve):
 		it.Error = "invalid message"
 		it.Fields = toFields(ve.Fields)

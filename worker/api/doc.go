@@ -29,7 +29,7 @@
 // Content-Type must be application/json (415), the body at most
 // Options.MaxBodyBytes (413); malformed JSON, unknown fields and fields given
 // twice are 400, naming the fields; a string with invalid UTF-8 or a lone surrogate
-// escape is 422 naming its field (outbox.DecodeJSON). A message the Enqueuer refuses
+// escape is 422 naming its field (tasks.DecodeJSON). A message the Enqueuer refuses
 // is 422 with every bad field:
 //
 //	{"error":"invalid message","fields":[{"field":"text","rule":"is required"}, ...]}
