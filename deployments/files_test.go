@@ -621,7 +621,7 @@ func TestTaskfile(t *testing.T) {
 	if ti := f.Tasks["test:integration"]; !strings.HasPrefix(f.expand(ti.Env["VIBERQ_TEST_REDIS_URL"]), "redis://") || !strings.Contains(all("test:integration"), "-race -count=1") {
 		t.Errorf("Taskfile.yml: task test:integration must set VIBERQ_TEST_REDIS_URL and run go test -race -count=1")
 	}
-	for _, want := range []string{"gofmt -l", "go vet ./...", "honnef.co/go/tools/cmd/staticcheck@v0.8.2"} {
+	for _, want := range []string{"gofmt -l", "go vet ./...", "honnef.co/go/tools/cmd/staticcheck@v0.8.2", "bash .ci/citations.sh", "go mod tidy -diff"} {
 		if !strings.Contains(all("lint"), want) {
 			t.Errorf("Taskfile.yml: task lint lacks %s", want)
 		}
