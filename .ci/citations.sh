@@ -13,7 +13,7 @@ mapfile -t files < <(git ls-files --cached --others --exclude-standard \
 status=0
 
 # Citations of documents outside the repository.
-if grep -nHE 'DESIGN( §|\.md)|reference §|\bQ[0-9]{1,2}\b|\b[Ii]ssues? #?[0-9]+|shared/(guide|reference)/' "${files[@]}"; then
+if grep -nHE '(DESIGN|ANCHORS)( §|\.md)|reference §|\bQ[0-9]{1,2}\b|\b[Ii]ssues? #?[0-9]+|shared/(guide|reference)/' "${files[@]}"; then
   echo "citations: the lines above cite documents that are not in the repository; point them at a README section or a package doc" >&2
   status=1
 fi
