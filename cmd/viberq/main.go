@@ -1,6 +1,9 @@
 // Command viberq is the one binary of viberq: the worker, the HTTP API, the producer
-// CLI, the provider simulator, the demo and the benchmarks. It is thin wiring: the
-// behaviour lives in the packages provider, tasks, scheduler, worker and config.
+// CLI, the provider simulator, the demo and the benchmarks. This package holds the
+// commands only (one file each: flags, then a call): internal/app builds the parts from
+// a config (the same wiring for worker, demo and bench), internal/bench and
+// internal/demo are the benchmark and the demo, and the behaviour lives in the packages
+// provider, tasks, scheduler, worker and config.
 package main
 
 import (

@@ -1,3 +1,8 @@
+// Package bench is `viberq bench`: the benchmarks against a real Redis and an
+// in-process simulator, printed as one table (BENCHMARKS.md records runs). Every figure
+// is a ratio against a baseline measured in the same run, or a count. Its workers are
+// built by app.NewWorker, as `viberq worker` builds them; the rows that need worker
+// processes re-execute the binary (see Run and IsChild).
 package bench
 
 import (

@@ -1,3 +1,7 @@
+// Package demo is `viberq demo`: an embedded Redis (miniredis), the simulator and a
+// worker built by app.NewWorker from the default settings, in one process, on a mixed
+// batch of messages; it ends with the final states checked against the simulator's
+// ledger.
 package demo
 
 import (
