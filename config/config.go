@@ -158,7 +158,7 @@ type Tasks struct {
 	// enqueued without one and without text_sms.
 	DefaultTTL time.Duration
 	// SMSTTL is VIBERQ_SMS_TTL (default 40s, 40s..6h): the TTL of a message enqueued
-	// without one but with text_sms (vendor notes Q6: the SMS fallback waits ~TTL).
+	// without one but with text_sms (vendor notes: TTL; the SMS fallback waits about the TTL).
 	SMSTTL time.Duration
 	// RecordRetention is VIBERQ_RECORD_RETENTION (default 168h): how long message
 	// records are kept, at least 6h (the longest TTL) + Poll.SMSGrace, at most 8760h.
@@ -170,7 +170,8 @@ type Tasks struct {
 	// the viberq:events stream.
 	EventsMaxLen int64
 	// TwoWay is VIBERQ_TWO_WAY (default false): accept the two-way message types 206
-	// and 208, which need activation on the provider account (vendor notes Q19).
+	// and 208, which need activation on the provider account (the vendor page marks
+	// them with an asterisk it does not explain).
 	TwoWay bool
 }
 
@@ -193,7 +194,7 @@ type Poll struct {
 	Jitter float64
 }
 
-// Policy are the switches of the error policy (DESIGN §4, §5).
+// Policy are the switches of the error policy (README, Error policy and Exactly once).
 type Policy struct {
 	// PauseOnBalance is VIBERQ_PAUSE_ON_BALANCE (default true): pause the send queues on
 	// a provider 402 (balance empty).

@@ -496,7 +496,7 @@ type taskT struct {
 	Env  map[string]string `json:"env"`
 }
 
-// requiredTasks are the tasks issue 4 (and 5, 6) promise.
+// requiredTasks are the tasks README "Development" promises (`task --list`).
 var requiredTasks = []string{"build", "test", "test:integration", "lint", "demo", "sim", "worker", "api", "bench", "chaos", "up", "down"}
 
 func loadTaskfile(t *testing.T) taskfileT {

@@ -57,7 +57,7 @@ type EnqueuerConfig struct {
 	// MaxRetry is the send task's retry budget. Defaults to DefaultMaxRetry.
 	MaxRetry int
 	// TwoWay allows the two-way message types 206 and 208 (they need activation on the
-	// provider's side, reference Q19). Off by default.
+	// provider's side: the vendor page marks them with an asterisk). Off by default.
 	TwoWay bool
 	// CallbackURL is set as callback_url on messages without one. Empty: none.
 	CallbackURL string

@@ -12,7 +12,7 @@ import (
 )
 
 // Record is the delivery record of one message, stored as the Redis hash
-// "{prefix}msg:{id}". Its JSON (MarshalJSON, JSON) is the status JSON of DESIGN §7,
+// "{prefix}msg:{id}". Its JSON (MarshalJSON, JSON) is the status JSON of README, Read a message's state,
 // with RFC 3339 times in UTC with milliseconds and null for what is not known yet.
 type Record struct {
 	ID    string `json:"id"`
@@ -316,7 +316,7 @@ type recordJSON struct {
 	SendAt            *string `json:"send_at"`
 }
 
-// MarshalJSON writes the status JSON of DESIGN §7: every field is always present,
+// MarshalJSON writes the status JSON of README, Read a message's state: every field is always present,
 // unknown values are null, times are RFC 3339 in UTC with milliseconds.
 func (r Record) MarshalJSON() ([]byte, error) {
 	ts := func(t time.Time) *string {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// State is the delivery state of a message (DESIGN §3). The values are stored in
+// State is the delivery state of a message (README, Message states). The values are stored in
 // records and events: never rename one.
 type State string
 
@@ -29,7 +29,7 @@ const (
 	// StateDropped (final): the provider's balance was empty (402 / code 3); an operator
 	// may re-run the archived task after a top-up (Update.Rerun).
 	StateDropped State = "dropped"
-	// StateUnknown (final): the send may or may not have happened (DESIGN §5), or no
+	// StateUnknown (final): the send may or may not have happened (README, Exactly once), or no
 	// final status arrived before the provider's status window closed.
 	StateUnknown State = "unknown"
 	// StateCancelled (final): stopped before it was sent, by a producer or an operator
@@ -83,7 +83,7 @@ var transitions = map[State][]State{
 	// cancelled: a producer or operator stopped it before any send began.
 	StateQueued: {StateSending, StateExpired, StateRejected, StateDropped, StateCancelled},
 	// queued: the send certainly did not reach the provider (429, refused connection,
-	// 5xx to be retried); unknown: it may have (DESIGN §5).
+	// 5xx to be retried); unknown: it may have (README, Exactly once).
 	StateSending: {StateQueued, StateAccepted, StateRejected, StateDropped, StateUnknown, StateExpired},
 	// expired: no final status before the deadline while the TTL ran out; unknown: the
 	// provider's 5-day status window closed without a final status.
@@ -91,7 +91,7 @@ var transitions = map[State][]State{
 }
 
 // rerunTransitions are allowed only with Update.Rerun: an operator re-ran the
-// archived task of a dropped message after a balance top-up (DESIGN §4, 402 row).
+// archived task of a dropped message after a balance top-up (README, Error policy: the 402 row).
 var rerunTransitions = map[State][]State{
 	StateDropped: {StateQueued, StateSending},
 }

@@ -16,7 +16,7 @@ import (
 	"github.com/viberq/viberq/tasks"
 )
 
-// legal is the state machine of DESIGN §3, written out independently of the code.
+// legal is the state machine of README, Message states, written out independently of the code.
 var legal = map[tasks.State][]tasks.State{
 	tasks.StateQueued:   {tasks.StateQueued, tasks.StateSending, tasks.StateExpired, tasks.StateRejected, tasks.StateDropped, tasks.StateCancelled},
 	tasks.StateSending:  {tasks.StateSending, tasks.StateQueued, tasks.StateAccepted, tasks.StateRejected, tasks.StateDropped, tasks.StateUnknown, tasks.StateExpired},

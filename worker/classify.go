@@ -12,7 +12,7 @@ import (
 	"github.com/viberq/viberq/tasks"
 )
 
-// Action is what the worker does with the outcome of one provider call (DESIGN §4).
+// Action is what the worker does with the outcome of one provider call (README, Error policy).
 // Classify is the only place that maps an error to an Action.
 type Action int
 
@@ -38,7 +38,7 @@ const (
 	ActionAuth
 	// ActionAmbiguous: the request was written but no usable answer came back (timeout
 	// or reset after the write, undecodable 2xx): the message may have been sent
-	// (DESIGN §5): record unknown, not resent unless Config.ResendUnknown.
+	// (README, Exactly once): record unknown, not resent unless Config.ResendUnknown.
 	ActionAmbiguous
 	// ActionSkip: archive at once without a retry: an undecodable task payload, or an
 	// answer no other row describes (another 4xx such as 404, an undocumented vendor
@@ -103,7 +103,7 @@ type Decision struct {
 // anything ambiguous about it is simply retried, and a 4xx means "still pending".
 // Classify is pure: same input, same Decision.
 //
-// Rows (DESIGN §4, vendor notes Q14/Q15):
+// Rows (README, Error policy; vendor notes: errors, retries):
 //
 //	nil                                   success
 //	tasks.ErrBadPayload                   skip (archive at once)

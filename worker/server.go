@@ -98,11 +98,11 @@ type Config struct {
 	// PauseOnAuth pauses the send queues on a provider 401/403.
 	PauseOnAuth bool
 	// ResendUnknown resends a message whose send was ambiguous instead of recording
-	// unknown (a duplicate is then possible; DESIGN §5).
+	// unknown (a duplicate is then possible; README, Exactly once).
 	ResendUnknown bool
 	// ServerErrorUnknown takes a 5xx answer to a send as ambiguous (unknown) instead
 	// of retrying it: the provider may have accepted the message before failing, and
-	// a retry would then send it twice. Off by default (DESIGN §4 retries 5xx).
+	// a retry would then send it twice. Off by default (README, Error policy: 5xx is retried).
 	ServerErrorUnknown bool
 	// MaxRetryAfter caps the pause of a global bucket and the retry delay after one
 	// provider 429 (its Retry-After hint): a longer hint is cut to it, with an alert

@@ -19,7 +19,7 @@ import (
 	"github.com/viberq/viberq/tasks"
 )
 
-// sendFlags are the message flags of `viberq send` (DESIGN §7); the CSV columns of
+// sendFlags are the message flags of `viberq send` (README, Commands); the CSV columns of
 // --csv carry the same names.
 type sendFlags struct {
 	id, from, to, text, smsText, image, caption, action, callback string

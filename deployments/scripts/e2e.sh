@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# e2e.sh: issue 4's "Done when", executable. Against the real Redis on 127.0.0.1 it
+# e2e.sh: the operations story of the README, executable. Against the real Redis on 127.0.0.1 it
 # builds viberq and runs `viberq sim` (realistic profile), two `viberq worker` and
 # `viberq api` (with status callbacks from the simulator to the api), then checks:
 #

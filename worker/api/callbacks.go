@@ -39,7 +39,7 @@ type callbackAnswer struct {
 
 // callback serves POST /callbacks/{kind}, /callbacks/{token}/{kind} and
 // /callbacks/{kind}/{token}. Both kinds tell a two-way reply from a status callback by
-// key presence (message_token + phone_number, reference Q13), so one URL registered
+// key presence (message_token + phone_number; vendor notes: two-way replies), so one URL registered
 // for both works too.
 func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 	kind, token, ok := callbackRoute(r.PathValue("a"), r.PathValue("b"))

@@ -46,7 +46,7 @@
 // from VIBERQ_CALLBACK_URL=https://host/callbacks/status works as is), basic auth, or
 // both. A wrong or missing token is 404, wrong basic
 // credentials 401; with neither configured the endpoints are 404. Both endpoints tell
-// a reply from a status by key presence (reference Q13).
+// a reply from a status by key presence (vendor notes: two-way replies).
 //
 // A status callback names our message by the "id" query parameter of its
 // callback_url (else through Options.ProviderIndex) and is applied through

@@ -673,8 +673,8 @@ func TestBadInputOutbox(t *testing.T) {
 }
 
 // TestBadInputCallbacks: bad callback payloads are answered without a crash and
-// change nothing: unknown or broken payloads are acknowledged (200 "ignored", as the
-// vendor notes Q12 ask: the provider must not retry what can never succeed), wrong
+// change nothing: unknown or broken payloads are acknowledged (200 "ignored": the
+// provider must not retry what can never succeed; vendor notes: status callbacks), wrong
 // credentials get 404/401, oversized bodies 413.
 func TestBadInputCallbacks(t *testing.T) {
 	t.Parallel()

@@ -49,8 +49,8 @@ type Figures struct {
 	SimAccepted int64 `json:"sim_accepted"`
 	Duplicates  int64 `json:"duplicates"`
 	// DupAmbiguous are duplicates of messages whose record is unknown; DupAfter500
-	// the rest, each explained by a "500 after accept" fault (the design retries
-	// 5xx, DESIGN §4), at most Faults500AfterAccept.
+	// the rest, each explained by a "500 after accept" fault (the error policy
+	// retries 5xx: README, Error policy), at most Faults500AfterAccept.
 	DupAmbiguous         int64 `json:"dup_ambiguous"`
 	DupAfter500          int64 `json:"dup_after_500"`
 	Faults500AfterAccept int64 `json:"faults_500_after_accept"`

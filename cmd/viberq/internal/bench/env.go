@@ -324,7 +324,7 @@ func (a *arrivals) arrived(dest string, at time.Time) {
 // ---- messages ----
 
 // benchText is the message text: with the rest of the payload it makes a send task
-// of about 345 bytes (asynq-notes.md measured its baselines with 320).
+// of about 345 bytes, the size of a typical one-time-code notification.
 const benchText = "Your verification code is 482913. It expires in 10 minutes. Do not share it with anyone."
 
 // benchMessage returns message i: transactional (queue critical), Viber text,
