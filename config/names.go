@@ -201,10 +201,10 @@ const (
 	minTTL          = provider.MinValidityPeriod * time.Second
 	maxTTL          = provider.MaxValidityPeriod * time.Second
 	minSecretLength = 16 // API tokens, the callback token, the /monitoring password
-	// minRate and maxRate bound VIBERQ_RATE_LIMIT and VIBERQ_STATUS_RATE_LIMIT: one
+	// minRate and MaxRate bound VIBERQ_RATE_LIMIT and VIBERQ_STATUS_RATE_LIMIT: one
 	// call per 100 s at the slowest; at the fastest 10000/s, far above any provider
 	// account's limit and still a whole number of microseconds between calls (the
 	// limiter's resolution, package worker).
 	minRate = 0.01
-	maxRate = 10000.0
+	MaxRate = 10000.0
 )

@@ -108,11 +108,11 @@ var settings = []spec{
 		"HTTP timeout of one provider call; shorter than VIBERQ_TASK_TIMEOUT",
 		func(c *Config) *time.Duration { return &c.Provider.Timeout }),
 
-	floatVar(EnvRateLimit, DefaultRateLimit, minRate, maxRate, "send-viber calls per second, all worker pods together",
+	floatVar(EnvRateLimit, DefaultRateLimit, minRate, MaxRate, "send-viber calls per second, all worker pods together",
 		func(c *Config) *float64 { return &c.Limits.SendRate }),
 	intVar(EnvRateBurst, DefaultRateBurst, 1, 1000000, "token bucket size for sends",
 		func(c *Config) *int { return &c.Limits.SendBurst }),
-	floatVar(EnvStatusRateLimit, DefaultStatusRateLimit, minRate, maxRate, "receive-viber (status) calls per second, all worker pods together",
+	floatVar(EnvStatusRateLimit, DefaultStatusRateLimit, minRate, MaxRate, "receive-viber (status) calls per second, all worker pods together",
 		func(c *Config) *float64 { return &c.Limits.StatusRate }),
 	intVar(EnvStatusRateBurst, DefaultStatusRateBurst, 1, 1000000, "token bucket size for status calls",
 		func(c *Config) *int { return &c.Limits.StatusBurst }),

@@ -863,7 +863,8 @@ func (b *bench) workerRSS(ctx context.Context, sim *simServer, n int) ([]benchRe
 		return nil, fmt.Errorf("bare asynq process: %w", err)
 	}
 
-	// viberq worker process.
+	// viberq worker process, its limiters set as high as VIBERQ_RATE_LIMIT goes.
+	outOfTheWay := strconv.FormatFloat(config.MaxRate, 'f', -1, 64)
 	if err := b.redis.flush(ctx); err != nil {
 		return nil, err
 	}
@@ -876,8 +877,8 @@ func (b *bench) workerRSS(ctx context.Context, sim *simServer, n int) ([]benchRe
 		return nil, err
 	}
 	child, err := b.startChild([]string{"worker"}, b.workerEnv(sim.base, map[string]string{
-		config.EnvConcurrency: strconv.Itoa(conc), config.EnvRateLimit: "100000", config.EnvRateBurst: "1000",
-		config.EnvStatusRateLimit: "100000", config.EnvStatusRateBurst: "1000", config.EnvPollFirst: "1s",
+		config.EnvConcurrency: strconv.Itoa(conc), config.EnvRateLimit: outOfTheWay, config.EnvRateBurst: "1000",
+		config.EnvStatusRateLimit: outOfTheWay, config.EnvStatusRateBurst: "1000", config.EnvPollFirst: "1s",
 	}))
 	if err != nil {
 		return nil, err
