@@ -499,12 +499,14 @@ func capValue(v string, limit int, mask func(string) string) string {
 		return strings.ToValidUTF8(mask(v), "?")
 	}
 	const margin = 64
+	note := "…[cut: " + strconv.Itoa(len(v)) + " bytes]"
 	head := mask(strings.ToValidUTF8(v[:min(len(v), limit+margin)], "?"))
-	cut := min(limit, len(head))
-	for cut > 0 && !utf8.RuneStart(head[cut]) {
+	// The note counts in the limit: what is stored is never longer than limit.
+	cut := max(min(limit-len(note), len(head)), 0)
+	for cut > 0 && cut < len(head) && !utf8.RuneStart(head[cut]) {
 		cut--
 	}
-	return head[:cut] + "…[cut: " + strconv.Itoa(len(v)) + " bytes]"
+	return head[:cut] + note
 }
 
 func (c *Consumer) failed(id string, err error) {
