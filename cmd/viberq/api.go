@@ -67,6 +67,12 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	// Two-way messages are indexed by provider message ID, so a reply's tracking_id
 	// finds the message it answers.
 	opts.ProviderIndex = p.store.LookupProvider
+	// Resuming a queue in the Asynq UI also lifts the global buckets' 429 pauses, as
+	// `viberq resume` does.
+	opts.QueueResumed = func(ctx context.Context, _ string) error {
+		_, err := worker.ClearLimiterPauses(ctx, p.rdb, tasks.DefaultPrefix)
+		return err
+	}
 	opts.Gatherer = reg
 	opts.Registerer = reg
 	opts.Logger = log

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -65,6 +66,9 @@ type testBundle struct {
 	logs  *syncBuffer
 	index map[provider.MessageID]string
 	reg   *prometheus.Registry
+
+	resumedMu sync.Mutex
+	resumed   []string // queues passed to Options.QueueResumed
 }
 
 // options are the callback credentials of a test server (the default: the token).
@@ -110,6 +114,12 @@ func setup(t *testing.T, o ...options) *testBundle {
 		Gatherer:   b.reg,
 		Registerer: b.reg,
 		Logger:     zerolog.New(b.logs).Level(zerolog.DebugLevel),
+		QueueResumed: func(_ context.Context, q string) error {
+			b.resumedMu.Lock()
+			defer b.resumedMu.Unlock()
+			b.resumed = append(b.resumed, q)
+			return nil
+		},
 	})
 	require.NoError(t, err)
 	b.srv = httptest.NewServer(srv.Handler())
@@ -635,6 +645,41 @@ func TestMonitoring(t *testing.T) {
 	require.NotContains(t, r.body, phone)
 	require.Contains(t, r.body, phoneMasked)
 	require.Contains(t, r.body, "Your code is 1234", "text is shown")
+}
+
+// TestMonitoringResumeCallsHook: resuming a queue in the Asynq UI runs
+// Options.QueueResumed (wired by `viberq api` to lift the limiter's 429 pauses);
+// pausing does not, nor does a resume the UI refused.
+func TestMonitoringResumeCallsHook(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	require.Equal(t, http.StatusAccepted, b.post(t, validBody, "Idempotency-Key", "mon-resume").status)
+	send := func(path string) int {
+		req, err := http.NewRequest(http.MethodPost, b.srv.URL+path, nil)
+		require.NoError(t, err)
+		req.SetBasicAuth(monUser, monPassword)
+		resp, err := b.srv.Client().Do(req)
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	resumed := func() []string {
+		b.resumedMu.Lock()
+		defer b.resumedMu.Unlock()
+		return slices.Clone(b.resumed)
+	}
+	require.Less(t, send("/monitoring/api/queues/critical:pause"), 300)
+	require.Empty(t, resumed(), "a pause runs no hook")
+	require.Less(t, send("/monitoring/api/queues/critical:resume"), 300)
+	require.Equal(t, []string{"critical"}, resumed())
+	req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/monitoring/api/queues/critical:resume", nil)
+	require.NoError(t, err)
+	resp, err := b.srv.Client().Do(req) // no credentials: refused before the UI
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Equal(t, []string{"critical"}, resumed(), "a refused resume runs no hook")
 }
 
 func TestFormatPayload(t *testing.T) {

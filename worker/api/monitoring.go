@@ -140,3 +140,31 @@ func isSecretKey(k string) bool {
 	}
 	return false
 }
+
+// onQueueResumed calls Options.QueueResumed after the UI resumed a queue (asynqmon's
+// POST {MonitoringPath}/api/queues/{queue}:resume answered 2xx). A failure of the
+// hook is logged; the UI's answer stands (the queue is resumed either way).
+func (s *Server) onQueueResumed(next http.Handler) http.Handler {
+	if s.opts.QueueResumed == nil {
+		return next
+	}
+	prefix := MonitoringPath + "/api/queues/"
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rest, ok := strings.CutPrefix(r.URL.Path, prefix)
+		queue, resume := strings.CutSuffix(rest, ":resume")
+		if !ok || !resume || r.Method != http.MethodPost || queue == "" || strings.Contains(queue, "/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status != 0 && (sw.status < 200 || sw.status > 299) {
+			return
+		}
+		if err := s.opts.QueueResumed(r.Context(), queue); err != nil {
+			s.opts.Logger.Error().Err(err).Str("queue", queue).Msg("queue resumed in the UI: lifting the limiter's pauses failed")
+			return
+		}
+		s.opts.Logger.Info().Str("queue", queue).Msg("queue resumed in the UI; the limiter's 429 pauses are lifted")
+	})
+}

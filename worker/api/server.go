@@ -101,6 +101,11 @@ type Options struct {
 	// Monitoring is the handler mounted at /monitoring behind basic auth; nil builds
 	// asynqmon on Redis (NewMonitoring).
 	Monitoring http.Handler
+	// QueueResumed, optional, runs after an operator resumed a queue in the Asynq UI
+	// (a 2xx answer to POST /monitoring/api/queues/{queue}:resume): the command wires
+	// it to lift the global limiter's 429 pauses, as `viberq resume` does (README,
+	// Error policy: the operator's resume clears a pause).
+	QueueResumed func(ctx context.Context, queue string) error
 	// Logger receives one line per request and the callback outcomes.
 	Logger zerolog.Logger
 	// InboundStream receives two-way replies (DefaultInboundStream), capped near
@@ -204,7 +209,7 @@ func (s *Server) routes() http.Handler {
 		mux.HandleFunc(method+" /callbacks/{a}/{b}", s.callback)
 	}
 
-	mon := s.monitoringAuth(s.opts.Monitoring)
+	mon := s.monitoringAuth(s.onQueueResumed(s.opts.Monitoring))
 	mux.Handle("/monitoring", mon)
 	mux.Handle("/monitoring/", mon)
 
