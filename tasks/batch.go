@@ -100,7 +100,8 @@ func (r BatchResult) Refused() bool {
 // A refused request never stops the others. Each message is still one atomic step
 // (record, event, task) as in Enqueue; BatchPipeline of them go in each round trip.
 // Requests are written in order, so of two requests with the same ID the first
-// creates the message and the second is its duplicate (or a conflict).
+// creates the message and the second is its duplicate (or a conflict) — unless the
+// script cache is flushed in the middle of a round trip (see runPipelined).
 //
 // The error is nil when every request has its answer; otherwise it is the first
 // Redis error, and the requests it concerns carry it in their Err.
@@ -165,8 +166,12 @@ type scriptCall struct {
 }
 
 // runPipelined runs script once per call in one pipelined round trip (EVALSHA), and
-// once more for the calls Redis answered NOSCRIPT (after a restart or SCRIPT FLUSH;
-// a NOSCRIPT call ran nothing, so running it again is safe).
+// once more for the calls Redis answered NOSCRIPT (a NOSCRIPT call ran nothing, so
+// running it again is safe). A SCRIPT LOAD goes first, in a round trip of its own (one
+// per BatchPipeline calls; go-redis does not keep it ahead of the EVALSHAs inside a
+// pipeline), so the calls run in order even on a Redis that lost its script cache (a
+// restart, SCRIPT FLUSH); only a flush landing in the middle of the round trip sends
+// the calls after it back for a second round, out of order with those that ran.
 func runPipelined(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, calls []scriptCall) []*redis.Cmd {
 	out := make([]*redis.Cmd, len(calls))
 	run := func(idx []int) {
@@ -180,6 +185,8 @@ func runPipelined(ctx context.Context, rdb redis.UniversalClient, script *redis.
 	for i := range all {
 		all[i] = i
 	}
+	// A failed load shows again in the calls' own errors.
+	_ = script.Load(ctx, rdb).Err()
 	run(all)
 	var again []int
 	for i, c := range out {
