@@ -54,10 +54,16 @@ func (h *heldAccepts) stopCh() chan struct{} {
 
 // has reports whether this process holds an unwritten message_id for message id.
 func (h *heldAccepts) has(id string) bool {
+	_, ok := h.get(id)
+	return ok
+}
+
+// get returns the unwritten message_id this process holds for message id.
+func (h *heldAccepts) get(id string) (provider.MessageID, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	_, ok := h.ids[id]
-	return ok
+	pid, ok := h.ids[id]
+	return pid, ok
 }
 
 // add starts holding pid for id; false if it is held already.

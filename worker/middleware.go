@@ -13,8 +13,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// attempt collects what one task attempt did, for its single log line. Handlers
-// fill it through attemptFrom(ctx); the middleware writes the line.
+// attempt collects what one task attempt did, for its single log line. The send
+// handler returns its attempt and the adapter in server.go (reporting) hands it over;
+// the poll handler still fills it through attemptFrom(ctx). The middleware writes the
+// line.
 type attempt struct {
 	msgID         string
 	providerMsgID int64

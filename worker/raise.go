@@ -29,7 +29,11 @@ func (w *Worker) raise(ctx context.Context, kind, summary, msgID, dest string, d
 		if len(paused) > 0 {
 			note = "paused queues " + strings.Join(paused, ",")
 		}
-		fields["queues_paused"] = strings.Join(SendQueues, ",")
+		if err != nil {
+			fields["queues_paused"] = "failed: " + err.Error()
+		} else {
+			fields["queues_paused"] = strings.Join(SendQueues, ",") // by this pod or already by another
+		}
 	}
 	if w.alerter == nil {
 		return note

@@ -315,7 +315,7 @@ func (r *Reconciler) check(ctx context.Context, id string) (string, error) {
 		}
 	case tasks.StateAccepted:
 		if sendActive {
-			break // the send handler is about to schedule the first poll
+			break // the acceptance script wrote the due-poll entry; the send task ends now
 		}
 		return r.ensurePoll(ctx, rec)
 	}

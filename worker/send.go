@@ -34,6 +34,13 @@ func (w *Worker) send(ctx context.Context, at *attempt, a tasks.SendArgs) error 
 		at.decide(d)
 		return err
 	}
+	// This process still holds the provider's message_id of an earlier attempt (Redis
+	// was unreachable when it came): the background write settles the record; the task
+	// waits for it and never plans a send on a record that still says sending.
+	if pid, ok := w.held.get(a.ID); ok {
+		at.decide(noCall("accepted message_id held by this process, not written yet"))
+		return errHeld(a.ID, pid, errors.New("still held"))
+	}
 
 	// 1. Load.
 	rec, started, err := w.loadForSend(ctx, at, a)

@@ -205,6 +205,12 @@ func (c Config) validate() error {
 	if c.RetryMax < c.RetryInitial {
 		errs = append(errs, errors.New("retry max must be ≥ retry initial"))
 	}
+	if c.TaskCheckInterval <= 0 || c.DelayedTaskCheckInterval <= 0 {
+		errs = append(errs, errors.New("task check intervals must be > 0"))
+	}
+	if c.Reconcile.Batch < 1 {
+		errs = append(errs, fmt.Errorf("reconcile batch must be ≥ 1, got %d", c.Reconcile.Batch))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("worker config: %w", err)
 	}

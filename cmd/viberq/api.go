@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,7 +70,12 @@ func runAPI(ctx context.Context, args []string, stdout io.Writer) error {
 	opts.ProviderIndex = p.store.LookupProvider
 	// Resuming a queue in the Asynq UI also lifts the global buckets' 429 pauses, as
 	// `viberq resume` does.
-	opts.QueueResumed = func(ctx context.Context, _ string) error {
+	// Only a send queue's resume does: resuming the status or webhooks queue leaves the
+	// provider's pause alone.
+	opts.QueueResumed = func(ctx context.Context, q string) error {
+		if !slices.Contains(worker.SendQueues, q) {
+			return nil
+		}
 		_, err := worker.ClearLimiterPauses(ctx, p.rdb, tasks.DefaultPrefix)
 		return err
 	}

@@ -59,7 +59,7 @@ func parseSendAt(v string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("send_at: must be an RFC 3339 time like 2026-12-24T10:00:00Z, got %q", v)
+		return time.Time{}, fmt.Errorf("send_at: must be an RFC 3339 time like 2026-12-24T10:00:00Z, got %q", provider.MaskPhones(v))
 	}
 	return t, nil
 }
@@ -195,7 +195,7 @@ var csvColumns = map[string]func(f *sendFlags, v string) error{
 		}
 		d, err := time.ParseDuration(v)
 		if err != nil {
-			return fmt.Errorf("ttl: must be seconds or a duration like 90s, got %q", v)
+			return fmt.Errorf("ttl: must be seconds or a duration like 90s, got %q", provider.MaskPhones(v))
 		}
 		f.ttl = d
 		return nil
@@ -209,7 +209,7 @@ func intColumn(name string, field func(*sendFlags) *int) func(*sendFlags, string
 		}
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			return fmt.Errorf("%s: must be an integer, got %q", name, v)
+			return fmt.Errorf("%s: must be an integer, got %q", name, provider.MaskPhones(v))
 		}
 		*field(f) = n
 		return nil
@@ -289,7 +289,7 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, o csvOptions, stdout, pro
 	for i, h := range header {
 		set, ok := csvColumns[strings.TrimSpace(strings.ToLower(h))]
 		if !ok {
-			return usagef("csv %s: unknown column %q (known: id, from, to, text, type, source, sms_text, image, button_caption, button_action, callback_url, ttl, send_at, batch_id, webhook_url, webhook_events)", path, h)
+			return usagef("csv %s: unknown column %q (known: id, from, to, text, type, source, sms_text, image, button_caption, button_action, callback_url, ttl, send_at, batch_id, webhook_url, webhook_events)", path, provider.MaskPhones(h))
 		}
 		setters[i] = set
 	}

@@ -28,6 +28,7 @@ var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("2001:db8::/32"),
 	netip.MustParsePrefix("2002::/16"),
 	netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("fec0::/10"), // deprecated site-local, still routed internally by some hosts
 }
 
 // PublicAddr reports whether a is a public unicast address: not loopback, private,
