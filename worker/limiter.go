@@ -43,12 +43,14 @@ const (
 // reserves again. Lateness is bounded from the moment the reservation request left,
 // so a slow reply cannot hide it (redisClock keeps that bound tight). Hence any
 // one-second window holds at most rate + burst returns of Wait (up to 100/s; above,
-// minLateTolerance allows ⌈rate/100⌉ more), all processes together, also after an outage of the provider (the tasks that come back all
-// reserve) or of Redis (a reservation is never more than maxAhead away, and each
-// process sends the TAT its last reservation left as a floor, so its own outstanding
-// slots survive a TAT lost with Redis's data). What it cannot see: network delay
-// between Wait's return and the request's arrival at the provider, and a Redis that
-// loses its data and is back within maxAhead while other processes still hold slots.
+// minLateTolerance allows ⌈rate/100⌉ more), all processes together, also after an
+// outage of the provider (the tasks that come back all reserve) or of Redis (a
+// reservation is never more than maxAhead away, and each process sends the TAT its
+// last reservation left as a floor, so its own outstanding slots survive a TAT lost
+// with Redis's data). What it cannot see:
+// network delay between Wait's return and the request's arrival at the provider, and
+// a Redis that loses its data and is back within maxAhead while other processes still
+// hold slots.
 //
 // Priority: Wait reserves up to maxAhead ahead; WaitBulk (promotional sends) only up
 // to bulkAhead, and asks again when the next slot is further. A transactional send
@@ -158,30 +160,59 @@ const pauseRecheck = 10 * time.Millisecond
 // process is seen promptly.
 const maxSleep = time.Second
 
-// reserveScript takes the next slot of the bucket.
+// gcraLua is the bucket's GCRA arithmetic (reserveScript is built on it).
+// It defines three Lua local functions:
 //
-// KEYS[1] TAT (µs), KEYS[2] pause key (Unix ms). ARGV[1] emission interval µs,
+//   - gcra_now(): Redis's clock in µs (after redis.replicate_commands, so that the
+//     script's writes, not the script, are replicated: TIME is not deterministic);
+//   - gcra_check(tat_key, pause_key, now, iv, burst, floor): reads the bucket and
+//     returns paused, wait, new_tat: paused is the ms left of a pause (0: not
+//     paused; then nothing else is read); wait the µs from now until the next token
+//     (≤ 0: free now), new_tat the TAT that taking it leaves. iv is the emission
+//     interval in µs (≤ 0: no bucket, a token is always free), floor the TAT this
+//     process's latest token left (the TAT never moves back below it, so a TAT lost
+//     with Redis's data does not hand out again the tokens this process holds);
+//   - gcra_take(tat_key, now, new_tat): takes that token (sets the TAT, expiring
+//     when the bucket is idle again). Only with iv > 0.
+//
+// It reads and writes nothing else, so the gate can run it before its transition and
+// take the token only after.
+const gcraLua = `
+local function gcra_now()
+  redis.replicate_commands()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function gcra_check(tat_key, pause_key, now, iv, burst, floor)
+  local pause = tonumber(redis.call('GET', pause_key) or '0') or 0
+  if pause * 1000 > now then return math.ceil(pause - now / 1000), 0, 0 end
+  if iv <= 0 then return 0, 0, now end
+  local tat = tonumber(redis.call('GET', tat_key) or '0') or 0
+  if tat < floor then tat = floor end
+  if tat < now then tat = now end
+  local new_tat = tat + iv
+  return 0, new_tat - iv * burst - now, new_tat
+end
+local function gcra_take(tat_key, now, new_tat)
+  redis.call('SET', tat_key, string.format('%d', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+end
+`
+
+// reserveScript takes the next slot of the bucket (gcraLua), up to a horizon.
+//
+// KEYS[1] TAT (µs), KEYS[2] pause key (Unix ms). ARGV[1] emission interval µs (> 0),
 // ARGV[2] burst, ARGV[3] furthest slot accepted, µs from now, ARGV[4] the TAT the
-// caller's latest reservation left (a floor: the TAT never moves back, unless Redis
-// lost it). Returns {-1, ms}: paused for ms more (nothing reserved); {0, µs}: the
-// next slot is µs away, beyond ARGV[3] (nothing reserved); {1, µs, slot, tat, now}:
-// reserved, send in µs, at slot (µs, Redis clock); tat is the new TAT, now the
-// script's time.
-var reserveScript = redis.NewScript(`
-redis.replicate_commands()
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local pause = tonumber(redis.call("GET", KEYS[2]) or "0") or 0
-if pause * 1000 > now then return {-1, math.ceil(pause - now / 1000)} end
+// caller's latest reservation left (the floor). Returns {-1, ms}: paused for ms more
+// (nothing reserved); {0, µs}: the next slot is µs away, beyond ARGV[3] (nothing
+// reserved); {1, µs, slot, tat, now}: reserved, send in µs, at slot (µs, Redis
+// clock); tat is the new TAT, now the script's time.
+var reserveScript = redis.NewScript(gcraLua + `
+local now = gcra_now()
 local iv, burst, ahead = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local tat = tonumber(redis.call("GET", KEYS[1]) or "0") or 0
-local floor = tonumber(ARGV[4]) or 0
-if tat < floor then tat = floor end
-if tat < now then tat = now end
-local new_tat = tat + iv
-local wait = new_tat - iv * burst - now
+local paused, wait, new_tat = gcra_check(KEYS[1], KEYS[2], now, iv, burst, tonumber(ARGV[4]) or 0)
+if paused > 0 then return {-1, paused} end
 if wait > ahead then return {0, wait} end
-redis.call("SET", KEYS[1], string.format("%d", new_tat), "PX", math.ceil((new_tat - now) / 1000) + 1000)
+gcra_take(KEYS[1], now, new_tat)
 if wait < 0 then wait = 0 end
 return {1, wait, now + wait, new_tat, now}
 `)
