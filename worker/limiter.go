@@ -46,8 +46,8 @@ const (
 // minLateTolerance allows ⌈rate/100⌉ more), all processes together, also after an
 // outage of the provider (the tasks that come back all reserve) or of Redis (a
 // reservation is never more than maxAhead away, and each process sends the TAT its
-// last reservation left as a floor, so its own outstanding slots survive a TAT lost
-// with Redis's data). What it cannot see:
+// last reservation, or its send gate's last token, left as a floor, so its own
+// outstanding slots survive a TAT lost with Redis's data). What it cannot see:
 // network delay between Wait's return and the request's arrival at the provider, and
 // a Redis that loses its data and is back within maxAhead while other processes still
 // hold slots.
@@ -79,9 +79,9 @@ type Limiter struct {
 	metrics  *Metrics
 	now      func() time.Time
 	maxPause time.Duration
-	// lastTAT is the TAT this process's latest reservation left (µs, Redis clock),
-	// sent as a floor so that a TAT lost with Redis's data does not hand out again
-	// the slots this process still holds.
+	// lastTAT is the TAT this process's latest reservation (or send gate token) left
+	// (µs, Redis clock), sent as a floor so that a TAT lost with Redis's data does not
+	// hand out again the slots this process still holds.
 	lastTAT atomic.Int64
 	// clock bounds Redis's clock against this process's, for the lateness check.
 	clock redisClock
@@ -160,7 +160,9 @@ const pauseRecheck = 10 * time.Millisecond
 // process is seen promptly.
 const maxSleep = time.Second
 
-// gcraLua is the bucket's GCRA arithmetic (reserveScript is built on it).
+// gcraLua is the bucket's GCRA arithmetic, its only copy: reserveScript and the send
+// gate's hook (sendgate.go) are both built on it, so a slot reserved by Wait and a
+// token taken by the gate come from one rule, with one pause check and one floor.
 // It defines three Lua local functions:
 //
 //   - gcra_now(): Redis's clock in µs (after redis.replicate_commands, so that the

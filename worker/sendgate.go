@@ -15,37 +15,34 @@ import (
 // bucket with no token free now (or paused by a 429) refuses, returning the record,
 // and the send waits in Limiter.Wait like any other.
 //
-// The token arithmetic is the Limiter's GCRA (limiter.go, reserveScript) restricted
-// to a slot that is due now: same keys, same theoretical arrival time, so the gate
-// and Wait share one bucket and its accuracy (BENCHMARKS.md, row 4). Only a slot due
-// now is taken here: a later one would leave the record in sending while the caller
-// sleeps towards it, and a crash then would end the message unknown, never sent.
+// The token arithmetic is the Limiter's GCRA (gcraLua in limiter.go, its only copy)
+// restricted to a token that is due now: same keys, same theoretical arrival time,
+// same floor (the TAT this process's latest token left, raised by the gate's tokens
+// as by Wait's), so the gate and Wait share one bucket and its accuracy
+// (BENCHMARKS.md, row 4). Only a token due now is taken here: a later one would leave
+// the record in sending while the caller sleeps towards it, and a crash then would
+// end the message unknown, never sent.
 
 // gateBefore checks the pause key and whether a token is free now (HK[1] TAT µs,
-// HK[2] pause Unix ms; HA[1] emission interval µs, 0 = unlimited, HA[2] burst).
-// Refusals: {0, ms} paused for ms; {1, µs} the next token is µs away.
-const gateBefore = `
-redis.replicate_commands()
-local gt = redis.call('TIME')
-local gnow = tonumber(gt[1]) * 1000000 + tonumber(gt[2])
-local gpause = tonumber(redis.call('GET', HK[2]) or '0') or 0
-local giv, gburst = tonumber(HA[1]), tonumber(HA[2])
-local gtat = 0
-if gpause * 1000 > gnow then
-  refuse = {0, math.ceil(gpause - gnow / 1000)}
-elseif giv > 0 then
-  gtat = tonumber(redis.call('GET', HK[1]) or '0') or 0
-  if gtat < gnow then gtat = gnow end
-  local gwait = gtat + giv - giv * gburst - gnow
-  if gwait > 0 then refuse = {1, gwait} end
+// HK[2] pause Unix ms; HA[1] emission interval µs, 0 = unlimited, HA[2] burst, HA[3]
+// the floor). Refusals: {0, ms} paused for ms; {1, µs} the next token is µs away.
+const gateBefore = gcraLua + `
+local gnow = gcra_now()
+local giv = tonumber(HA[1])
+local gpaused, gwait, gtat = gcra_check(HK[1], HK[2], gnow, giv, tonumber(HA[2]), tonumber(HA[3]) or 0)
+if gpaused > 0 then
+  refuse = {0, gpaused}
+elseif giv > 0 and gwait > 0 then
+  refuse = {1, gwait}
 end
 `
 
-// gateAfter takes the token, only once the record moved to sending.
+// gateAfter takes the token, only once the record moved to sending, and returns the
+// new TAT (X[1]) for the caller's floor.
 const gateAfter = `
 if giv > 0 then
-  local nt = gtat + giv
-  redis.call('SET', HK[1], string.format('%d', nt), 'PX', math.ceil((nt - gnow) / 1000) + 1000)
+  gcra_take(HK[1], gnow, gtat)
+  X[1] = gtat
 end
 `
 
@@ -64,8 +61,9 @@ const (
 // gate runs the send gate for message a: the record after it, and what happened.
 func (w *Worker) gate(ctx context.Context, a tasks.SendArgs) (tasks.Record, gateResult, error) {
 	l := w.sendLim
-	rec, ok, _, err := w.store.TransitionWith(ctx, a.ID, []tasks.State{tasks.StateQueued}, tasks.StateSending,
-		tasks.Update{IncAttempts: true}, sendGateHook, []string{l.tatKey, l.pauseKey}, l.interval.Microseconds(), l.burst)
+	rec, ok, extra, err := w.store.TransitionWith(ctx, a.ID, []tasks.State{tasks.StateQueued}, tasks.StateSending,
+		tasks.Update{IncAttempts: true}, sendGateHook, []string{l.tatKey, l.pauseKey},
+		l.interval.Microseconds(), l.burst, l.lastTAT.Load())
 	var refused *tasks.HookRefusedError
 	switch {
 	case errors.As(err, &refused) && refused.Found:
@@ -76,6 +74,11 @@ func (w *Worker) gate(ctx context.Context, a tasks.SendArgs) (tasks.Record, gate
 		return rec, 0, fmt.Errorf("send %s: mark sending: %w", a.ID, err)
 	case !ok:
 		return rec, gateNotReady, nil
+	}
+	if len(extra) == 1 { // the token taken: its TAT is this process's floor, as after Wait
+		if tat, isInt := extra[0].(int64); isInt {
+			l.raiseFloor(tat)
+		}
 	}
 	w.metrics.observeLimiterWait(BucketSend, 0)
 	return rec, gateStarted, nil

@@ -150,6 +150,43 @@ func TestSendGateBothOrNeither(t *testing.T) {
 	require.Empty(t, tat())
 }
 
+// TestSendGateHonoursFloor: Redis loses the bucket's TAT while this process still
+// holds a token (taken by Wait, or by the gate itself): the gate refuses the token
+// the floor says is taken, as Wait does (TestLimiterFloorSurvivesLostTAT), instead of
+// handing it out a second time.
+func TestSendGateHonoursFloor(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	cfg := testConfig()
+	cfg.SendRate, cfg.SendBurst = 0.1, 1 // one token, then the next in 10 s
+	b := setup(t, setupOpts{rdb: redistest.New(t), cfg: &cfg})
+	l := b.w.sendLim
+
+	// Wait takes the only token free now, then Redis loses the TAT.
+	_, err := l.Wait(ctx)
+	require.NoError(t, err)
+	require.NoError(t, b.rdb.Del(ctx, l.tatKey).Err())
+	a1, _ := b.newSend(t, "f-1", transactional(), time.Now().Add(time.Hour))
+	rec, g, err := b.w.gate(ctx, a1)
+	require.NoError(t, err)
+	require.Equal(t, gateNoToken, g, "the gate handed out the token Wait had taken")
+	require.Equal(t, tasks.StateQueued, rec.State)
+
+	// The gate's own token raises the floor too (from a clean start: no floor, no TAT).
+	l.lastTAT.Store(0)
+	require.NoError(t, l.Reset(ctx))
+	rec, g, err = b.w.gate(ctx, a1)
+	require.NoError(t, err)
+	require.Equal(t, gateStarted, g)
+	require.Equal(t, tasks.StateSending, rec.State)
+	require.NoError(t, b.rdb.Del(ctx, l.tatKey).Err())
+	a2, _ := b.newSend(t, "f-2", transactional(), time.Now().Add(time.Hour))
+	rec, g, err = b.w.gate(ctx, a2)
+	require.NoError(t, err)
+	require.Equal(t, gateNoToken, g, "the gate handed out again the token it had taken")
+	require.Equal(t, tasks.StateQueued, rec.State)
+}
+
 // TestDuePollDispatch: the acceptance makes poll 0 due; the dispatcher enqueues it
 // when due, once, and drops the entry of a record settled meanwhile.
 func TestDuePollDispatch(t *testing.T) {
