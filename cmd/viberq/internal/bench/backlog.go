@@ -49,18 +49,10 @@ func benchBacklog(ctx context.Context, b *bench) ([]benchResult, error) {
 		config.EnvPollFirst:       first.String(),
 		config.EnvPollJitter:      "0",
 	})
-	var children []*childProc
-	defer func() {
-		for _, c := range children {
-			_ = c.stop(30 * time.Second)
-		}
-	}()
-	for range procs {
-		c, err := b.startChild([]string{"worker"}, env)
-		if err != nil {
-			return nil, err
-		}
-		children = append(children, c)
+	_, stop, err := b.startWorkers(procs, env)
+	defer stop()
+	if err != nil {
+		return nil, err
 	}
 	if err := sim.tap.waitSends(ctx, int64(nPromo/10), time.Minute); err != nil {
 		return nil, err

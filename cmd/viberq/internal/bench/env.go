@@ -483,6 +483,24 @@ type childProc struct {
 
 // startChild runs this binary with args and the environment of the bench minus
 // every VIBERQ_* variable, plus env.
+// startWorkers starts n `viberq worker` children with env; stop ends every one that
+// started (call it even when err is set).
+func (b *bench) startWorkers(n int, env map[string]string) (children []*childProc, stop func(), err error) {
+	stop = func() {
+		for _, c := range children {
+			_ = c.stop(30 * time.Second)
+		}
+	}
+	for range n {
+		c, err := b.startChild([]string{"worker"}, env)
+		if err != nil {
+			return children, stop, err
+		}
+		children = append(children, c)
+	}
+	return children, stop, nil
+}
+
 func (b *bench) startChild(args []string, env map[string]string) (*childProc, error) {
 	cmd := exec.Command(b.exe, args...)
 	for _, kv := range os.Environ() {

@@ -505,18 +505,10 @@ func benchLimiter(ctx context.Context, b *bench) ([]benchResult, error) {
 	sim.sim.Reset()
 	sim.tap.reset()
 	env := b.workerEnv(sim.base, map[string]string{config.EnvRateLimit: strconv.Itoa(limit)})
-	var children []*childProc
-	defer func() {
-		for _, c := range children {
-			_ = c.stop(30 * time.Second)
-		}
-	}()
-	for range procs {
-		c, err := b.startChild([]string{"worker"}, env)
-		if err != nil {
-			return nil, err
-		}
-		children = append(children, c)
+	children, stop, err := b.startWorkers(procs, env)
+	defer stop()
+	if err != nil {
+		return nil, err
 	}
 	if err := b.waitServers(ctx, procs, children, 20*time.Second); err != nil {
 		return nil, err
