@@ -173,6 +173,18 @@ type scriptCall struct {
 // restart, SCRIPT FLUSH); only a flush landing in the middle of the round trip sends
 // the calls after it back for a second round, out of order with those that ran.
 func runPipelined(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, calls []scriptCall) []*redis.Cmd {
+	return pipelineScript(ctx, rdb, script, calls, true)
+}
+
+// runPipelinedLazy is runPipelined without the SCRIPT LOAD ahead: one round trip
+// while the script is cached (always, but for the first use after a restart or a
+// SCRIPT FLUSH), for callers that do not need the calls to run in order (groupCommit:
+// concurrent callers have no order between them).
+func runPipelinedLazy(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, calls []scriptCall) []*redis.Cmd {
+	return pipelineScript(ctx, rdb, script, calls, false)
+}
+
+func pipelineScript(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, calls []scriptCall, preload bool) []*redis.Cmd {
 	out := make([]*redis.Cmd, len(calls))
 	run := func(idx []int) {
 		pipe := rdb.Pipeline()
@@ -185,8 +197,10 @@ func runPipelined(ctx context.Context, rdb redis.UniversalClient, script *redis.
 	for i := range all {
 		all[i] = i
 	}
-	// A failed load shows again in the calls' own errors.
-	_ = script.Load(ctx, rdb).Err()
+	if preload {
+		// A failed load shows again in the calls' own errors.
+		_ = script.Load(ctx, rdb).Err()
+	}
 	run(all)
 	var again []int
 	for i, c := range out {

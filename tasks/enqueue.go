@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,8 +76,12 @@ const MaxSendAhead = 7 * 24 * time.Hour
 // record, its event and the asynq send task (see Enqueue). It is safe for concurrent
 // use.
 type Enqueuer struct {
-	store *Store
-	cfg   EnqueuerConfig
+	store  *Store
+	cfg    EnqueuerConfig
+	commit groupCommit
+	// published holds the queues this Enqueuer has added to asynq's set of queues
+	// (asynq's client does the same: RDB.queuesPublished).
+	published sync.Map
 }
 
 // NewEnqueuer returns an Enqueuer that writes records to store and send tasks in
@@ -146,8 +151,9 @@ type EnqueueResult struct {
 	State State
 }
 
-// Enqueue validates req and, in one Redis round trip, writes the queued record of the
-// message, its "queued" event and its send task (scheduled at SendAt, if later than
+// Enqueue validates req and, in one Redis round trip (shared with concurrent calls:
+// see groupCommit), writes the queued record of the message, its "queued" event and
+// its send task (scheduled at SendAt, if later than
 // now), and returns the message ID. The record and the task are one atomic step: a
 // crash cannot leave one without the other.
 //
@@ -164,7 +170,7 @@ func (e *Enqueuer) Enqueue(ctx context.Context, req EnqueueRequest) (EnqueueResu
 	if err != nil {
 		return EnqueueResult{}, err
 	}
-	res, err := createScript.Run(ctx, e.store.rdb, p.call.keys, p.call.args...).Result()
+	res, err := e.commit.run(ctx, e.store.rdb, createScript, scriptCall{keys: p.call.keys, args: p.call.args})
 	return e.finish(ctx, p, res, err)
 }
 
@@ -216,16 +222,20 @@ func (e *Enqueuer) taskWrite(a SendArgs) (taskWrite, error) {
 	q := QueueFor(a.Message)
 	m := asynqMessage{Type: TypeSend, Payload: payload, ID: a.ID, Queue: q, Retry: e.cfg.MaxRetry,
 		Timeout: asynqDefaultTimeout, Retention: e.cfg.TaskRetention}
-	return taskWrite{queue: q, msg: m.encode(), at: a.SendAt}, nil
+	_, published := e.published.Load(q)
+	return taskWrite{queue: q, msg: m.encode(), at: a.SendAt, published: published}, nil
 }
 
 // finish turns the reply of p's script into the result: a new message, or a duplicate
 // checked against p's fingerprint (and its lost task put back).
 func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error) (EnqueueResult, error) {
 	id := p.args.ID
-	created, _, rec, err := p.call.result(reply, err)
+	created, taskTaken, rec, err := p.call.result(reply, err)
 	if err != nil {
 		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, err)
+	}
+	if created && !taskTaken {
+		e.published.Store(QueueFor(p.args.Message), true) // the script added it
 	}
 	res := EnqueueResult{ID: id, Duplicate: !created, Queue: rec.Queue, ExpiresAt: rec.ExpiresAt, SendAt: rec.SendAt, State: rec.State}
 	if created {

@@ -100,13 +100,15 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // index (nonfinal.go)
 // ARGV[1] record expiry ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms, ARGV[5]
 // batch ID ("" none), ARGV[6] task: "" none, "pending" or "scheduled", ARGV[7] task
-// message, ARGV[8] pending_since (Unix ns) or score (Unix s), ARGV[9] queue,
+// message, ARGV[8] pending_since (Unix ns) or score (Unix s), ARGV[9] queue to add
+// to asynq's set of queues ("" when this process has added it already),
 // ARGV[10..] record field/value pairs.
 //
 // Returns 1 when created (with the task, if asked), 2 when created but the task ID is
 // taken (an asynq task of that ID exists; it is left alone), else the existing record
 // (HGETALL) with nothing written. The task part mirrors asynq v0.26.0's enqueueCmd and
-// scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes before them.
+// scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes before them (once
+// per queue and process, as asynq's RDB.queuesPublished does).
 const createLua = `
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return redis.call('HGETALL', KEYS[1])
@@ -141,7 +143,7 @@ else
   redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'scheduled')
   redis.call('ZADD', KEYS[6], ARGV[8], ARGV[3])
 end
-redis.call('SADD', KEYS[7], ARGV[9])
+if ARGV[9] ~= '' then redis.call('SADD', KEYS[7], ARGV[9]) end
 return 1
 `
 
@@ -149,21 +151,26 @@ var createScript = redis.NewScript(createLua)
 
 // taskWrite is the asynq send task written with a record (see createLua).
 type taskWrite struct {
-	queue string
-	msg   []byte    // asynqMessage.encode
-	at    time.Time // zero: pending now; else scheduled at (never before) at
+	queue     string
+	msg       []byte    // asynqMessage.encode
+	at        time.Time // zero: pending now; else scheduled at (never before) at
+	published bool      // queue is known to be in asynq's set of queues: no SADD
 }
 
 // appendTo sets the task keys of createLua (KEYS[5..7]) in keys and appends its task
 // arguments (ARGV[6..9]) to args.
 func (tw taskWrite) appendTo(keys []string, args []any, id string, now time.Time) []any {
 	keys[4], keys[6] = asynqTaskKey(tw.queue, id), asynqAllQueues
+	publish := tw.queue
+	if tw.published {
+		publish = ""
+	}
 	if tw.at.IsZero() {
 		keys[5] = asynqPendingKey(tw.queue)
-		return append(args, "pending", tw.msg, now.UnixNano(), tw.queue)
+		return append(args, "pending", tw.msg, now.UnixNano(), publish)
 	}
 	keys[5] = asynqScheduledKey(tw.queue)
-	return append(args, "scheduled", tw.msg, scheduleScore(tw.at), tw.queue)
+	return append(args, "scheduled", tw.msg, scheduleScore(tw.at), publish)
 }
 
 // Create writes rec in state queued with payloadHash, and appends its "queued" event,

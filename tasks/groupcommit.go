@@ -1,0 +1,108 @@
+package tasks
+
+import (
+	"context"
+	"slices"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// groupCommit lets concurrent Enqueue calls share round trips. A call that finds
+// fewer than maxCommitFlights writes in flight runs its own script at once, so a
+// lone producer never waits for anyone; a call that arrives while they are all in
+// flight queues up, and when a flight lands the first queued call takes the whole
+// queue to Redis as one pipeline. Each message is still its own script, atomic as
+// before; what the calls share is the network round trip and the system calls on
+// both sides, which are what bound many concurrent producers on one Redis
+// (BENCHMARKS.md, row 3b).
+//
+// It is a leader hand-off, not a timer: nothing waits for a batch to fill. go-redis's
+// own AutoPipeline does the same in general, but measured no faster here than plain
+// calls (BENCHMARKS.md, row 3), since it holds stragglers for a fuller batch.
+type groupCommit struct {
+	mu       sync.Mutex
+	inFlight int
+	queue    []*commitReq
+}
+
+// maxCommitFlights bounds the writes in flight from one Enqueuer: one being answered
+// while the next is written keeps Redis busy without splitting the queue into many
+// small pipelines.
+const maxCommitFlights = 2
+
+// commitReq is one queued script call.
+type commitReq struct {
+	call  scriptCall
+	reply any
+	err   error
+	done  chan struct{}     // closed once reply and err are set
+	lead  chan []*commitReq // receives the batch this call is to take to Redis
+}
+
+// run runs script with call on rdb, sharing a round trip with concurrent calls.
+//
+// A call still queued when its ctx ends leaves the queue unwritten and returns the
+// context's error. Once taken into a batch it is written even if its ctx ends: the
+// batch runs without the leader's cancellation (one caller's cancelled context must
+// not fail the others' writes), bounded by go-redis's read and write timeouts.
+func (g *groupCommit) run(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, call scriptCall) (any, error) {
+	g.mu.Lock()
+	if g.inFlight < maxCommitFlights && len(g.queue) == 0 {
+		g.inFlight++
+		g.mu.Unlock()
+		reply, err := script.Run(ctx, rdb, call.keys, call.args...).Result()
+		g.land()
+		return reply, err
+	}
+	r := &commitReq{call: call, done: make(chan struct{}), lead: make(chan []*commitReq, 1)}
+	g.queue = append(g.queue, r)
+	g.mu.Unlock()
+	for {
+		select {
+		case <-r.done:
+			return r.reply, r.err
+		case batch := <-r.lead:
+			g.flush(context.WithoutCancel(ctx), rdb, script, batch)
+			g.land()
+		case <-ctx.Done():
+			g.mu.Lock()
+			if i := slices.Index(g.queue, r); i >= 0 {
+				g.queue = slices.Delete(g.queue, i, i+1)
+				g.mu.Unlock()
+				return nil, ctx.Err()
+			}
+			g.mu.Unlock()
+			// Taken into a batch already: its answer (or the lead) is coming.
+			ctx = context.WithoutCancel(ctx)
+		}
+	}
+}
+
+// land ends a flight: if calls queued meanwhile, the first of them takes the queue to
+// Redis (the flight passes to it); otherwise one flight fewer is in the air.
+func (g *groupCommit) land() {
+	g.mu.Lock()
+	if len(g.queue) == 0 {
+		g.inFlight--
+		g.mu.Unlock()
+		return
+	}
+	batch := g.queue
+	g.queue = nil
+	g.mu.Unlock()
+	batch[0].lead <- batch
+}
+
+// flush runs batch in one pipeline and answers every call in it.
+func (g *groupCommit) flush(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, batch []*commitReq) {
+	calls := make([]scriptCall, len(batch))
+	for i, r := range batch {
+		calls[i] = r.call
+	}
+	replies := runPipelinedLazy(ctx, rdb, script, calls)
+	for i, r := range batch {
+		r.reply, r.err = replies[i].Result()
+		close(r.done)
+	}
+}

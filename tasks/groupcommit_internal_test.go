@@ -1,0 +1,187 @@
+package tasks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/viberq/viberq/provider"
+	"github.com/viberq/viberq/tasks/redistest"
+)
+
+// gateHook holds every single EVALSHA (the direct flights) until released, and
+// records the size of every pipeline (the shared flights).
+type gateHook struct {
+	release    chan struct{}
+	held       atomic.Int32
+	onPipeline func() // run before each pipeline of scripts goes out
+	mu         sync.Mutex
+	pipelines  []int
+}
+
+func (h *gateHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *gateHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" {
+			h.held.Add(1)
+			<-h.release
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *gateHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if cmds[0].Name() != "evalsha" {
+			return next(ctx, cmds) // a new connection's handshake
+		}
+		h.mu.Lock()
+		h.pipelines = append(h.pipelines, len(cmds))
+		h.mu.Unlock()
+		if h.onPipeline != nil {
+			h.onPipeline()
+		}
+		return next(ctx, cmds)
+	}
+}
+
+func (g *groupCommit) queued() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.queue)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestEnqueueSharesRoundTrips: while maxCommitFlights enqueues are in flight, later
+// callers queue; when a flight lands they go to Redis together as one pipeline, each
+// still created with its task. A caller cancelled while queued is left out and
+// nothing of it is written; the cancelled context of the caller that leads the batch
+// does not fail the others. The script cache flushed meanwhile costs a reload, not a
+// message.
+func TestEnqueueSharesRoundTrips(t *testing.T) {
+	rdb := redistest.New(t)
+	hook := &gateHook{release: make(chan struct{})}
+	rdb.AddHook(hook)
+	enq := NewEnqueuer(nil, NewStore(rdb, StoreOptions{}), EnqueuerConfig{})
+	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
+		Text: "Your code is 1234", SourceType: provider.SourceTransactional}
+	ctx := context.Background()
+
+	type answer struct {
+		id  string
+		res EnqueueResult
+		err error
+	}
+	answers := make(chan answer, 64)
+	enqueue := func(ctx context.Context, id string) {
+		res, err := enq.Enqueue(ctx, EnqueueRequest{ID: id, Message: msg})
+		answers <- answer{id, res, err}
+	}
+	// Two direct flights, held in the hook.
+	for i := range maxCommitFlights {
+		go enqueue(ctx, fmt.Sprintf("direct-%d", i))
+	}
+	waitFor(t, "the direct flights", func() bool { return hook.held.Load() == maxCommitFlights })
+
+	// The first queued caller will lead the batch; its context is cancelled while its
+	// pipeline is on the way. Another queued caller is cancelled while queued.
+	leadCtx, cancelLead := context.WithCancel(ctx)
+	hook.onPipeline = cancelLead
+	go enqueue(leadCtx, "queued-0")
+	waitFor(t, "the leader to queue", func() bool { return enq.commit.queued() == 1 })
+	goneCtx, cancelGone := context.WithCancel(ctx)
+	go enqueue(goneCtx, "gone")
+	const more = 20
+	for i := 1; i <= more; i++ {
+		go enqueue(ctx, fmt.Sprintf("queued-%d", i))
+	}
+	waitFor(t, "the queue", func() bool { return enq.commit.queued() == more+2 })
+	cancelGone()
+	gone := <-answers
+	require.Equal(t, "gone", gone.id)
+	require.ErrorIs(t, gone.err, context.Canceled)
+	require.Equal(t, more+1, enq.commit.queued())
+
+	if redistest.Enabled() {
+		require.NoError(t, rdb.ScriptFlush(ctx).Err()) // the batch's EVALSHAs get NOSCRIPT
+	}
+	close(hook.release)
+
+	got := map[string]answer{}
+	for range maxCommitFlights + more + 1 {
+		a := <-answers
+		got[a.id] = a
+	}
+	for id, a := range got {
+		require.NoError(t, a.err, id)
+		require.False(t, a.res.Duplicate, id)
+		require.Equal(t, QueueCritical, a.res.Queue, id)
+	}
+	hook.mu.Lock()
+	pipelines := append([]int(nil), hook.pipelines...)
+	hook.mu.Unlock()
+	require.Contains(t, pipelines, more+1, "the queued calls went to Redis as one pipeline: %v", pipelines)
+
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	pending, err := insp.ListPendingTasks(QueueCritical, asynq.PageSize(100))
+	require.NoError(t, err)
+	require.Len(t, pending, maxCommitFlights+more+1, "one task per message")
+	n, err := rdb.Exists(ctx, enq.store.Key("gone")).Result()
+	require.NoError(t, err)
+	require.Zero(t, n, "a caller cancelled while queued wrote nothing")
+	queues, err := rdb.SMembers(ctx, asynqAllQueues).Result()
+	require.NoError(t, err)
+	require.Equal(t, []string{QueueCritical}, queues)
+}
+
+// TestEnqueueSharedFlightRedisDown: a batch that cannot reach Redis answers every call
+// in it with the error; nothing hangs.
+func TestEnqueueSharedFlightRedisDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	hook := &gateHook{release: make(chan struct{})}
+	rdb.AddHook(hook)
+	enq := NewEnqueuer(nil, NewStore(rdb, StoreOptions{}), EnqueuerConfig{})
+	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
+		Text: "Hello", SourceType: provider.SourceTransactional}
+	errs := make(chan error, 16)
+	for i := range maxCommitFlights + 8 {
+		go func() {
+			_, err := enq.Enqueue(context.Background(), EnqueueRequest{ID: fmt.Sprintf("m-%d", i), Message: msg})
+			errs <- err
+		}()
+	}
+	waitFor(t, "the queue", func() bool { return enq.commit.queued() == 8 })
+	close(hook.release)
+	for range maxCommitFlights + 8 {
+		err := <-errs
+		require.Error(t, err)
+		var ve *provider.ValidationError
+		require.False(t, errors.As(err, &ve))
+	}
+	require.Zero(t, enq.commit.queued())
+}
