@@ -315,7 +315,8 @@ func (u Update) pairs() []any {
 // The body is also the function transition() of the scripts built by NewHook
 // (hook.go): KEYS[1..3] and ARGV as above, hook arguments after them.
 const transitionLua = `
-local cur = redis.call('HGET', KEYS[1], 'state')
+local r = redis.call('HMGET', KEYS[1], 'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch')
+local cur = r[1]
 if not cur then return -1 end
 local nfrom, nset, nchg = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
 local i = 12
@@ -327,36 +328,54 @@ end
 if not allowed then
   return {0, redis.call('HGETALL', KEYS[1])}
 end
+-- Every field's last value wins, as if each were written in turn; they are written
+-- with one HSET and one HDEL.
+local order, last = {}, {}
 local function put(f, v)
-  if v == '' then redis.call('HDEL', KEYS[1], f) else redis.call('HSET', KEYS[1], f, v) end
+  if last[f] == nil then order[#order+1] = f end
+  last[f] = v
 end
 for _ = 1, nset do put(ARGV[i], ARGV[i+1]); i = i + 2 end
 local to = ARGV[5]
 if to == '' then to = cur end
 if to ~= cur then
   for _ = 1, nchg do put(ARGV[i], ARGV[i+1]); i = i + 2 end
-  redis.call('HSET', KEYS[1], 'state', to)
+  put('state', to)
 end
-redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+put('updated_at', ARGV[4])
+local sets, dels = {}, {}
+for _, f in ipairs(order) do
+  if last[f] == '' then dels[#dels+1] = f else sets[#sets+1] = f; sets[#sets+1] = last[f] end
+end
+redis.call('HSET', KEYS[1], unpack(sets))
+if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
 if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'polls', 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if to ~= cur then
-  if redis.call('HEXISTS', KEYS[1], 'final_at') == 1 then
+  -- A field's value after this update: the one written, else the one read ('' and a
+  -- missing field alike read as false).
+  local function now(f, read)
+    local v = last[f]
+    if v == nil then v = read end
+    if v == '' then return false end
+    return v
+  end
+  if now('final_at', r[2]) then
     redis.call('ZREM', KEYS[3], ARGV[3])
   else
     redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
   end
-  local ev = redis.call('HMGET', KEYS[1], 'channel', 'provider_message_id', 'error')
+  local ch, pid, err = now('channel', r[3]), now('provider_message_id', r[4]), now('error', r[5])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-    'id', ARGV[3], 'from', cur, 'to', to, 'channel', ev[1] or '',
-    'provider_message_id', ev[2] or '', 'error', ev[3] or '', 'at', ARGV[4])
-  local batch = redis.call('HGET', KEYS[1], 'batch')
+    'id', ARGV[3], 'from', cur, 'to', to, 'channel', ch or '',
+    'provider_message_id', pid or '', 'error', err or '', 'at', ARGV[4])
+  local batch = now('batch', r[6])
   if batch then
     local ck = ARGV[11] .. 'n:' .. batch
     redis.call('HINCRBY', ck, cur, -1)
     redis.call('HINCRBY', ck, to, 1)
-    if to == 'delivered' and ev[1] then redis.call('HINCRBY', ck, 'delivered:' .. ev[1], 1) end
+    if to == 'delivered' and ch then redis.call('HINCRBY', ck, 'delivered:' .. ch, 1) end
     if redis.call('PTTL', ck) < tonumber(ARGV[1]) then -- the batch keys share one expiry
       redis.call('PEXPIRE', ck, ARGV[1])
       redis.call('PEXPIRE', ARGV[11] .. 'ids:' .. batch, ARGV[1])
