@@ -125,6 +125,9 @@ type Worker struct {
 	// at once per worker process, 1..10000, in slots of their own (a send backlog
 	// never holds them).
 	PollConcurrency int
+	// Fetchers is VIBERQ_FETCHERS (default 4, 1..64): asynq servers sharing the send
+	// slots, each with its own fetch loop (worker.Config.Fetchers).
+	Fetchers int
 	// QueueWeights is VIBERQ_QUEUE_WEIGHTS (default "critical=6,default=3,status=1"):
 	// the asynq queue priorities. It always holds exactly the queues critical, default
 	// and status (names as in package tasks), each weight 1..1000.

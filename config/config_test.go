@@ -65,6 +65,7 @@ func TestLoadDefaults(t *testing.T) {
 		Worker: config.Worker{
 			Concurrency:     config.DefaultConcurrency,
 			PollConcurrency: 20,
+			Fetchers:        4,
 			QueueWeights:    map[string]int{"critical": 6, "default": 3, "status": 1},
 			ShutdownTimeout: config.DefaultShutdownTimeout,
 			MetricsAddr:     config.DefaultMetricsAddr,
@@ -222,6 +223,8 @@ func settingCases() []settingCase {
 			valid: "10000", want: 10000, bad: []string{"0", "10001", "many"}},
 		{name: config.EnvPollConcurrency, get: func(c config.Config) any { return c.Worker.PollConcurrency }, def: 20,
 			valid: "5", want: 5, bad: []string{"0", "10001", "-3"}},
+		{name: config.EnvFetchers, get: func(c config.Config) any { return c.Worker.Fetchers }, def: 4,
+			valid: "1", want: 1, bad: []string{"0", "65", "all"}},
 		{name: config.EnvQueueWeights, get: func(c config.Config) any { return c.Worker.QueueWeights },
 			def:   map[string]int{"critical": 6, "default": 3, "status": 1},
 			valid: " status=2 , critical=10,default=1 ", want: map[string]int{"critical": 10, "default": 1, "status": 2},

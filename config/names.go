@@ -39,6 +39,7 @@ const (
 
 	EnvConcurrency     = "VIBERQ_CONCURRENCY"
 	EnvPollConcurrency = "VIBERQ_POLL_CONCURRENCY"
+	EnvFetchers        = "VIBERQ_FETCHERS"
 	EnvQueueWeights    = "VIBERQ_QUEUE_WEIGHTS"
 	EnvShutdownTimeout = "VIBERQ_SHUTDOWN_TIMEOUT"
 	EnvMetricsAddr     = "VIBERQ_METRICS_ADDR"
@@ -127,6 +128,7 @@ const (
 
 	DefaultConcurrency     = worker.DefaultConcurrency
 	DefaultPollConcurrency = worker.DefaultPollConcurrency
+	DefaultFetchers        = worker.DefaultFetchers
 	// DefaultQueueWeights is worker.DefaultQueues written as the setting reads it.
 	DefaultQueueWeights    = "critical=6,default=3,status=1"
 	DefaultShutdownTimeout = worker.DefaultShutdownTimeout

@@ -124,6 +124,8 @@ var settings = []spec{
 		func(c *Config) *int { return &c.Worker.Concurrency }),
 	intVar(EnvPollConcurrency, DefaultPollConcurrency, 1, 10000, "poll (status) tasks processed at once per worker process, in slots of their own: a send backlog never holds them",
 		func(c *Config) *int { return &c.Worker.PollConcurrency }),
+	intVar(EnvFetchers, DefaultFetchers, 1, 64, "asynq servers sharing the send slots of a worker process, each fetching tasks on its own (one fetch loop bounds a process's sends per second); at most VIBERQ_CONCURRENCY are used",
+		func(c *Config) *int { return &c.Worker.Fetchers }),
 	{
 		Setting: Setting{Name: EnvQueueWeights, Default: DefaultQueueWeights,
 			Description: "asynq queue priorities as queue=weight, comma-separated; exactly the queues critical, default and status, weights 1..1000; the status weight is unused (polls have their own slots, VIBERQ_POLL_CONCURRENCY)"},

@@ -22,6 +22,7 @@ import (
 const (
 	DefaultConcurrency              = 50
 	DefaultPollConcurrency          = 20
+	DefaultFetchers                 = 4
 	DefaultMaxRetryAfter            = time.Minute
 	DefaultShutdownTimeout          = 20 * time.Second
 	DefaultTaskTimeout              = 60 * time.Second
@@ -62,6 +63,12 @@ type Config struct {
 	// at once, in slots of their own: sends waiting for the send bucket never hold
 	// the slots polls need. Defaults to DefaultPollConcurrency (20).
 	PollConcurrency int
+	// Fetchers is how many asynq servers share the Concurrency send slots, each with
+	// its own fetch loop: an asynq server takes tasks from Redis one at a time, one
+	// round trip each, so one loop bounds a process's sends per second (README, "The
+	// send path"; BENCHMARKS.md, row 1). At most Concurrency. Defaults to
+	// DefaultFetchers (4).
+	Fetchers int
 	// Queues are the asynq queue weights of the send queues. Defaults to
 	// DefaultQueues() (critical 6, default 3; a status weight is ignored: the status
 	// queue has its own server).
@@ -154,6 +161,7 @@ func DefaultConfig() Config {
 func (c Config) withDefaults() Config {
 	c.Concurrency = cmp.Or(c.Concurrency, DefaultConcurrency)
 	c.PollConcurrency = cmp.Or(c.PollConcurrency, DefaultPollConcurrency)
+	c.Fetchers = cmp.Or(c.Fetchers, DefaultFetchers)
 	c.MaxRetryAfter = cmp.Or(c.MaxRetryAfter, DefaultMaxRetryAfter)
 	if len(c.Queues) == 0 {
 		c.Queues = DefaultQueues()
@@ -181,6 +189,9 @@ func (c Config) validate() error {
 	var errs []error
 	if c.Concurrency < 1 {
 		errs = append(errs, fmt.Errorf("concurrency must be ≥ 1, got %d", c.Concurrency))
+	}
+	if c.Fetchers < 1 {
+		errs = append(errs, fmt.Errorf("fetchers must be ≥ 1, got %d", c.Fetchers))
 	}
 	if c.PollConcurrency < 1 {
 		errs = append(errs, fmt.Errorf("poll concurrency must be ≥ 1, got %d", c.PollConcurrency))
@@ -258,8 +269,9 @@ type Worker struct {
 	statusLim *Limiter
 	logLim    *logLimiter
 	handler   asynq.Handler
-	srv       *asynq.Server // the send queues
-	pollSrv   *asynq.Server // the status queue, with its own slots
+	srv       *asynq.Server   // the send queues
+	pollSrv   *asynq.Server   // the status queue, with its own slots
+	sendSrvs  []*asynq.Server // the send slots beyond srv's (Config.Fetchers)
 	closers   []func() error
 	held      heldAccepts // accepted message_ids not written yet (accepted.go)
 
@@ -319,7 +331,13 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		}
 		return asynq.NewServerFromRedisClient(deps.Redis, c)
 	}
-	w.srv = newServer(w.asynqConfig())
+	for i, c := range w.sendAsynqConfigs() {
+		if i == 0 {
+			w.srv = newServer(c)
+		} else {
+			w.sendSrvs = append(w.sendSrvs, newServer(c))
+		}
+	}
 	w.pollSrv = newServer(w.pollAsynqConfig())
 	return w, nil
 }
@@ -348,6 +366,22 @@ func (w *Worker) pollAsynqConfig() asynq.Config {
 	c.Queues = map[string]int{tasks.QueueStatus: 1}
 	c.StrictPriority = false
 	return c
+}
+
+// sendAsynqConfigs are the configurations of the send servers: Config.Fetchers (at
+// most Concurrency) asynq servers of one configuration, sharing the Concurrency slots
+// as evenly as they divide.
+func (w *Worker) sendAsynqConfigs() []asynq.Config {
+	n := min(w.cfg.Fetchers, w.cfg.Concurrency)
+	out := make([]asynq.Config, n)
+	for i := range out {
+		out[i] = w.asynqConfig()
+		out[i].Concurrency = w.cfg.Concurrency / n
+		if i < w.cfg.Concurrency%n {
+			out[i].Concurrency++
+		}
+	}
+	return out
 }
 
 // asynqConfig is the configuration of the send server: the send queues, concurrency,
@@ -381,8 +415,9 @@ func (w *Worker) asynqConfig() asynq.Config {
 // DispatchDuePolls, which schedules the first polls: Run starts it).
 func (w *Worker) Handler() asynq.Handler { return w.handler }
 
-// AsynqConfig returns the configuration of the send server Run starts (the send
-// queues); PollAsynqConfig that of the poll server (the status queue).
+// AsynqConfig returns the configuration of the send slots Run starts (the send queues,
+// all Concurrency slots in one server: Run splits them between Fetchers servers);
+// PollAsynqConfig that of the poll server (the status queue).
 func (w *Worker) AsynqConfig() asynq.Config { return w.asynqConfig() }
 
 // PollAsynqConfig returns the configuration of the poll server Run starts.
@@ -414,16 +449,18 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.running = true
 	w.runMu.Unlock()
 
-	if err := w.srv.Start(w.handler); err != nil {
-		w.close()
-		return fmt.Errorf("worker: start: %w", err)
+	srvs := append([]*asynq.Server{w.srv}, w.sendSrvs...)
+	srvs = append(srvs, w.pollSrv)
+	for i, srv := range srvs {
+		if err := srv.Start(w.handler); err != nil {
+			for _, started := range srvs[:i] {
+				started.Shutdown()
+			}
+			w.close()
+			return fmt.Errorf("worker: start: %w", err)
+		}
 	}
-	if err := w.pollSrv.Start(w.handler); err != nil {
-		w.srv.Shutdown()
-		w.close()
-		return fmt.Errorf("worker: start the poll server: %w", err)
-	}
-	w.log.Info().Int("concurrency", w.cfg.Concurrency).Int("poll_concurrency", w.cfg.PollConcurrency).
+	w.log.Info().Int("concurrency", w.cfg.Concurrency).Int("fetchers", len(srvs)-1).Int("poll_concurrency", w.cfg.PollConcurrency).
 		Any("queues", w.sendQueueWeights()).Float64("send_rate", w.cfg.SendRate).Float64("status_rate", w.cfg.StatusRate).
 		Dur("max_retry_after", w.cfg.MaxRetryAfter).Msg("worker started")
 	rctx, stopRec := context.WithCancel(ctx)
@@ -437,8 +474,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	<-recDone
 	<-dueDone
 	var wg sync.WaitGroup
-	wg.Go(w.srv.Shutdown)
-	wg.Go(w.pollSrv.Shutdown)
+	for _, srv := range srvs {
+		wg.Go(srv.Shutdown)
+	}
 	wg.Wait()
 	w.held.stop(w.cfg.ShutdownTimeout)
 	w.close()

@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -237,4 +239,56 @@ func TestLogLimiter(t *testing.T) {
 	var off *logLimiter
 	ok, _ = off.allow("k", now)
 	require.True(t, ok)
+}
+
+// TestSendSlotsSplitBetweenFetchers: the send slots are shared by Fetchers asynq
+// servers (at most Concurrency), each registered with asynq and serving the send
+// queues, beside the poll server; every message sent through them is delivered once.
+func TestSendSlotsSplitBetweenFetchers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		conc, fetchers int
+		want           []int // the send servers' concurrencies, sorted
+	}{
+		{conc: 10, fetchers: 4, want: []int{2, 2, 3, 3}},
+		{conc: 3, fetchers: 8, want: []int{1, 1, 1}},
+		{conc: 5, fetchers: 1, want: []int{5}},
+	} {
+		t.Run(fmt.Sprintf("%d slots, %d fetchers", tc.conc, tc.fetchers), func(t *testing.T) {
+			t.Parallel()
+			cfg := fastConfig()
+			cfg.Concurrency, cfg.Fetchers = tc.conc, tc.fetchers
+			b := setup(t, setupOpts{cfg: &cfg})
+			b.run(t)
+			var send, poll []int
+			require.Eventually(t, func() bool {
+				servers, err := b.insp.Servers()
+				if err != nil {
+					return false
+				}
+				send, poll = nil, nil
+				for _, s := range servers {
+					if _, ok := s.Queues[tasks.QueueStatus]; ok {
+						poll = append(poll, s.Concurrency)
+					} else {
+						send = append(send, s.Concurrency)
+					}
+				}
+				return len(send)+len(poll) == len(tc.want)+1
+			}, 10*time.Second, 20*time.Millisecond, "every server registered")
+			slices.Sort(send)
+			require.Equal(t, tc.want, send)
+			require.Equal(t, []int{b.w.Config().PollConcurrency}, poll)
+
+			e := b.enqueuer(tasks.EnqueuerConfig{})
+			ids := make([]string, 12)
+			for i := range ids {
+				ids[i] = b.enqueue(t, e, fmt.Sprintf("fetch-%d", i), transactional(), time.Hour).ID
+			}
+			for _, id := range ids {
+				b.waitState(t, id, tasks.StateDelivered, 15*time.Second)
+			}
+			require.Len(t, b.sim.Ledger(), len(ids), "one send per message")
+		})
+	}
 }

@@ -82,6 +82,7 @@ func TestEverySettingDefaultsToItsOwnersDefault(t *testing.T) {
 		config.EnvStatusRateBurst:       {wc.StatusBurst, worker.DefaultStatusBurst},
 		config.EnvConcurrency:           {wc.Concurrency, worker.DefaultConcurrency},
 		config.EnvPollConcurrency:       {wc.PollConcurrency, worker.DefaultPollConcurrency},
+		config.EnvFetchers:              {wc.Fetchers, worker.DefaultFetchers},
 		config.EnvMaxRetryAfter:         {wc.MaxRetryAfter, worker.DefaultMaxRetryAfter},
 		config.EnvQueueWeights:          {wc.Queues, worker.DefaultQueues()},
 		config.EnvShutdownTimeout:       {wc.ShutdownTimeout, worker.DefaultShutdownTimeout},

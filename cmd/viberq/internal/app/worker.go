@@ -141,6 +141,7 @@ func WorkerConfig(cfg config.Config) worker.Config {
 	return worker.Config{
 		Concurrency:        cfg.Worker.Concurrency,
 		PollConcurrency:    cfg.Worker.PollConcurrency,
+		Fetchers:           cfg.Worker.Fetchers,
 		MaxRetryAfter:      cfg.Limits.MaxRetryAfter,
 		Queues:             cfg.Worker.QueueWeights,
 		ShutdownTimeout:    cfg.Worker.ShutdownTimeout,
