@@ -110,7 +110,8 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes before them (once
 // per queue and process, as asynq's RDB.queuesPublished does).
 const createLua = `
-if redis.call('EXISTS', KEYS[1]) == 1 then
+-- HSETNX of the state is the existence check and the first write in one call.
+if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then
   return redis.call('HGETALL', KEYS[1])
 end
 local ms = tonumber(ARGV[1])
@@ -135,12 +136,14 @@ if ARGV[6] == '' then return 1 end
 // ID is taken, else writes it and returns 1. The two branches are asynq v0.26.0's
 // enqueueCmd and scheduleCmd.
 const taskLua = `
-if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
+-- HSETNX of msg is the existence check and the first write (an asynq task always
+-- has msg); the hash ends as asynq's HSET writes it.
+if redis.call('HSETNX', KEYS[5], 'msg', ARGV[7]) == 0 then return 2 end
 if ARGV[6] == 'pending' then
-  redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'pending', 'pending_since', ARGV[8])
+  redis.call('HSET', KEYS[5], 'state', 'pending', 'pending_since', ARGV[8])
   redis.call('LPUSH', KEYS[6], ARGV[3])
 else
-  redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'scheduled')
+  redis.call('HSET', KEYS[5], 'state', 'scheduled')
   redis.call('ZADD', KEYS[6], ARGV[8], ARGV[3])
 end
 if ARGV[9] ~= '' then redis.call('SADD', KEYS[7], ARGV[9]) end
