@@ -66,6 +66,10 @@ type EnqueuerConfig struct {
 	Now func() time.Time
 }
 
+// publishAgain is how long an Enqueuer trusts that a queue it added is still in
+// asynq's set of queues.
+const publishAgain = time.Minute
+
 // MaxSendAhead bounds send_at: a message may be scheduled at most this far ahead. Its
 // record and task wait in Redis all that time (the record's retention starts at
 // send_at), so a campaign planned further ahead belongs in the producer's calendar,
@@ -79,8 +83,10 @@ type Enqueuer struct {
 	store  *Store
 	cfg    EnqueuerConfig
 	commit groupCommit
-	// published holds the queues this Enqueuer has added to asynq's set of queues
-	// (asynq's client does the same: RDB.queuesPublished).
+	// published holds when this Enqueuer last added each queue to asynq's set of
+	// queues (asynq's client keeps the same: RDB.queuesPublished). It adds it again
+	// after publishAgain, so that a queue removed from the set (the Asynq UI's delete,
+	// a Redis that lost its data) is back within that time.
 	published sync.Map
 }
 
@@ -222,7 +228,8 @@ func (e *Enqueuer) taskWrite(a SendArgs) (taskWrite, error) {
 	q := QueueFor(a.Message)
 	m := asynqMessage{Type: TypeSend, Payload: payload, ID: a.ID, Queue: q, Retry: e.cfg.MaxRetry,
 		Timeout: asynqDefaultTimeout, Retention: e.cfg.TaskRetention}
-	_, published := e.published.Load(q)
+	at, ok := e.published.Load(q)
+	published := ok && e.cfg.Now().Sub(at.(time.Time)) < publishAgain
 	return taskWrite{queue: q, msg: m.encode(), at: a.SendAt, published: published}, nil
 }
 
@@ -235,7 +242,7 @@ func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error)
 		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, err)
 	}
 	if created && !taskTaken {
-		e.published.Store(QueueFor(p.args.Message), true) // the script added it
+		e.published.Store(QueueFor(p.args.Message), e.cfg.Now()) // the script added it
 	}
 	res := EnqueueResult{ID: id, Duplicate: !created, Queue: rec.Queue, ExpiresAt: rec.ExpiresAt, SendAt: rec.SendAt, State: rec.State}
 	if created {

@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 
@@ -45,15 +46,19 @@ type commitReq struct {
 // A call still queued when its ctx ends leaves the queue unwritten and returns the
 // context's error. Once taken into a batch it is written even if its ctx ends: the
 // batch runs without the leader's cancellation (one caller's cancelled context must
-// not fail the others' writes), bounded by go-redis's read and write timeouts.
+// not fail the others' writes), bounded by go-redis's timeouts (pool, read, write) and
+// at most one more round trip to reload the script after a NOSCRIPT.
+//
+// A panic inside a flight (a go-redis hook, say) still lands it and answers every call
+// of its batch with errFlightFailed before it goes on up, so a recovered panic (as
+// net/http recovers a handler's) cannot leave callers waiting or flights taken.
 func (g *groupCommit) run(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, call scriptCall) (any, error) {
 	g.mu.Lock()
 	if g.inFlight < maxCommitFlights && len(g.queue) == 0 {
 		g.inFlight++
 		g.mu.Unlock()
-		reply, err := script.Run(ctx, rdb, call.keys, call.args...).Result()
-		g.land()
-		return reply, err
+		defer g.land()
+		return script.Run(ctx, rdb, call.keys, call.args...).Result()
 	}
 	r := &commitReq{call: call, done: make(chan struct{}), lead: make(chan []*commitReq, 1)}
 	g.queue = append(g.queue, r)
@@ -63,8 +68,10 @@ func (g *groupCommit) run(ctx context.Context, rdb redis.UniversalClient, script
 		case <-r.done:
 			return r.reply, r.err
 		case batch := <-r.lead:
-			g.flush(context.WithoutCancel(ctx), rdb, script, batch)
-			g.land()
+			func() {
+				defer g.land()
+				g.flush(context.WithoutCancel(ctx), rdb, script, batch)
+			}()
 		case <-ctx.Done():
 			g.mu.Lock()
 			if i := slices.Index(g.queue, r); i >= 0 {
@@ -94,8 +101,18 @@ func (g *groupCommit) land() {
 	batch[0].lead <- batch
 }
 
-// flush runs batch in one pipeline and answers every call in it.
+// errFlightFailed answers the calls of a batch whose flight panicked.
+var errFlightFailed = errors.New("enqueue: the shared round trip failed")
+
+// flush runs batch in one pipeline and answers every call in it, even when it panics.
 func (g *groupCommit) flush(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, batch []*commitReq) {
+	answered := 0
+	defer func() {
+		for _, r := range batch[answered:] {
+			r.err = errFlightFailed
+			close(r.done)
+		}
+	}()
 	calls := make([]scriptCall, len(batch))
 	for i, r := range batch {
 		calls[i] = r.call
@@ -104,5 +121,6 @@ func (g *groupCommit) flush(ctx context.Context, rdb redis.UniversalClient, scri
 	for i, r := range batch {
 		r.reply, r.err = replies[i].Result()
 		close(r.done)
+		answered = i + 1
 	}
 }

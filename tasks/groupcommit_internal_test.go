@@ -61,6 +61,24 @@ func (g *groupCommit) queued() int {
 	return len(g.queue)
 }
 
+func (g *groupCommit) flights() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.inFlight
+}
+
+// recv takes the next value of ch, failing the test after 10 s (a caller left waiting).
+func recv[T any](t *testing.T, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatal("an Enqueue call never returned")
+		panic("unreachable")
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -117,7 +135,7 @@ func TestEnqueueSharesRoundTrips(t *testing.T) {
 	}
 	waitFor(t, "the queue", func() bool { return enq.commit.queued() == more+2 })
 	cancelGone()
-	gone := <-answers
+	gone := recv(t, answers)
 	require.Equal(t, "gone", gone.id)
 	require.ErrorIs(t, gone.err, context.Canceled)
 	require.Equal(t, more+1, enq.commit.queued())
@@ -129,9 +147,10 @@ func TestEnqueueSharesRoundTrips(t *testing.T) {
 
 	got := map[string]answer{}
 	for range maxCommitFlights + more + 1 {
-		a := <-answers
+		a := recv(t, answers)
 		got[a.id] = a
 	}
+	require.Zero(t, enq.commit.flights(), "every flight landed")
 	for id, a := range got {
 		require.NoError(t, a.err, id)
 		require.False(t, a.res.Duplicate, id)
@@ -178,10 +197,73 @@ func TestEnqueueSharedFlightRedisDown(t *testing.T) {
 	waitFor(t, "the queue", func() bool { return enq.commit.queued() == 8 })
 	close(hook.release)
 	for range maxCommitFlights + 8 {
-		err := <-errs
+		err := recv(t, errs)
 		require.Error(t, err)
 		var ve *provider.ValidationError
 		require.False(t, errors.As(err, &ve))
 	}
 	require.Zero(t, enq.commit.queued())
+	require.Zero(t, enq.commit.flights())
+}
+
+// panicHook panics in the first pipeline of scripts once armed.
+type panicHook struct{ gateHook }
+
+func (h *panicHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if cmds[0].Name() == "evalsha" {
+			panic("hook exploded")
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// TestEnqueueSharedFlightPanics: a panic inside a shared flight, recovered by the
+// caller that led it (as net/http recovers a handler), answers the batch's other
+// callers with an error and gives the flight back: later calls go through.
+func TestEnqueueSharedFlightPanics(t *testing.T) {
+	rdb := redistest.New(t)
+	hook := &panicHook{gateHook{release: make(chan struct{})}}
+	rdb.AddHook(hook)
+	enq := NewEnqueuer(nil, NewStore(rdb, StoreOptions{}), EnqueuerConfig{})
+	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
+		Text: "Hello", SourceType: provider.SourceTransactional}
+	type answer struct {
+		err      error
+		panicked bool
+	}
+	answers := make(chan answer, 16)
+	enqueue := func(id string) {
+		defer func() {
+			if recover() != nil {
+				answers <- answer{panicked: true}
+			}
+		}()
+		_, err := enq.Enqueue(context.Background(), EnqueueRequest{ID: id, Message: msg})
+		answers <- answer{err: err}
+	}
+	for i := range maxCommitFlights {
+		go enqueue(fmt.Sprintf("direct-%d", i))
+	}
+	waitFor(t, "the direct flights", func() bool { return hook.held.Load() == maxCommitFlights })
+	for i := range 5 {
+		go enqueue(fmt.Sprintf("queued-%d", i))
+	}
+	waitFor(t, "the queue", func() bool { return enq.commit.queued() == 5 })
+	close(hook.release)
+	var panicked, failed, ok int
+	for range maxCommitFlights + 5 {
+		switch a := recv(t, answers); {
+		case a.panicked:
+			panicked++
+		case errors.Is(a.err, errFlightFailed):
+			failed++
+		case a.err == nil:
+			ok++
+		}
+	}
+	require.Equal(t, []int{1, 4, maxCommitFlights}, []int{panicked, failed, ok})
+	require.Zero(t, enq.commit.flights(), "the panicked flight landed")
+	_, err := enq.Enqueue(context.Background(), EnqueueRequest{ID: "after", Message: msg})
+	require.NoError(t, err)
 }

@@ -105,8 +105,10 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // ARGV[10..] record field/value pairs.
 //
 // Returns 1 when created (with the task, if asked), 2 when created but the task ID is
-// taken (an asynq task of that ID exists; it is left alone), else the existing record
-// (HGETALL) with nothing written. The task part mirrors asynq v0.26.0's enqueueCmd and
+// taken (a key of that task exists; it is left alone), else the existing record
+// (HGETALL) with nothing written. A record is a hash with a state (every writer sets
+// it): the HSETNX of the state that checks for one would also write into a hash
+// without it, which nothing in viberq leaves. The task part mirrors asynq v0.26.0's enqueueCmd and
 // scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes before them (once
 // per queue and process, as asynq's RDB.queuesPublished does).
 const createLua = `
@@ -136,14 +138,12 @@ if ARGV[6] == '' then return 1 end
 // ID is taken, else writes it and returns 1. The two branches are asynq v0.26.0's
 // enqueueCmd and scheduleCmd.
 const taskLua = `
--- HSETNX of msg is the existence check and the first write (an asynq task always
--- has msg); the hash ends as asynq's HSET writes it.
-if redis.call('HSETNX', KEYS[5], 'msg', ARGV[7]) == 0 then return 2 end
+if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
 if ARGV[6] == 'pending' then
-  redis.call('HSET', KEYS[5], 'state', 'pending', 'pending_since', ARGV[8])
+  redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'pending', 'pending_since', ARGV[8])
   redis.call('LPUSH', KEYS[6], ARGV[3])
 else
-  redis.call('HSET', KEYS[5], 'state', 'scheduled')
+  redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'scheduled')
   redis.call('ZADD', KEYS[6], ARGV[8], ARGV[3])
 end
 if ARGV[9] ~= '' then redis.call('SADD', KEYS[7], ARGV[9]) end

@@ -56,9 +56,11 @@
 //
 // # Slots and priority
 //
-// A process runs two asynq servers on the same handler and policy: one for the send
-// queues (critical and default, Config.Concurrency slots, weighted by Config.Queues)
-// and one for the status queue (Config.PollConcurrency slots). A send waiting for the
+// A process runs asynq servers on the same handler and policy: Config.Fetchers of them
+// share the send queues (critical and default, Config.Concurrency slots between them,
+// weighted by Config.Queues; each has its own fetch loop, since an asynq server
+// dequeues one task at a time), and one serves the status queue
+// (Config.PollConcurrency slots). A send waiting for the
 // send bucket holds a send slot (see Limiter on why it waits rather than retries),
 // never a poll slot, so polls run on time behind any send backlog. Within the send
 // bucket, transactional sends (the critical queue) reserve up to a second ahead and

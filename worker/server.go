@@ -357,7 +357,7 @@ func (w *Worker) sendQueueWeights() map[string]int {
 	return q
 }
 
-// pollAsynqConfig is the configuration of the second asynq server of the process: the
+// pollAsynqConfig is the configuration of the poll server of the process: the
 // status queue alone, PollConcurrency slots, the same policy. Polls wait only for the
 // status bucket, so a send backlog waiting for the send bucket cannot delay them.
 func (w *Worker) pollAsynqConfig() asynq.Config {
