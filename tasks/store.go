@@ -108,9 +108,9 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // taken (a key of that task exists; it is left alone), else the existing record
 // (HGETALL) with nothing written. A record is a hash with a state (every writer sets
 // it): the HSETNX of the state that checks for one would also write into a hash
-// without it, which nothing in viberq leaves. The task part mirrors asynq v0.26.0's enqueueCmd and
-// scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes before them (once
-// per queue and process, as asynq's RDB.queuesPublished does).
+// without it, which nothing in viberq leaves. The task part mirrors asynq v0.26.0's
+// enqueueCmd and scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes
+// before them (once per queue and process, as asynq's RDB.queuesPublished does).
 const createLua = `
 -- HSETNX of the state is the existence check and the first write in one call.
 if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then
