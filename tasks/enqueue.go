@@ -182,9 +182,10 @@ func (e *Enqueuer) Enqueue(ctx context.Context, req EnqueueRequest) (EnqueueResu
 
 // prepared is a validated request, ready to write.
 type prepared struct {
-	args SendArgs
-	hash string
-	call createCall
+	args    SendArgs
+	hash    string
+	call    createCall
+	publish bool // the script adds the task's queue to asynq's set of queues
 }
 
 // prepare validates req and builds its record, task and script call.
@@ -215,7 +216,7 @@ func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
 	if err != nil {
 		return prepared{}, err
 	}
-	return prepared{args: args, hash: hash, call: e.store.createCall(NewRecord(args, now), hash, &tw)}, nil
+	return prepared{args: args, hash: hash, call: e.store.createCall(NewRecord(args, now), hash, &tw), publish: !tw.published}, nil
 }
 
 // taskWrite returns the asynq send task of a as asynq.Client would write it with
@@ -241,7 +242,7 @@ func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error)
 	if err != nil {
 		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, err)
 	}
-	if created && !taskTaken {
+	if p.publish && created && !taskTaken {
 		e.published.Store(QueueFor(p.args.Message), e.cfg.Now()) // the script added it
 	}
 	res := EnqueueResult{ID: id, Duplicate: !created, Queue: rec.Queue, ExpiresAt: rec.ExpiresAt, SendAt: rec.SendAt, State: rec.State}

@@ -311,3 +311,30 @@ func TestEnqueueRedisDown(t *testing.T) {
 	var ve *provider.ValidationError
 	require.False(t, errors.As(err, &ve))
 }
+
+// TestEnqueueRepublishesQueue: an Enqueuer adds a queue to asynq's set of queues once,
+// not with every message, and again once publishAgain (a minute) has passed, so a queue
+// removed from the set (the Asynq UI's delete) comes back.
+func TestEnqueueRepublishesQueue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, tasks.EnqueuerConfig{})
+	inSet := func() bool {
+		ok, err := b.rdb.SIsMember(ctx, "asynq:queues", tasks.QueueCritical).Result()
+		require.NoError(t, err)
+		return ok
+	}
+	_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "pub-1", Message: transactional()})
+	require.NoError(t, err)
+	require.True(t, inSet())
+
+	require.NoError(t, b.rdb.SRem(ctx, "asynq:queues", tasks.QueueCritical).Err())
+	_, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "pub-2", Message: transactional()})
+	require.NoError(t, err)
+	require.False(t, inSet(), "within the minute the queue is not written again")
+
+	b.clock.Add(61 * time.Second)
+	_, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "pub-3", Message: transactional()})
+	require.NoError(t, err)
+	require.True(t, inSet(), "after a minute the queue is added again")
+}

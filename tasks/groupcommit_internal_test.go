@@ -81,13 +81,7 @@ func recv[T any](t *testing.T, ch <-chan T) T {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	require.Eventually(t, cond, 10*time.Second, time.Millisecond, "waiting for %s", what)
 }
 
 // TestEnqueueSharesRoundTrips: while maxCommitFlights enqueues are in flight, later

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -269,9 +270,8 @@ type Worker struct {
 	statusLim *Limiter
 	logLim    *logLimiter
 	handler   asynq.Handler
-	srv       *asynq.Server   // the send queues
+	sendSrvs  []*asynq.Server // the send queues: Config.Fetchers servers sharing the slots
 	pollSrv   *asynq.Server   // the status queue, with its own slots
-	sendSrvs  []*asynq.Server // the send slots beyond srv's (Config.Fetchers)
 	closers   []func() error
 	held      heldAccepts // accepted message_ids not written yet (accepted.go)
 
@@ -331,12 +331,8 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		}
 		return asynq.NewServerFromRedisClient(deps.Redis, c)
 	}
-	for i, c := range w.sendAsynqConfigs() {
-		if i == 0 {
-			w.srv = newServer(c)
-		} else {
-			w.sendSrvs = append(w.sendSrvs, newServer(c))
-		}
+	for _, c := range w.sendAsynqConfigs() {
+		w.sendSrvs = append(w.sendSrvs, newServer(c))
 	}
 	w.pollSrv = newServer(w.pollAsynqConfig())
 	return w, nil
@@ -449,8 +445,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.running = true
 	w.runMu.Unlock()
 
-	srvs := append([]*asynq.Server{w.srv}, w.sendSrvs...)
-	srvs = append(srvs, w.pollSrv)
+	srvs := append(slices.Clone(w.sendSrvs), w.pollSrv)
 	for i, srv := range srvs {
 		if err := srv.Start(w.handler); err != nil {
 			for _, started := range srvs[:i] {
