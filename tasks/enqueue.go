@@ -1,6 +1,7 @@
 package tasks
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -191,10 +192,11 @@ type prepared struct {
 // prepare validates req and builds its record, task and script call.
 func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
 	now := e.cfg.Now()
-	msg, ttl, hash, err := e.validate(req, now)
+	msg, ttl, err := e.validate(req, now)
 	if err != nil {
 		return prepared{}, err
 	}
+	hashed := msg
 	id := req.ID
 	if id == "" {
 		u, err := uuid.NewV7()
@@ -212,26 +214,63 @@ func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
 		args.SendAt = req.SendAt
 	}
 	args.ExpiresAt = later(now, args.SendAt).Add(ttl)
-	tw, err := e.taskWrite(args)
+	tw, payload, err := e.taskWrite(args)
 	if err != nil {
 		return prepared{}, err
 	}
+	// The fingerprint covers what the producer asked for: the message as validated (its
+	// validity_period cleared), the TTL as given (0 stays 0, so that a change of the
+	// configured defaults does not turn a retry into a conflict; a validity_period and
+	// an equal TTL hash the same) and send_at as given (a retry after it has passed is
+	// still the same request). The payload holds the message's JSON already, unless a
+	// default callback_url was added to it.
+	var msgJSON []byte
+	if args.Message == hashed {
+		msgJSON = messageJSON(payload)
+	}
+	if msgJSON == nil {
+		if msgJSON, err = json.Marshal(hashed); err != nil {
+			return prepared{}, fmt.Errorf("enqueue %s: %w", id, err)
+		}
+	}
+	reqTTL := req.TTL
+	if reqTTL == 0 {
+		reqTTL = time.Duration(req.Message.ValidityPeriod) * time.Second
+	}
+	hash := requestHashJSON(msgJSON, reqTTL, req.SendAt, req.BatchID)
 	return prepared{args: args, hash: hash, call: e.store.createCall(NewRecord(args, now), hash, &tw), publish: !tw.published}, nil
 }
 
 // taskWrite returns the asynq send task of a as asynq.Client would write it with
-// NewSendTask's options, MaxRetry and Retention.
-func (e *Enqueuer) taskWrite(a SendArgs) (taskWrite, error) {
+// NewSendTask's options, MaxRetry and Retention, and its payload (a's JSON).
+func (e *Enqueuer) taskWrite(a SendArgs) (taskWrite, []byte, error) {
 	payload, err := json.Marshal(a)
 	if err != nil {
-		return taskWrite{}, fmt.Errorf("enqueue %s: %w", a.ID, err)
+		return taskWrite{}, nil, fmt.Errorf("enqueue %s: %w", a.ID, err)
 	}
 	q := QueueFor(a.Message)
 	m := asynqMessage{Type: TypeSend, Payload: payload, ID: a.ID, Queue: q, Retry: e.cfg.MaxRetry,
 		Timeout: asynqDefaultTimeout, Retention: e.cfg.TaskRetention}
 	at, ok := e.published.Load(q)
 	published := ok && e.cfg.Now().Sub(at.(time.Time)) < publishAgain
-	return taskWrite{queue: q, msg: m.encode(), at: a.SendAt, published: published}, nil
+	return taskWrite{queue: q, msg: m.encode(), at: a.SendAt, published: published}, payload, nil
+}
+
+// messageJSON returns the "message" member of payload, a SendArgs JSON document: the
+// bytes json.Marshal gives for the message alone (encoding/json writes a nested
+// struct as it writes it alone). It lies between `"message":` and `,"expires_at":`:
+// SendArgs's field order puts them so, and neither can occur inside the id or the
+// message, whose quotes are escaped. nil if they are not found.
+func messageJSON(payload []byte) []byte {
+	_, rest, ok := bytes.Cut(payload, []byte(`,"message":`))
+	if !ok {
+		return nil
+	}
+	m, _, ok := bytes.Cut(rest, []byte(`,"expires_at":`))
+	if !ok {
+		return nil
+	}
+	return m
 }
 
 // finish turns the reply of p's script into the result: a new message, or a duplicate
@@ -262,7 +301,7 @@ func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error)
 	if !a.SendAt.After(e.cfg.Now()) {
 		a.SendAt = time.Time{}
 	}
-	tw, err := e.taskWrite(a)
+	tw, _, err := e.taskWrite(a)
 	if err != nil {
 		return EnqueueResult{ID: id}, err
 	}
@@ -293,8 +332,8 @@ func (e *Enqueuer) restoreTask(ctx context.Context, id, hash string, tw taskWrit
 }
 
 // validate checks req and returns the message to store (validity_period cleared),
-// the effective TTL and the request's fingerprint.
-func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (provider.Message, time.Duration, string, error) {
+// and the effective TTL.
+func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (provider.Message, time.Duration, error) {
 	var fields []provider.FieldError
 	if req.ID != "" {
 		if r := idRule(req.ID); r != "" {
@@ -338,26 +377,21 @@ func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (provider.Message
 	if err := msg.Validate(); err != nil {
 		var ve *provider.ValidationError
 		if !errors.As(err, &ve) {
-			return provider.Message{}, 0, "", fmt.Errorf("enqueue: %w", err)
+			return provider.Message{}, 0, fmt.Errorf("enqueue: %w", err)
 		}
 		fields = append(fields, ve.Fields...)
 	}
 	if len(fields) > 0 {
-		return provider.Message{}, 0, "", &provider.ValidationError{Fields: fields}
+		return provider.Message{}, 0, &provider.ValidationError{Fields: fields}
 	}
-	// The hash covers what the producer asked for (TTL 0 stays 0, so a change of the
-	// configured defaults does not turn a retry into a conflict; validity_period and
-	// an equal TTL hash the same; send_at as given, so a retry after it has passed is
-	// still the same request).
 	msg.ValidityPeriod = 0
-	hash := requestHash(msg, ttl, req.SendAt, req.BatchID)
 	if ttl == 0 {
 		ttl = e.cfg.DefaultTTL
 		if msg.HasSMSFallback() {
 			ttl = e.cfg.SMSTTL
 		}
 	}
-	return msg, ttl, hash, nil
+	return msg, ttl, nil
 }
 
 // ValidID reports whether id is a valid message ID: 1..MaxIDLen characters of

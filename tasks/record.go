@@ -106,6 +106,13 @@ func requestHash(m provider.Message, ttl time.Duration, sendAt time.Time, batchI
 	if err != nil { // cannot happen: Message has only strings and integers
 		b = fmt.Appendf(nil, "%#v", m)
 	}
+	return requestHashJSON(b, ttl, sendAt, batchID)
+}
+
+// requestHashJSON is requestHash of the message whose JSON is msgJSON.
+func requestHashJSON(msgJSON []byte, ttl time.Duration, sendAt time.Time, batchID string) string {
+	b := make([]byte, 0, len(msgJSON)+64)
+	b = append(b, msgJSON...)
 	b = append(b, '\n')
 	b = strconv.AppendInt(b, ttl.Milliseconds(), 10)
 	if !sendAt.IsZero() {
@@ -153,8 +160,11 @@ const (
 )
 
 // hashFields returns r as HSET field/value pairs, leaving out empty values.
-func (r Record) hashFields() []any {
-	f := make([]any, 0, 40)
+func (r Record) hashFields() []any { return r.appendHashFields(make([]any, 0, 40)) }
+
+// appendHashFields appends the field/value pairs of r's hash to f: every field with a
+// value, in a fixed order, state first.
+func (r Record) appendHashFields(f []any) []any {
 	add := func(k, v string) {
 		if v != "" {
 			f = append(f, k, v)
@@ -183,8 +193,13 @@ func (r Record) hashFields() []any {
 	}
 	add(fDest, r.DestMasked)
 	add(fPayloadHash, r.PayloadHash)
-	add(fCreatedAt, msString(r.CreatedAt))
-	add(fUpdatedAt, msString(r.UpdatedAt))
+	created := msString(r.CreatedAt)
+	add(fCreatedAt, created)
+	if r.UpdatedAt.Equal(r.CreatedAt) {
+		add(fUpdatedAt, created)
+	} else {
+		add(fUpdatedAt, msString(r.UpdatedAt))
+	}
 	add(fSentAt, msString(r.SentAt))
 	add(fAcceptedAt, msString(r.AcceptedAt))
 	add(fFinalAt, msString(r.FinalAt))
@@ -283,6 +298,22 @@ func recordFromHash(id string, h map[string]string) (Record, error) {
 		return r, fmt.Errorf("record %s: bad state %q", r.ID, r.State)
 	}
 	return r, nil
+}
+
+// asWritten returns r as reading back its hashFields returns it: times at millisecond
+// precision in UTC, the queue derived from the source type, and the fields the hash
+// does not hold (none but the ID) as they were.
+func (r Record) asWritten() Record {
+	ms := func(t time.Time) time.Time {
+		if t.IsZero() || t.UnixMilli() == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(t.UnixMilli()).UTC()
+	}
+	r.CreatedAt, r.UpdatedAt, r.SentAt = ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.SentAt)
+	r.AcceptedAt, r.FinalAt, r.ExpiresAt, r.SendAt = ms(r.AcceptedAt), ms(r.FinalAt), ms(r.ExpiresAt), ms(r.SendAt)
+	r.Queue = QueueFor(provider.Message{SourceType: r.SourceType})
+	return r
 }
 
 // timeLayout is RFC 3339 with milliseconds.

@@ -39,8 +39,8 @@ func TestEnqueueSendAt(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, rec.SendAt.Equal(sendAt))
 		require.Equal(t, tasks.StateQueued, rec.State)
-		// The record outlives the wait: retention starts at send_at.
-		requireTTL(t, b, b.store.Key("s"), tasks.DefaultRetention+sendAt.Sub(now))
+		// The record outlives the wait: it has no expiry while queued.
+		requireNoExpiry(t, b, b.store.Key("s"))
 	})
 
 	t.Run("PastIsNow", func(t *testing.T) {

@@ -17,7 +17,8 @@ import (
 const (
 	// DefaultPrefix prefixes every key the Store writes.
 	DefaultPrefix = "viberq:"
-	// DefaultRetention is how long a record is kept after its last write.
+	// DefaultRetention is how long a record is kept after its last write (a queued
+	// record, not yet changed, has no expiry: see createLua).
 	DefaultRetention = 7 * 24 * time.Hour
 	// DefaultEventsMaxLen is the approximate cap of the events stream.
 	DefaultEventsMaxLen = 100_000
@@ -32,8 +33,8 @@ type StoreOptions struct {
 	// Prefix of the keys "{prefix}msg:{id}" and "{prefix}events". Defaults to
 	// DefaultPrefix.
 	Prefix string
-	// Retention is the expiry of a record, refreshed on every write. Defaults to
-	// DefaultRetention.
+	// Retention is the expiry of a record, set on every write after its creation (a
+	// queued record has none). Defaults to DefaultRetention.
 	Retention time.Duration
 	// EventsMaxLen caps the events stream (XADD MAXLEN ~). Defaults to
 	// DefaultEventsMaxLen.
@@ -48,11 +49,13 @@ type StoreOptions struct {
 // The record and the stream are two keys: on Redis Cluster they would need one hash
 // slot, which Asynq does not support either; use a single node or Sentinel.
 type Store struct {
-	rdb       redis.UniversalClient
-	prefix    string
-	retention time.Duration
-	maxLen    int64
-	now       func() time.Time
+	rdb    redis.UniversalClient
+	prefix string
+	// eventsKey and nonFinalKey are EventsKey and NonFinalKey, built once.
+	eventsKey, nonFinalKey string
+	retention              time.Duration
+	maxLen                 int64
+	now                    func() time.Time
 }
 
 // NewStore returns a Store on rdb.
@@ -67,6 +70,7 @@ func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.eventsKey, s.nonFinalKey = s.prefix+"events", s.prefix+"nonfinal"
 	return s
 }
 
@@ -74,7 +78,7 @@ func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
 func (s *Store) Key(id string) string { return s.prefix + "msg:" + id }
 
 // EventsKey returns the key of the events stream.
-func (s *Store) EventsKey() string { return s.prefix + "events" }
+func (s *Store) EventsKey() string { return s.eventsKey }
 
 // Retention returns the record expiry.
 func (s *Store) Retention() time.Duration { return s.retention }
@@ -94,15 +98,23 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // createLua writes a record unless one exists, appends its "queued" event, adds it to
 // its batch, and (for the Enqueuer) writes its asynq send task in the same step.
 //
+// The record gets no expiry: its first change (the worker's move to sending, a cancel,
+// the reconciler's repair) gives it the retention, as every later write does. A
+// queued record thus never expires under a message still waiting (a week's send_at,
+// workers down for longer than the retention), and it is never left queued for
+// good: it is in the non-final index from this step on, and the reconciler ends a
+// record whose task is gone. That saves the PEXPIRE of every enqueue
+// (BENCHMARKS.md, row 3).
+//
 // KEYS[1] record, KEYS[2] events stream, KEYS[3] batch ID list, KEYS[4] batch counts,
 // KEYS[5] asynq task key, KEYS[6] asynq pending list or scheduled set, KEYS[7]
 // asynq's set of queues (KEYS[3..7] are not touched when unused), KEYS[8] non-final
 // index (nonfinal.go)
-// ARGV[1] record expiry ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms, ARGV[5]
+// ARGV[1] batch keys' expiry ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms, ARGV[5]
 // batch ID ("" none), ARGV[6] task: "" none, "pending" or "scheduled", ARGV[7] task
 // message, ARGV[8] pending_since (Unix ns) or score (Unix s), ARGV[9] queue to add
 // to asynq's set of queues ("" when this process has added it already),
-// ARGV[10..] record field/value pairs.
+// ARGV[10..] record field/value pairs but the state (the HSETNX writes it).
 //
 // Returns 1 when created (with the task, if asked), 2 when created but the task ID is
 // taken (a key of that task exists; it is left alone), else the existing record
@@ -118,7 +130,6 @@ if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then
 end
 local ms = tonumber(ARGV[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 10))
-redis.call('PEXPIRE', KEYS[1], ms)
 redis.call('ZADD', KEYS[8], ARGV[4], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'id', ARGV[3], 'from', '', 'to', 'queued', 'channel', '', 'provider_message_id', '', 'error', '', 'at', ARGV[4])
@@ -193,10 +204,10 @@ func (s *Store) Create(ctx context.Context, rec Record, payloadHash string) (cre
 
 // createCall is one prepared run of createScript.
 type createCall struct {
-	id     string
-	keys   []string
-	args   []any
-	fields []any
+	id      string
+	keys    []string
+	args    []any
+	written Record // the record as a read of it returns it
 }
 
 // createCall prepares the createScript run of rec (state queued, payloadHash) and, when
@@ -211,25 +222,29 @@ func (s *Store) createCall(rec Record, payloadHash string, tw *taskWrite) create
 	if rec.UpdatedAt.IsZero() {
 		rec.UpdatedAt = now
 	}
-	// A scheduled record waits for its send_at before its retention starts.
+	// The batch keys outlive a scheduled message's wait and then the retention.
 	expiry := s.retention
 	if wait := rec.SendAt.Sub(now); wait > 0 {
 		expiry += wait
 	}
-	fields := rec.hashFields()
+	rk := s.Key(rec.ID)
 	keys := make([]string, 8)
-	keys[0], keys[1], keys[7] = s.Key(rec.ID), s.EventsKey(), s.NonFinalKey()
-	keys[2], keys[3] = s.batchIDsKey(rec.BatchID), s.BatchKey(rec.BatchID)
-	args := make([]any, 0, 9+len(fields))
+	keys[0], keys[1], keys[2], keys[3], keys[7] = rk, s.eventsKey, rk, rk, s.nonFinalKey // KEYS[3..4]: not touched without a batch
+	if rec.BatchID != "" {
+		keys[2], keys[3] = s.batchIDsKey(rec.BatchID), s.BatchKey(rec.BatchID)
+	}
+	args := make([]any, 0, 9+40)
 	args = append(args, expiry.Milliseconds(), s.maxLen, rec.ID, now.UnixMilli(), rec.BatchID)
 	if tw == nil {
-		keys[4], keys[5], keys[6] = keys[0], keys[0], keys[0] // not touched
+		keys[4], keys[5], keys[6] = rk, rk, rk // not touched
 		args = append(args, "", "", "", "")
 	} else {
 		args = tw.appendTo(keys, args, rec.ID, now)
 	}
-	args = append(args, fields...)
-	return createCall{id: rec.ID, keys: keys, args: args, fields: fields}
+	written := rec.asWritten()
+	rec.State = "" // the script's HSETNX writes it; the HSET carries the rest
+	args = rec.appendHashFields(args)
+	return createCall{id: rec.ID, keys: keys, args: args, written: written}
 }
 
 // result decodes the reply of c: created and the record as written, or the existing
@@ -239,8 +254,7 @@ func (c createCall) result(res any, err error) (created, taskTaken bool, rec Rec
 		return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, err)
 	}
 	if n, ok := res.(int64); ok && (n == 1 || n == 2) {
-		written, err := recordFromHash(c.id, fieldMap(c.fields))
-		return true, n == 2, written, err
+		return true, n == 2, c.written, nil
 	}
 	h, err := hashReply(res)
 	if err != nil {
@@ -517,15 +531,6 @@ func hashReply(v any) (map[string]string, error) {
 		h[k] = val
 	}
 	return h, nil
-}
-
-// fieldMap converts HSET pairs (all strings) to a map.
-func fieldMap(pairs []any) map[string]string {
-	h := make(map[string]string, len(pairs)/2)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		h[pairs[i].(string)] = pairs[i+1].(string)
-	}
-	return h
 }
 
 // Event is one entry of the events stream: a state change of one message.

@@ -317,14 +317,20 @@ func TestStoreRetention(t *testing.T) {
 	_, _, err := store.Create(ctx, tasks.NewRecord(args, b.clock.Now()), "h")
 	require.NoError(t, err)
 	require.Equal(t, "ret:msg:r", store.Key("r"))
-	requireTTL(t, b, "ret:msg:r", time.Hour)
+	// A queued record has no expiry: its message is on its way (the reconciler sees to
+	// it that every record moves on); its first change gives it the retention.
+	requireNoExpiry(t, b, "ret:msg:r")
 	n, err := b.rdb.XLen(ctx, "ret:events").Result()
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n)
 
-	// Every write refreshes the expiry.
-	require.NoError(t, b.rdb.PExpire(ctx, "ret:msg:r", time.Minute).Err())
+	// Every write sets the expiry anew.
 	_, ok, err := store.Update(ctx, "r", tasks.Update{IncPolls: true})
+	require.NoError(t, err)
+	require.True(t, ok)
+	requireTTL(t, b, "ret:msg:r", time.Hour)
+	require.NoError(t, b.rdb.PExpire(ctx, "ret:msg:r", time.Minute).Err())
+	_, ok, err = store.Update(ctx, "r", tasks.Update{IncPolls: true})
 	require.NoError(t, err)
 	require.True(t, ok)
 	requireTTL(t, b, "ret:msg:r", time.Hour)
@@ -337,7 +343,17 @@ func TestStoreRetention(t *testing.T) {
 
 	// Default retention is 7 days.
 	newRecord(t, b, "r7")
+	_, ok, err = b.store.Transition(ctx, "r7", []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{})
+	require.NoError(t, err)
+	require.True(t, ok)
 	requireTTL(t, b, b.store.Key("r7"), 7*24*time.Hour)
+}
+
+func requireNoExpiry(t *testing.T, b *testBundle, key string) {
+	t.Helper()
+	ttl, err := b.rdb.PTTL(context.Background(), key).Result()
+	require.NoError(t, err)
+	require.Equal(t, time.Duration(-1), ttl, "%s exists without an expiry", key)
 }
 
 func requireTTL(t *testing.T, b *testBundle, key string, want time.Duration) {
