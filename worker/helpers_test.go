@@ -83,9 +83,11 @@ type setupOpts struct {
 	provOpts []provider.Option
 	baseURL  string // overrides the simulator's URL
 	rdb      redis.UniversalClient
-	now      func() time.Time
-	noDedup  bool
-	prefix   string
+	// asynqRedis, if set, is Deps.AsynqRedis.
+	asynqRedis asynq.RedisConnOpt
+	now        func() time.Time
+	noDedup    bool
+	prefix     string
 }
 
 func testConfig() Config {
@@ -152,6 +154,8 @@ func setup(t *testing.T, o setupOpts) *testBundle {
 		Logger:    zerolog.New(logs).Level(zerolog.DebugLevel),
 		Metrics:   m,
 		Now:       o.now,
+
+		AsynqRedis: o.asynqRedis,
 	})
 	require.NoError(t, err)
 	return &testBundle{w: w, sim: sim, simURL: base, rdb: rdb, store: store, client: client, insp: insp, alerts: alerts, logs: logs, m: m}

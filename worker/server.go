@@ -234,8 +234,9 @@ type Deps struct {
 	// Redis serves the limiter, alert dedup, queue pausing and (when AsynqRedis is
 	// nil) asynq itself. The caller closes it.
 	Redis redis.UniversalClient
-	// AsynqRedis, if set, is the connection option of the asynq server (asynq then
-	// owns and closes that connection).
+	// AsynqRedis, if set, is the connection option of the asynq servers: the worker
+	// makes one client of it, which the Config.Fetchers send servers and the poll
+	// server share (one connection pool, not one each), and closes it when Run ends.
 	AsynqRedis asynq.RedisConnOpt
 	Provider   *provider.Client
 	Store      *tasks.Store
@@ -325,12 +326,16 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 		tasks.TypePoll: HandlerFor(w.handlePoll),
 	}))
 
-	newServer := func(c asynq.Config) *asynq.Server {
-		if deps.AsynqRedis != nil {
-			return asynq.NewServer(deps.AsynqRedis, c)
+	asynqRedis := deps.Redis
+	if deps.AsynqRedis != nil {
+		c, ok := deps.AsynqRedis.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			return nil, fmt.Errorf("worker: Deps.AsynqRedis (%T) makes no go-redis client", deps.AsynqRedis)
 		}
-		return asynq.NewServerFromRedisClient(deps.Redis, c)
+		asynqRedis = c
+		w.closers = append(w.closers, c.Close)
 	}
+	newServer := func(c asynq.Config) *asynq.Server { return asynq.NewServerFromRedisClient(asynqRedis, c) }
 	for _, c := range w.sendAsynqConfigs() {
 		w.sendSrvs = append(w.sendSrvs, newServer(c))
 	}

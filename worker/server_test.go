@@ -15,6 +15,7 @@ import (
 
 	"github.com/viberq/viberq/provider/dtsim"
 	"github.com/viberq/viberq/tasks"
+	"github.com/viberq/viberq/tasks/redistest"
 )
 
 // run starts b's worker in the background and stops it at Cleanup (or by the
@@ -92,6 +93,25 @@ func TestRunDeliversAndShutsDown(t *testing.T) {
 		goleak.IgnoreAnyFunction("github.com/alicebob/miniredis/v2/server.(*Server).servePeer"),
 	)
 	require.Error(t, b.w.Run(context.Background()), "Run can be called once")
+}
+
+// TestRunOnAsynqRedis runs the asynq servers on a connection of their own
+// (Deps.AsynqRedis): a message is delivered, and Run closes that connection when it
+// returns.
+func TestRunOnAsynqRedis(t *testing.T) {
+	t.Parallel()
+	mr, rdb := redistest.Mini(t)
+	cfg := fastConfig()
+	b := setup(t, setupOpts{cfg: &cfg, rdb: rdb, asynqRedis: asynq.RedisClientOpt{Addr: mr.Addr(), DB: 0}})
+	stop := b.run(t)
+	res, err := b.enqueuer(tasks.EnqueuerConfig{}).Enqueue(context.Background(), tasks.EnqueueRequest{ID: "own-1", Message: promotional()})
+	require.NoError(t, err)
+	b.waitState(t, res.ID, tasks.StateDelivered, 15*time.Second)
+	during := mr.CurrentConnectionCount()
+	stop()
+	// rdb's own pool keeps its connections; the asynq servers' client is closed.
+	require.Eventually(t, func() bool { return mr.CurrentConnectionCount() < during }, 5*time.Second, 20*time.Millisecond,
+		"the asynq servers' connections are closed (%d open during the run)", during)
 }
 
 // TestRetriesExhaustedRecordsFinalState: with a retry budget of 1 and a provider
