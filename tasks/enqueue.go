@@ -72,9 +72,8 @@ type EnqueuerConfig struct {
 const publishAgain = time.Minute
 
 // MaxSendAhead bounds send_at: a message may be scheduled at most this far ahead. Its
-// record and task wait in Redis all that time (the record's retention starts at
-// send_at), so a campaign planned further ahead belongs in the producer's calendar,
-// not in the queue.
+// record and task wait in Redis all that time (a queued record has no expiry), so a
+// campaign planned further ahead belongs in the producer's calendar, not in the queue.
 const MaxSendAhead = 7 * 24 * time.Hour
 
 // Enqueuer validates messages and writes, in one atomic step per message, the queued
