@@ -9,22 +9,32 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// groupCommit lets concurrent Enqueue calls share round trips. A call that finds
-// fewer than maxCommitFlights writes in flight runs its own script at once, so a
-// lone producer never waits for anyone; a call that arrives while they are all in
-// flight queues up, and when a flight lands the first queued call takes the whole
-// queue to Redis as one pipeline. Each message is still its own script, atomic as
-// before; what the calls share is the network round trip and the system calls on
-// both sides, which are what bound many concurrent producers on one Redis
-// (BENCHMARKS.md, row 3b).
+// groupCommit lets concurrent Enqueue calls share round trips. A lone call (nothing
+// else in flight) runs its own script at once, so a lone producer never waits for
+// anyone and pays no hand-off. Concurrent calls on a *redis.Client go through that
+// client's full-duplex autopipeline (go-redis: one connection, a writer streaming
+// the commands of every caller while a reader hands back their replies), so Redis
+// never waits between batches; on any other client (a Ring, a cluster) they queue:
+// a call that finds fewer than maxCommitFlights writes in flight runs its own script,
+// one that arrives while they are all in flight queues up, and when a flight lands
+// the first queued call takes the whole queue to Redis as one pipeline. Each message
+// is still its own script, atomic as before; what the calls share is the network
+// round trip and the system calls on both sides, which are what bound many
+// concurrent producers on one Redis (BENCHMARKS.md, row 3b: the flights leave the
+// cores idle between a batch's last reply and the next batch, the stream does not).
 //
-// It is a leader hand-off, not a timer: nothing waits for a batch to fill. go-redis's
-// own AutoPipeline does the same in general, but measured no faster here than plain
-// calls (BENCHMARKS.md, row 3), since it holds stragglers for a fuller batch.
+// Either way a call whose ctx has ended before it is written returns the context's
+// error with nothing written, and a call that is written waits for its true answer
+// (bounded by go-redis's timeouts), even if its ctx ends meanwhile.
 type groupCommit struct {
 	mu       sync.Mutex
 	inFlight int
 	queue    []*commitReq
+	// noStream turns the full-duplex stream off: concurrent calls always queue (the
+	// tests of the queue).
+	noStream bool
+	apOnce   sync.Once
+	ap       *redis.AutoPipeliner // nil: no stream on this client
 }
 
 // maxCommitFlights bounds the writes in flight from one Enqueuer: one being answered
@@ -43,6 +53,11 @@ type commitReq struct {
 
 // run runs script with call on rdb, sharing a round trip with concurrent calls.
 //
+// A call made while another is in flight goes to the stream when rdb has one: if its
+// ctx has ended it returns the context's error unwritten, otherwise it is written and
+// waits for its answer without the ctx (the stream writes it at once; taking it back
+// is not possible).
+//
 // A call still queued when its ctx ends leaves the queue unwritten and returns the
 // context's error. Once taken into a batch it is written even if its ctx ends: the
 // batch runs without the leader's cancellation (one caller's cancelled context must
@@ -53,6 +68,21 @@ type commitReq struct {
 // of its batch with errFlightFailed before it goes on up, so a recovered panic (as
 // net/http recovers a handler's) cannot leave callers waiting or flights taken.
 func (g *groupCommit) run(ctx context.Context, rdb redis.UniversalClient, script *redis.Script, call scriptCall) (any, error) {
+	g.mu.Lock()
+	concurrent := g.inFlight > 0
+	g.mu.Unlock()
+	if concurrent {
+		if ap := g.stream(rdb); ap != nil {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			g.mu.Lock()
+			g.inFlight++
+			g.mu.Unlock()
+			defer g.land()
+			return script.Run(context.WithoutCancel(ctx), ap, call.keys, call.args...).Result()
+		}
+	}
 	g.mu.Lock()
 	if g.inFlight < maxCommitFlights && len(g.queue) == 0 {
 		g.inFlight++
@@ -84,6 +114,25 @@ func (g *groupCommit) run(ctx context.Context, rdb redis.UniversalClient, script
 			ctx = context.WithoutCancel(ctx)
 		}
 	}
+}
+
+// stream returns the full-duplex autopipeline of rdb, made on first use, or nil when
+// rdb is no *redis.Client (or go-redis refuses one). go-redis keeps one per client,
+// shared with any other user of it, and closes it with the client.
+func (g *groupCommit) stream(rdb redis.UniversalClient) *redis.AutoPipeliner {
+	if g.noStream {
+		return nil
+	}
+	g.apOnce.Do(func() {
+		c, ok := rdb.(*redis.Client)
+		if !ok {
+			return
+		}
+		if ap, err := c.AutoPipelineWithOptions(&redis.AutoPipelineOptions{FullDuplex: true}); err == nil {
+			g.ap = ap
+		}
+	})
+	return g.ap
 }
 
 // land ends a flight: if calls queued meanwhile, the first of them takes the queue to

@@ -95,6 +95,7 @@ func TestEnqueueSharesRoundTrips(t *testing.T) {
 	hook := &gateHook{release: make(chan struct{})}
 	rdb.AddHook(hook)
 	enq := NewEnqueuer(nil, NewStore(rdb, StoreOptions{}), EnqueuerConfig{})
+	enq.commit.noStream = true // the queue, as on a client without the stream
 	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
 		Text: "Your code is 1234", SourceType: provider.SourceTransactional}
 	ctx := context.Background()
@@ -179,6 +180,7 @@ func TestEnqueueSharedFlightRedisDown(t *testing.T) {
 	hook := &gateHook{release: make(chan struct{})}
 	rdb.AddHook(hook)
 	enq := NewEnqueuer(nil, NewStore(rdb, StoreOptions{}), EnqueuerConfig{})
+	enq.commit.noStream = true // the queue, as on a client without the stream
 	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
 		Text: "Hello", SourceType: provider.SourceTransactional}
 	errs := make(chan error, 16)
@@ -220,6 +222,7 @@ func TestEnqueueSharedFlightPanics(t *testing.T) {
 	hook := &panicHook{gateHook{release: make(chan struct{})}}
 	rdb.AddHook(hook)
 	enq := NewEnqueuer(nil, NewStore(rdb, StoreOptions{}), EnqueuerConfig{})
+	enq.commit.noStream = true // the queue, as on a client without the stream
 	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
 		Text: "Hello", SourceType: provider.SourceTransactional}
 	type answer struct {
@@ -260,4 +263,108 @@ func TestEnqueueSharedFlightPanics(t *testing.T) {
 	require.Zero(t, enq.commit.flights(), "the panicked flight landed")
 	_, err := enq.Enqueue(context.Background(), EnqueueRequest{ID: "after", Message: msg})
 	require.NoError(t, err)
+}
+
+// streamed returns an Enqueuer on rdb whose calls all count as concurrent (one
+// flight is taken for good), so that every call goes to the full-duplex stream.
+func streamed(t *testing.T, rdb redis.UniversalClient) *Enqueuer {
+	t.Helper()
+	enq := NewEnqueuer(nil, NewStore(rdb, StoreOptions{}), EnqueuerConfig{})
+	enq.commit.inFlight = 1
+	return enq
+}
+
+// TestEnqueueStreams: concurrent calls on a *redis.Client go through its full-duplex
+// stream, each message still written once with its task: of two calls with one ID,
+// one creates it and the other is told it is a duplicate.
+func TestEnqueueStreams(t *testing.T) {
+	rdb := redistest.New(t)
+	enq := streamed(t, rdb)
+	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
+		Text: "Hello", SourceType: provider.SourceTransactional}
+	const ids = 32
+	type answer struct {
+		id  string
+		res EnqueueResult
+		err error
+	}
+	answers := make(chan answer, 2*ids)
+	for i := range 2 * ids {
+		go func() {
+			id := fmt.Sprintf("s-%d", i%ids)
+			res, err := enq.Enqueue(context.Background(), EnqueueRequest{ID: id, Message: msg})
+			answers <- answer{id, res, err}
+		}()
+	}
+	created := map[string]int{}
+	for range 2 * ids {
+		a := recv(t, answers)
+		require.NoError(t, a.err, a.id)
+		if !a.res.Duplicate {
+			created[a.id]++
+		}
+	}
+	require.NotNil(t, enq.commit.ap, "the calls went to the stream")
+	require.Len(t, created, ids)
+	for id, n := range created {
+		require.Equal(t, 1, n, "%s created once", id)
+	}
+	require.Equal(t, 1, enq.commit.flights(), "every streamed call gave its flight back")
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	pending, err := insp.ListPendingTasks(QueueCritical, asynq.PageSize(100))
+	require.NoError(t, err)
+	require.Len(t, pending, ids, "one task per message")
+
+	if redistest.Enabled() {
+		// The script cache flushed: the stream's EVALSHA gets NOSCRIPT, and the script
+		// is sent again.
+		require.NoError(t, rdb.ScriptFlush(context.Background()).Err())
+		res, err := enq.Enqueue(context.Background(), EnqueueRequest{ID: "after-flush", Message: msg})
+		require.NoError(t, err)
+		require.False(t, res.Duplicate)
+	}
+}
+
+// TestEnqueueStreamCancelled: a concurrent call whose context has ended is not
+// written.
+func TestEnqueueStreamCancelled(t *testing.T) {
+	rdb := redistest.New(t)
+	enq := streamed(t, rdb)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := enq.Enqueue(ctx, EnqueueRequest{ID: "gone", Message: provider.Message{SourceAddr: "Shop",
+		DestinationAddr: "380501234567", MessageType: provider.TypeText, Text: "Hello", SourceType: provider.SourceTransactional}})
+	require.ErrorIs(t, err, context.Canceled)
+	n, err := rdb.Exists(context.Background(), enq.store.Key("gone")).Result()
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Equal(t, 1, enq.commit.flights())
+}
+
+// TestEnqueueStreamRedisDown: concurrent calls that cannot reach Redis through the
+// stream get an error each; nothing hangs and every flight is given back.
+func TestEnqueueStreamRedisDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	enq := streamed(t, rdb)
+	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
+		Text: "Hello", SourceType: provider.SourceTransactional}
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			_, err := enq.Enqueue(context.Background(), EnqueueRequest{ID: fmt.Sprintf("m-%d", i), Message: msg})
+			errs <- err
+		}()
+	}
+	for range 8 {
+		err := recv(t, errs)
+		require.Error(t, err)
+		var ve *provider.ValidationError
+		require.False(t, errors.As(err, &ve))
+	}
+	require.Equal(t, 1, enq.commit.flights())
 }
