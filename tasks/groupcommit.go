@@ -14,7 +14,7 @@ import (
 // anyone and pays no hand-off. Concurrent calls on a *redis.Client go through that
 // client's full-duplex autopipeline (go-redis: one connection, a writer streaming
 // the commands of every caller while a reader hands back their replies), so Redis
-// never waits between batches; on any other client (a Ring, a cluster) they queue:
+// never waits between batches; on any other client (a Ring, say) they queue:
 // a call that finds fewer than maxCommitFlights writes in flight runs its own script,
 // one that arrives while they are all in flight queues up, and when a flight lands
 // the first queued call takes the whole queue to Redis as one pipeline. Each message

@@ -128,12 +128,12 @@ const createLua = `
 if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then
   return redis.call('HGETALL', KEYS[1])
 end
-local ms = tonumber(ARGV[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 redis.call('ZADD', KEYS[8], ARGV[4], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'id', ARGV[3], 'from', '', 'to', 'queued', 'channel', '', 'provider_message_id', '', 'error', '', 'at', ARGV[4])
 if ARGV[5] ~= '' then
+  local ms = tonumber(ARGV[1])
   redis.call('RPUSH', KEYS[3], ARGV[3])
   redis.call('HINCRBY', KEYS[4], 'total', 1)
   redis.call('HINCRBY', KEYS[4], 'queued', 1)
