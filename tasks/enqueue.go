@@ -191,7 +191,7 @@ type prepared struct {
 // prepare validates req and builds its record, task and script call.
 func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
 	now := e.cfg.Now()
-	msg, ttl, err := e.validate(req, now)
+	msg, ttl, askedTTL, err := e.validate(req, now)
 	if err != nil {
 		return prepared{}, err
 	}
@@ -232,11 +232,7 @@ func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
 			return prepared{}, fmt.Errorf("enqueue %s: %w", id, err)
 		}
 	}
-	reqTTL := req.TTL
-	if reqTTL == 0 {
-		reqTTL = time.Duration(req.Message.ValidityPeriod) * time.Second
-	}
-	hash := requestHashJSON(msgJSON, reqTTL, req.SendAt, req.BatchID)
+	hash := requestHashJSON(msgJSON, askedTTL, req.SendAt, req.BatchID)
 	return prepared{args: args, hash: hash, call: e.store.createCall(NewRecord(args, now), hash, &tw), publish: !tw.published}, nil
 }
 
@@ -331,8 +327,9 @@ func (e *Enqueuer) restoreTask(ctx context.Context, id, hash string, tw taskWrit
 }
 
 // validate checks req and returns the message to store (validity_period cleared),
-// and the effective TTL.
-func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (provider.Message, time.Duration, error) {
+// the effective TTL, and the TTL the producer asked for (the TTL, else the
+// validity_period, else 0) that the fingerprint covers.
+func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (msg provider.Message, ttl, asked time.Duration, err error) {
 	var fields []provider.FieldError
 	if req.ID != "" {
 		if r := idRule(req.ID); r != "" {
@@ -348,8 +345,7 @@ func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (provider.Message
 		fields = append(fields, provider.FieldError{Field: "send_at",
 			Rule: fmt.Sprintf("must be at most %s ahead, got %s", MaxSendAhead, ahead.Truncate(time.Second))})
 	}
-	msg := req.Message
-	ttl := req.TTL
+	msg, ttl = req.Message, req.TTL
 	switch {
 	case ttl == 0 && msg.ValidityPeriod != 0:
 		// The producer's validity_period is the TTL; Validate checks its range.
@@ -373,24 +369,25 @@ func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (provider.Message
 		fields = append(fields, provider.FieldError{Field: "message_type",
 			Rule: "two-way types 206/208 are disabled (VIBERQ_TWO_WAY)"})
 	}
-	if err := msg.Validate(); err != nil {
+	if verr := msg.Validate(); verr != nil {
 		var ve *provider.ValidationError
-		if !errors.As(err, &ve) {
-			return provider.Message{}, 0, fmt.Errorf("enqueue: %w", err)
+		if !errors.As(verr, &ve) {
+			return provider.Message{}, 0, 0, fmt.Errorf("enqueue: %w", verr)
 		}
 		fields = append(fields, ve.Fields...)
 	}
 	if len(fields) > 0 {
-		return provider.Message{}, 0, &provider.ValidationError{Fields: fields}
+		return provider.Message{}, 0, 0, &provider.ValidationError{Fields: fields}
 	}
 	msg.ValidityPeriod = 0
+	asked = ttl
 	if ttl == 0 {
 		ttl = e.cfg.DefaultTTL
 		if msg.HasSMSFallback() {
 			ttl = e.cfg.SMSTTL
 		}
 	}
-	return msg, ttl, nil
+	return msg, ttl, asked, nil
 }
 
 // ValidID reports whether id is a valid message ID: 1..MaxIDLen characters of

@@ -19,7 +19,7 @@ import (
 // members whose score is older than its period (README, "Message states").
 
 // NonFinalKey returns the key of the non-final index.
-func (s *Store) NonFinalKey() string { return s.nonFinalKey }
+func (s *Store) NonFinalKey() string { return s.prefix + "nonfinal" }
 
 // DueNonFinal returns up to limit message IDs of the non-final index last checked
 // before the given time, oldest first. Re-scoring each with MarkChecked (or removing

@@ -159,11 +159,8 @@ const (
 	fWebhookEvents = "webhook_events"
 )
 
-// hashFields returns r as HSET field/value pairs, leaving out empty values.
-func (r Record) hashFields() []any { return r.appendHashFields(make([]any, 0, 40)) }
-
-// appendHashFields appends the field/value pairs of r's hash to f: every field with a
-// value, in a fixed order, state first.
+// appendHashFields appends r as HSET field/value pairs to f, leaving out empty
+// values, in a fixed order, state first.
 func (r Record) appendHashFields(f []any) []any {
 	add := func(k, v string) {
 		if v != "" {
@@ -193,13 +190,8 @@ func (r Record) appendHashFields(f []any) []any {
 	}
 	add(fDest, r.DestMasked)
 	add(fPayloadHash, r.PayloadHash)
-	created := msString(r.CreatedAt)
-	add(fCreatedAt, created)
-	if r.UpdatedAt.Equal(r.CreatedAt) {
-		add(fUpdatedAt, created)
-	} else {
-		add(fUpdatedAt, msString(r.UpdatedAt))
-	}
+	add(fCreatedAt, msString(r.CreatedAt))
+	add(fUpdatedAt, msString(r.UpdatedAt))
 	add(fSentAt, msString(r.SentAt))
 	add(fAcceptedAt, msString(r.AcceptedAt))
 	add(fFinalAt, msString(r.FinalAt))
@@ -300,9 +292,10 @@ func recordFromHash(id string, h map[string]string) (Record, error) {
 	return r, nil
 }
 
-// asWritten returns r as reading back its hashFields returns it: times at millisecond
-// precision in UTC, the queue derived from the source type, and the fields the hash
-// does not hold (none but the ID) as they were.
+// asWritten returns r as reading back its hash fields (appendHashFields) returns it:
+// times at millisecond precision in UTC (Unix millisecond 0 reads as no time, as
+// recordFromHash reads it), the queue derived from the source type, and the fields
+// the hash does not hold (none but the ID) as they were.
 func (r Record) asWritten() Record {
 	ms := func(t time.Time) time.Time {
 		if t.IsZero() || t.UnixMilli() == 0 {

@@ -26,12 +26,13 @@ func TestRecordAsWritten(t *testing.T) {
 		"scheduled": {ID: "c", Message: sms, EnqueuedAt: now, SendAt: now.Add(time.Hour + 7*time.Nanosecond), ExpiresAt: now.Add(2 * time.Hour)},
 		"batch and webhook": {ID: "d", Message: promo, EnqueuedAt: now, ExpiresAt: now.Add(time.Hour), BatchID: "camp-1",
 			WebhookURL: "https://example.com/hook", WebhookEvents: WebhookAll},
-		"before 1970": {ID: "e", Message: promo, EnqueuedAt: time.Unix(-5, 999), ExpiresAt: time.Unix(-1, 0)},
+		"before 1970":   {ID: "e", Message: promo, EnqueuedAt: time.Unix(-5, 999), ExpiresAt: time.Unix(-1, 0)},
+		"millisecond 0": {ID: "f", Message: promo, EnqueuedAt: time.Unix(0, 999_999), ExpiresAt: time.Unix(3600, 0)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			rec := NewRecord(a, a.EnqueuedAt)
 			rec.PayloadHash = "h"
-			read, err := recordFromHash(rec.ID, fieldMap(rec.hashFields()))
+			read, err := recordFromHash(rec.ID, fieldMap(rec.appendHashFields(nil)))
 			require.NoError(t, err)
 			require.Equal(t, read, rec.asWritten())
 		})

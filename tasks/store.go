@@ -49,13 +49,11 @@ type StoreOptions struct {
 // The record and the stream are two keys: on Redis Cluster they would need one hash
 // slot, which Asynq does not support either; use a single node or Sentinel.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
-	// eventsKey and nonFinalKey are EventsKey and NonFinalKey, built once.
-	eventsKey, nonFinalKey string
-	retention              time.Duration
-	maxLen                 int64
-	now                    func() time.Time
+	rdb       redis.UniversalClient
+	prefix    string
+	retention time.Duration
+	maxLen    int64
+	now       func() time.Time
 }
 
 // NewStore returns a Store on rdb.
@@ -70,7 +68,6 @@ func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	s.eventsKey, s.nonFinalKey = s.prefix+"events", s.prefix+"nonfinal"
 	return s
 }
 
@@ -78,7 +75,7 @@ func NewStore(rdb redis.UniversalClient, opts StoreOptions) *Store {
 func (s *Store) Key(id string) string { return s.prefix + "msg:" + id }
 
 // EventsKey returns the key of the events stream.
-func (s *Store) EventsKey() string { return s.eventsKey }
+func (s *Store) EventsKey() string { return s.prefix + "events" }
 
 // Retention returns the record expiry.
 func (s *Store) Retention() time.Duration { return s.retention }
@@ -229,7 +226,7 @@ func (s *Store) createCall(rec Record, payloadHash string, tw *taskWrite) create
 	}
 	rk := s.Key(rec.ID)
 	keys := make([]string, 8)
-	keys[0], keys[1], keys[2], keys[3], keys[7] = rk, s.eventsKey, rk, rk, s.nonFinalKey // KEYS[3..4]: not touched without a batch
+	keys[0], keys[1], keys[2], keys[3], keys[7] = rk, s.EventsKey(), rk, rk, s.NonFinalKey() // KEYS[3..4]: not touched without a batch
 	if rec.BatchID != "" {
 		keys[2], keys[3] = s.batchIDsKey(rec.BatchID), s.BatchKey(rec.BatchID)
 	}
