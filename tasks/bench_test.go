@@ -3,12 +3,15 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/viberq/viberq/tasks"
 	"github.com/viberq/viberq/tasks/redistest"
@@ -16,9 +19,10 @@ import (
 
 // The Enqueue benchmarks compare Enqueuer.Enqueue (validation, record, event, task)
 // with a bare asynq Enqueue of the same payload and options. Run against real Redis
-// for meaningful figures:
+// for meaningful figures (the redis-µs/op they report is Redis's own time in the
+// scripts, from INFO commandstats, so only there):
 //
-//	VIBERQ_TEST_REDIS_URL=redis://127.0.0.1:6379 go test -run '^$' -bench Enqueue ./tasks/
+//	VIBERQ_TEST_REDIS_URL=redis://127.0.0.1:6379 go test -run '^$' -bench 'Enqueue|RoundTrip' ./tasks/
 
 var benchSeq atomic.Int64
 
@@ -39,7 +43,7 @@ func BenchmarkEnqueue(b *testing.B) {
 			}
 		}
 	}
-	b.Run("Serial", func(b *testing.B) { run(b.Loop) })
+	b.Run("Serial", func(b *testing.B) { defer scriptTime(b, rdb)(); run(b.Loop) })
 	b.Run("Parallel", func(b *testing.B) {
 		b.SetParallelism(16) // 16 goroutines per CPU
 		b.RunParallel(func(pb *testing.PB) { run(pb.Next) })
@@ -68,7 +72,7 @@ func BenchmarkAsynqEnqueue(b *testing.B) {
 			}
 		}
 	}
-	b.Run("Serial", func(b *testing.B) { run(b.Loop) })
+	b.Run("Serial", func(b *testing.B) { defer scriptTime(b, rdb)(); run(b.Loop) })
 	b.Run("Parallel", func(b *testing.B) {
 		b.SetParallelism(16) // 16 goroutines per CPU
 		b.RunParallel(func(pb *testing.PB) { run(pb.Next) })
@@ -92,4 +96,58 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/msg")
+}
+
+// BenchmarkRoundTripByRedisTime measures what a microsecond of work inside Redis costs
+// a lone caller's round trip: one EVALSHA at a time of a Lua loop of n steps, no keys
+// or arguments. Compare the steps of ns/op with those of redis-µs/op (BENCHMARKS.md,
+// row 3a: on the 2-core VM of those runs a microsecond in Redis cost about two).
+func BenchmarkRoundTripByRedisTime(b *testing.B) {
+	rdb := redistest.New(b)
+	ctx := context.Background()
+	for _, n := range []int{0, 2000, 5000} {
+		script := redis.NewScript(fmt.Sprintf("local x = 0 for i = 1, %d do x = x + i end return 1", n))
+		b.Run("steps="+strconv.Itoa(n), func(b *testing.B) {
+			defer scriptTime(b, rdb)()
+			for b.Loop() {
+				if err := script.Run(ctx, rdb, nil).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// scriptTime reads Redis's EVALSHA time (INFO commandstats, server-wide: run the
+// benchmark alone) and returns a func that reports the time per b.N since as
+// redis-µs/op. Nothing is reported where there are no such figures (miniredis).
+func scriptTime(b *testing.B, rdb *redis.Client) func() {
+	before, ok := evalshaUsec(rdb)
+	return func() {
+		after, ok2 := evalshaUsec(rdb)
+		if ok && ok2 && b.N > 0 {
+			b.ReportMetric((after-before)/float64(b.N), "redis-µs/op")
+		}
+	}
+}
+
+// evalshaUsec returns the usec of "cmdstat_evalsha" in INFO commandstats.
+func evalshaUsec(rdb *redis.Client) (float64, bool) {
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(info) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for kv := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				return f, err == nil
+			}
+		}
+	}
+	return 0, true // no EVALSHA yet
 }
