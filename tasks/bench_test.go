@@ -101,7 +101,7 @@ func BenchmarkEnqueueBatch(b *testing.B) {
 // BenchmarkRoundTripByRedisTime measures what a microsecond of work inside Redis costs
 // a lone caller's round trip: one EVALSHA at a time of a Lua loop of n steps, no keys
 // or arguments. Compare the steps of ns/op with those of redis-µs/op (BENCHMARKS.md,
-// row 3a: on the 2-core VM of those runs a microsecond in Redis cost about two).
+// row 3a: on the 2-core VM of those runs a microsecond in Redis cost about 2.4).
 func BenchmarkRoundTripByRedisTime(b *testing.B) {
 	rdb := redistest.New(b)
 	ctx := context.Background()
