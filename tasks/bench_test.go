@@ -131,22 +131,18 @@ func scriptTime(b *testing.B, rdb *redis.Client) func() {
 	}
 }
 
-// evalshaUsec returns the usec of "cmdstat_evalsha" in INFO commandstats.
+// evalshaUsec returns the usec of "cmdstat_evalsha" in INFO commandstats (go-redis's
+// InfoMap parses the sections); false where the server has no such section.
 func evalshaUsec(rdb *redis.Client) (float64, bool) {
-	info, err := rdb.Info(context.Background(), "commandstats").Result()
-	if err != nil {
+	info, err := rdb.InfoMap(context.Background(), "commandstats").Result()
+	stats, ok := info["Commandstats"]
+	if err != nil || !ok {
 		return 0, false
 	}
-	for line := range strings.Lines(info) {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
-		if !ok {
-			continue
-		}
-		for kv := range strings.SplitSeq(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec="); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				return f, err == nil
-			}
+	for kv := range strings.SplitSeq(stats["cmdstat_evalsha"], ",") {
+		if v, ok := strings.CutPrefix(kv, "usec="); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			return f, err == nil
 		}
 	}
 	return 0, true // no EVALSHA yet
