@@ -39,8 +39,11 @@ const PayloadVersion = 1
 // should be archived at once (the worker wraps it with asynq.SkipRetry).
 var ErrBadPayload = errors.New("bad task payload")
 
-// Args is a task payload: Kind is its task type name.
+// Args is a task payload (SendArgs, PollArgs or WebhookArgs); Kind is its task type
+// name. A constraint only: a pointer type is not one (Decode reads Kind from the zero
+// value).
 type Args interface {
+	SendArgs | PollArgs | WebhookArgs
 	Kind() string
 	check() error
 	version() int
