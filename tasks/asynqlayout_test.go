@@ -149,6 +149,46 @@ func TestAsynqLayoutContract(t *testing.T) {
 		require.Equal(t, 2, qi.Pending)
 	})
 
+	// A finished task (archived here, completed in ServerProcessesThem) whose record has
+	// expired holds its ID: a new Enqueue of the ID is refused with ErrIDHeld and writes
+	// nothing, where it used to write a queued record beside a task that never runs.
+	t.Run("FinishedTaskHoldsID", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t, tasks.EnqueuerConfig{})
+		_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "old", Message: transactional()})
+		require.NoError(t, err)
+		require.NoError(t, b.insp.ArchiveTask(tasks.QueueCritical, "old"))
+		require.NoError(t, b.rdb.Del(ctx, b.store.Key("old")).Err()) // the record's retention ran out
+		events := b.rdb.XLen(ctx, b.store.EventsKey()).Val()
+
+		m := transactional()
+		m.Text = "Another message"
+		_, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "old", Message: m})
+		require.ErrorIs(t, err, tasks.ErrIDHeld)
+		require.ErrorIs(t, err, tasks.ErrIdempotencyConflict, "refused as a conflict of the ID (HTTP 409)")
+		require.ErrorContains(t, err, "archived")
+		require.Equal(t, tasks.ErrIDHeld.Error(), tasks.ConflictText(err))
+		_, err = b.store.Get(ctx, "old")
+		require.ErrorIs(t, err, tasks.ErrNotFound, "no record written")
+		require.Equal(t, events, b.rdb.XLen(ctx, b.store.EventsKey()).Val(), "no event written")
+		info, err := b.insp.GetTaskInfo(tasks.QueueCritical, "old")
+		require.NoError(t, err)
+		require.Equal(t, asynq.TaskStateArchived, info.State, "the archived task is left alone")
+		args, err := tasks.Decode[tasks.SendArgs](asynq.NewTask(info.Type, info.Payload))
+		require.NoError(t, err)
+		require.Equal(t, transactional().Text, args.Message.Text)
+
+		// In a batch: that item refused, the others enqueued.
+		out, err := b.enq.EnqueueBatch(ctx, []tasks.EnqueueRequest{{ID: "old", Message: m}, {ID: "fresh", Message: m}})
+		require.NoError(t, err)
+		require.ErrorIs(t, out[0].Err, tasks.ErrIDHeld)
+		require.True(t, out[0].Refused())
+		require.NoError(t, out[1].Err)
+		require.False(t, out[1].Duplicate)
+		_, err = b.store.Get(ctx, "old")
+		require.ErrorIs(t, err, tasks.ErrNotFound)
+	})
+
 	// asynq's server processes both kinds of task, and never runs a scheduled one
 	// before its send_at.
 	t.Run("ServerProcessesThem", func(t *testing.T) {
@@ -200,5 +240,12 @@ func TestAsynqLayoutContract(t *testing.T) {
 			info, err := b.insp.GetTaskInfo(tasks.QueueCritical, "a")
 			return err == nil && info.State == asynq.TaskStateCompleted
 		}, 5*time.Second, 20*time.Millisecond)
+		// Even for a new message once the record is gone (FinishedTaskHoldsID).
+		require.NoError(t, b.rdb.Del(ctx, b.store.Key("a")).Err())
+		_, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "a", Message: transactional()})
+		require.ErrorIs(t, err, tasks.ErrIDHeld)
+		require.ErrorContains(t, err, "completed")
+		_, err = b.store.Get(ctx, "a")
+		require.ErrorIs(t, err, tasks.ErrNotFound)
 	})
 }

@@ -120,7 +120,8 @@ const ruleUTF8 = "must be valid UTF-8 text (no invalid bytes, no lone UTF-16 sur
 // Reasons lists why a request was refused, as field/rule pairs: the fields of a
 // *provider.ValidationError, the unknown fields (rule "unknown field") or the
 // malformed document (field FieldMessage) of a *DecodeError, and "id" for
-// ErrIdempotencyConflict. Any other error gives one pair with an empty field.
+// ErrIdempotencyConflict (rule: ConflictText). Any other error gives one pair with an
+// empty field.
 func Reasons(err error) []provider.FieldError {
 	var (
 		ve *provider.ValidationError
@@ -144,7 +145,7 @@ func Reasons(err error) []provider.FieldError {
 		}
 		return out
 	case errors.Is(err, ErrIdempotencyConflict):
-		return []provider.FieldError{{Field: "id", Rule: ErrIdempotencyConflict.Error()}}
+		return []provider.FieldError{{Field: "id", Rule: ConflictText(err)}}
 	}
 	return []provider.FieldError{{Rule: err.Error()}}
 }

@@ -45,6 +45,33 @@ const (
 // message or TTL.
 var ErrIdempotencyConflict = errors.New("idempotency key reused with a different message")
 
+// ErrIDHeld is returned, with nothing written, when the record of a message ID has
+// expired but asynq still keeps the finished task (completed or archived) of the
+// earlier message with that ID: a record beside it would wait for a task that never
+// runs, and asynq refuses a second task of one ID. The ID is free again once asynq
+// lets the task go (a completed one after VIBERQ_TASK_RETENTION, an archived one
+// when it is deleted or trimmed from the archive). errors.Is holds for both ErrIDHeld
+// and ErrIdempotencyConflict: it is a conflict of the ID, refused as one.
+var ErrIDHeld = errors.New("message ID still held by the finished asynq task of an earlier message whose record has expired; use another ID")
+
+// idHeldError is ErrIDHeld with the state of the task that holds the ID.
+type idHeldError struct{ state string }
+
+func (e idHeldError) Error() string { return ErrIDHeld.Error() + " (that task is " + e.state + ")" }
+
+func (e idHeldError) Is(target error) bool {
+	return target == ErrIDHeld || target == ErrIdempotencyConflict
+}
+
+// ConflictText is the reason to give a producer for an ErrIdempotencyConflict:
+// ErrIDHeld's text when a finished task holds the ID, else ErrIdempotencyConflict's.
+func ConflictText(err error) string {
+	if errors.Is(err, ErrIDHeld) {
+		return ErrIDHeld.Error()
+	}
+	return ErrIdempotencyConflict.Error()
+}
+
 // EnqueuerConfig configures an Enqueuer. Zero values mean the defaults.
 type EnqueuerConfig struct {
 	// DefaultTTL is the TTL of Viber-only messages without one. Defaults to DefaultTTL.

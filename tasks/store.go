@@ -114,16 +114,32 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // ARGV[10..] record field/value pairs but the state (the HSETNX writes it).
 //
 // Returns 1 when created (with the task, if asked), 2 when created but the task ID is
-// taken (a key of that task exists; it is left alone), else the existing record
-// (HGETALL) with nothing written. A record is a hash with a state (every writer sets
-// it): the HSETNX of the state that checks for one would also write into a hash
-// without it, which nothing in viberq leaves. The task part mirrors asynq v0.26.0's
+// taken by a live task (pending, scheduled, retry, active: a raw producer's task of
+// the message, which will run; it is left alone), 3 or 4 when nothing is written
+// because a finished task holds the ID (3 completed, 4 archived: asynq keeps it for
+// its retention, and a record beside it would wait for a task that never runs), else
+// the existing record (HGETALL) with nothing written. A record is a hash with a state
+// (every writer sets it): the HSETNX of the state that checks for one would also
+// write into a hash without it, which nothing in viberq leaves; when a finished task
+// holds the ID, the DEL takes back what the HSETNX wrote, so the script writes
+// nothing. Every asynq task hash has a state (asynq writes it with the task), so the
+// HGET of it is the EXISTS of asynq's enqueueCmd. The task part mirrors asynq v0.26.0's
 // enqueueCmd and scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes
 // before them (once per queue and process, as asynq's RDB.queuesPublished does).
 const createLua = `
 -- HSETNX of the state is the existence check and the first write in one call.
 if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then
   return redis.call('HGETALL', KEYS[1])
+end
+local taken = false
+if ARGV[6] ~= '' then
+  local ts = redis.call('HGET', KEYS[5], 'state')
+  if ts == 'completed' or ts == 'archived' then
+    redis.call('DEL', KEYS[1])
+    if ts == 'completed' then return 3 end
+    return 4
+  end
+  taken = ts ~= false
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 10))
 redis.call('ZADD', KEYS[8], ARGV[4], ARGV[3])
@@ -140,13 +156,19 @@ if ARGV[5] ~= '' then
   end
 end
 if ARGV[6] == '' then return 1 end
-` + taskLua
+if taken then return 2 end
+` + taskWriteLua
 
 // taskLua writes the asynq task of createLua's KEYS and ARGV: returns 2 when the task
-// ID is taken, else writes it and returns 1. The two branches are asynq v0.26.0's
-// enqueueCmd and scheduleCmd.
+// ID is taken, else writes it and returns 1. With taskWriteLua, the two branches are
+// asynq v0.26.0's enqueueCmd and scheduleCmd.
 const taskLua = `
 if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
+` + taskWriteLua
+
+// taskWriteLua writes the asynq task of createLua's KEYS and ARGV, whose ID is free,
+// and returns 1.
+const taskWriteLua = `
 if ARGV[6] == 'pending' then
   redis.call('HSET', KEYS[5], 'msg', ARGV[7], 'state', 'pending', 'pending_since', ARGV[8])
   redis.call('LPUSH', KEYS[6], ARGV[3])
@@ -250,8 +272,15 @@ func (c createCall) result(res any, err error) (created, taskTaken bool, rec Rec
 	if err != nil {
 		return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, err)
 	}
-	if n, ok := res.(int64); ok && (n == 1 || n == 2) {
-		return true, n == 2, c.written, nil
+	if n, ok := res.(int64); ok {
+		switch n {
+		case 1, 2:
+			return true, n == 2, c.written, nil
+		case 3:
+			return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, idHeldError{state: "completed"})
+		case 4:
+			return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, idHeldError{state: "archived"})
+		}
 	}
 	h, err := hashReply(res)
 	if err != nil {

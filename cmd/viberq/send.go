@@ -364,7 +364,7 @@ func sendCSV(ctx context.Context, enq *tasks.Enqueuer, o csvOptions, stdout, pro
 						reasons = append(reasons, fe.Field+": "+fe.Rule)
 					}
 				} else {
-					reasons = append(reasons, "id: "+tasks.ErrIdempotencyConflict.Error())
+					reasons = append(reasons, "id: "+tasks.ConflictText(br.Err))
 				}
 				refuse(row.line, cmp.Or(br.ID, row.f.id), strings.Join(reasons, "; "))
 			default:

@@ -182,7 +182,7 @@ func refusedItem(i int, id string, err error) batchItem {
 		it.Error = "invalid message"
 		it.Fields = toFields(ve.Fields)
 	case errors.Is(err, tasks.ErrIdempotencyConflict):
-		it.Error = "idempotency key reused with a different message"
+		it.Error = tasks.ConflictText(err)
 	default:
 		it.Error = "refused"
 	}

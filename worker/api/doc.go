@@ -34,7 +34,9 @@
 //
 //	{"error":"invalid message","fields":[{"field":"text","rule":"is required"}, ...]}
 //
-// The same key with another message is 409. Success is 202:
+// The same key with another message is 409, as is a key still held by the finished
+// asynq task of an earlier message whose record has expired (tasks.ErrIDHeld; the
+// error text says which). Success is 202:
 //
 //	{"id":"order-42","duplicate":false,"queue":"critical","state":"queued","expires_at":"..."}
 //

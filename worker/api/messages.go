@@ -78,7 +78,7 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, "invalid message", toFields(ve.Fields)...)
 		return
 	case errors.Is(err, tasks.ErrIdempotencyConflict):
-		writeError(w, http.StatusConflict, "idempotency key reused with a different message")
+		writeError(w, http.StatusConflict, tasks.ConflictText(err))
 		return
 	case err != nil:
 		s.opts.Logger.Error().Err(err).Str("msg_id", req.ID).Msg("enqueue failed")
