@@ -213,7 +213,9 @@ type SweepResult struct {
 }
 
 // Sweep takes or renews the lease and, when leading, checks up to Batch non-final
-// records not checked for a Period. Run calls it every Period; tests call it directly.
+// records not checked for a Period. A record it cannot check is logged and checked
+// again after a Period; an error of Redis ends the sweep. Run calls it every Period;
+// tests call it directly.
 func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 	res := SweepResult{Repairs: map[string]int{}}
 	lead, err := r.elect(ctx)
@@ -237,7 +239,20 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 		res.Checked++
 		r.w.metrics.countReconcileChecked()
 		if err != nil {
-			return res, err
+			// One record that cannot be checked (an unreadable field, say) must not stop
+			// the sweep for good: it stays the oldest, and every sweep would end at it.
+			// It goes to the back of the index and the sweep goes on; when Redis
+			// itself fails, the re-score fails too and the sweep ends here.
+			if ctx.Err() != nil {
+				return res, ctx.Err()
+			}
+			if merr := r.w.store.MarkChecked(ctx, id, now); merr != nil {
+				return res, errors.Join(err, merr)
+			}
+			if ok, _ := r.w.logLim.allow("reconciler record", r.w.now()); ok {
+				r.log.Warn().Err(err).Str("msg_id", id).Msg("reconciler cannot check a record; it is checked again after a period")
+			}
+			continue
 		}
 		if repair != "" {
 			res.Repairs[repair]++

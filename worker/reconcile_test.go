@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/viberq/viberq/provider"
@@ -217,6 +218,32 @@ func TestReconcileAcceptedWithoutPoll(t *testing.T) {
 	require.Zero(t, b.statusCalls())
 	require.NoError(t, b.process(t, poll))
 	require.EqualValues(t, 1, b.statusCalls())
+}
+
+// A record the reconciler cannot read (here a corrupt polls field) does not stop the
+// sweep: it goes to the back of the index, and the records after it are still
+// repaired. Before, every sweep ended at it, and nothing behind it was ever checked.
+func TestReconcileSkipsUnreadableRecord(t *testing.T) {
+	t.Parallel()
+	b, clk, r := setupReconcile(t)
+	ctx := context.Background()
+	b.newSend(t, "bad", transactional(), time.Now().Add(time.Hour))
+	require.NoError(t, b.rdb.HSet(ctx, b.store.Key("bad"), "polls", "x").Err())
+	require.NoError(t, b.rdb.ZAdd(ctx, b.store.NonFinalKey(), redis.Z{Score: 1, Member: "bad"}).Err()) // the oldest
+	_, task := b.newSend(t, "acc-2", transactional(), time.Now().Add(time.Hour))
+	require.NoError(t, b.process(t, task))
+	require.NoError(t, b.rdb.ZRem(ctx, b.w.dueKey(), "acc-2").Err()) // its first poll lost
+
+	clk.add(testPeriod + time.Second)
+	before := clk.now().UnixMilli()
+	res := sweep(t, r)
+	after := clk.now().UnixMilli()
+	require.Equal(t, 2, res.Checked)
+	require.Equal(t, map[string]int{RepairPoll: 1}, res.Repairs, "the record behind the unreadable one is repaired")
+	b.pollTask(t, "acc-2", 0)
+	score, err := b.rdb.ZScore(ctx, b.store.NonFinalKey(), "bad").Result()
+	require.NoError(t, err, "the unreadable record stays in the index")
+	require.True(t, float64(before) <= score && score <= float64(after), "re-scored by the sweep (at %v, sweep %d..%d): checked again after a period", score, before, after)
 }
 
 // One leader at a time: a second reconciler does not sweep while the first holds the
