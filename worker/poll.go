@@ -47,7 +47,10 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 
 	// Polls of transactional messages ahead of promotional ones in the status bucket,
 	// as for sends (Limiter.WaitBulk).
-	waitCtx, cancel := context.WithDeadline(ctx, deadline.Add(lastPollGrace))
+	// A poll may still ask until the deadline plus lastPollGrace, so that is the bound
+	// of the wait and of the retry after a paused bucket.
+	lastAsk := deadline.Add(lastPollGrace)
+	waitCtx, cancel := context.WithDeadline(ctx, lastAsk)
 	if rec.Queue == tasks.QueueCritical {
 		_, err = w.statusLim.Wait(waitCtx)
 	} else {
@@ -55,7 +58,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	}
 	cancel()
 	if err != nil {
-		return w.limiterFailed(ctx, err, deadline, func() error {
+		return w.limiterFailed(ctx, err, lastAsk, func() error {
 			return w.expirePoll(ctx, a, "polling deadline passed while waiting for the rate limiter", rec.SMSStatus)
 		})
 	}
