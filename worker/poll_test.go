@@ -162,6 +162,41 @@ func TestPollHandler(t *testing.T) {
 		require.Equal(t, 0, b.record(t, "p-429").Polls)
 	})
 
+	// A paused status bucket whose pause ends inside the grace after the polling
+	// deadline: the poll retries then (it may still ask), instead of expiring the
+	// message at once, before its deadline, without asking. A pause that ends past
+	// the grace expires it now, as the retry would.
+	t.Run("PausedBucketNearDeadline", func(t *testing.T) {
+		t.Parallel()
+		for _, tc := range []struct {
+			pause   time.Duration
+			expired bool
+		}{{pause: 12 * time.Second}, {pause: lastPollGrace + 10*time.Second, expired: true}} {
+			b := setup(t, setupOpts{})
+			_, pa, _ := b.accepted(t, "p-paused", promotional(), time.Hour)
+			// The polling deadline (ExpiresAt + the policy's SMS grace) 5 s ahead.
+			pa.ExpiresAt = time.Now().Add(5*time.Second - b.w.cfg.Poll.SMSGrace)
+			require.WithinDuration(t, time.Now().Add(5*time.Second), b.w.pollDeadline(pa), time.Second, "the test's premise")
+			pt, err := tasks.NewPollTask(pa)
+			require.NoError(t, err)
+			require.NoError(t, b.w.StatusLimiter().Pause(context.Background(), tc.pause))
+			err = b.process(t, pt)
+			rec := b.record(t, "p-paused")
+			require.Zero(t, b.statusCalls())
+			if tc.expired {
+				require.NoError(t, err)
+				require.Equal(t, tasks.StateExpired, rec.State)
+				continue
+			}
+			var ra *RetryAfterError
+			require.ErrorAs(t, err, &ra, "pause %s", tc.pause)
+			require.Greater(t, ra.Delay, 5*time.Second)
+			require.LessOrEqual(t, ra.Delay, tc.pause)
+			require.False(t, b.w.isFailure(err))
+			require.Equal(t, tasks.StateAccepted, rec.State)
+		}
+	})
+
 	t.Run("ServerErrorRetries", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t, setupOpts{})
@@ -206,4 +241,40 @@ func TestPollHandler(t *testing.T) {
 		require.NoError(t, b.process(t, pt))
 		require.Zero(t, b.statusCalls())
 	})
+}
+
+// Inside the grace after its polling deadline a poll may still ask, so a failed one
+// retries after its backoff, bounded by the grace left, not at once: a retry with no
+// delay would call a failing status endpoint back to back until the grace ends.
+func TestPollRetryInsideGraceWaitsItsBackoff(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	_, pa, _ := b.accepted(t, "p-grace", promotional(), time.Hour)
+	pa.ExpiresAt = time.Now().Add(-5*time.Second - b.w.cfg.Poll.SMSGrace) // the deadline passed 5 s ago
+	require.WithinDuration(t, time.Now().Add(-5*time.Second), b.w.pollDeadline(pa), time.Second, "the test's premise")
+	pt, err := tasks.NewPollTask(pa)
+	require.NoError(t, err)
+	left := lastPollGrace - 5*time.Second
+	for n := range 8 {
+		d := b.w.retryDelay(n, errors.New("502 from the status endpoint"), pt)
+		require.Positive(t, d, "retry %d", n)
+		require.LessOrEqual(t, d, left, "retry %d: within the grace left", n)
+	}
+}
+
+// A worker built without Deps.Scheduler schedules its polls with its own retry budget
+// (Config.MaxRetry) as their asynq MaxRetry, not asynq's default of 25.
+func TestDefaultSchedulerCarriesTheRetryBudget(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{})
+	cfg := b.w.cfg
+	cfg.MaxRetry = 77
+	w, err := New(cfg, Deps{Redis: b.rdb, Provider: b.w.prov, Store: b.store})
+	require.NoError(t, err)
+	now := time.Now()
+	require.NoError(t, w.sched.Schedule(context.Background(),
+		tasks.PollArgs{ID: "m-77", ProviderMessageID: 77, AcceptedAt: now, ExpiresAt: now.Add(time.Hour)}, 0))
+	info, err := b.insp.GetTaskInfo(tasks.QueueStatus, tasks.PollTaskID("m-77", 0))
+	require.NoError(t, err)
+	require.Equal(t, 77, info.MaxRetry)
 }

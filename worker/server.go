@@ -318,7 +318,9 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if w.sched == nil {
 		client := asynq.NewClientFromRedisClient(deps.Redis)
 		w.closers = append(w.closers, client.Close)
-		w.sched = scheduler.New(client, cfg.Poll)
+		// The poll tasks carry the worker's budget as their asynq MaxRetry (asynq's
+		// default of 25 would otherwise be the smaller one; see Config.MaxRetry).
+		w.sched = scheduler.New(client, cfg.Poll, scheduler.WithTaskOptions(asynq.MaxRetry(max(cfg.MaxRetry, 0))))
 	}
 
 	w.handler = w.middleware(exactTypes(map[string]asynq.Handler{
@@ -570,7 +572,8 @@ func (w *Worker) backoff(n int) time.Duration {
 	return Backoff(w.cfg.RetryInitial, w.cfg.RetryMax, n)
 }
 
-// timeLeft is the time until the TTL of a send task or the deadline of a poll task.
+// timeLeft is the time until the TTL of a send task, or until the last moment a poll
+// task may still ask (its deadline plus lastPollGrace).
 func (w *Worker) timeLeft(t *asynq.Task) (time.Duration, bool) {
 	switch t.Type() {
 	case tasks.TypeSend:
@@ -579,7 +582,9 @@ func (w *Worker) timeLeft(t *asynq.Task) (time.Duration, bool) {
 		}
 	case tasks.TypePoll:
 		if a, err := tasks.Decode[tasks.PollArgs](t); err == nil {
-			return w.pollDeadline(a).Sub(w.now()), true
+			// A poll may still ask until lastPollGrace after the deadline: a retry
+			// inside it waits its backoff (bounded by what is left), not none.
+			return w.pollDeadline(a).Add(lastPollGrace).Sub(w.now()), true
 		}
 	}
 	return 0, false

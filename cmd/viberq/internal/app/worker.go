@@ -36,13 +36,11 @@ func NewWorker(cfg config.Config, rdb redis.UniversalClient, log zerolog.Logger,
 	if err != nil {
 		return nil, err
 	}
-	policy := PollPolicy(cfg)
-	sched := scheduler.New(asynq.NewClientFromRedisClient(rdb), policy, scheduler.WithTaskOptions(asynq.Timeout(cfg.Tasks.Timeout)))
 	return worker.New(WorkerConfig(cfg), worker.Deps{
 		Redis:     rdb,
 		Provider:  prov,
 		Store:     NewStore(rdb, cfg),
-		Scheduler: sched,
+		Scheduler: PollScheduler(cfg, asynq.NewClientFromRedisClient(rdb)),
 		Alerter:   alerter,
 		Logger:    log,
 		Metrics:   metrics,
@@ -118,6 +116,15 @@ func NewProviderClient(cfg config.Config) (*provider.Client, error) {
 		return nil, fmt.Errorf("VIBERQ_DT_BASE_URL / VIBERQ_DT_API_KEY: %w", err)
 	}
 	return prov, nil
+}
+
+// PollScheduler is the poll scheduler of a worker: PollPolicy, and poll tasks with the
+// task timeout and, as every task producers enqueue, MaxRetryCeiling as their asynq
+// MaxRetry, so that the worker's VIBERQ_MAX_RETRY is their retry budget (asynq's
+// default of 25 would otherwise cut it short).
+func PollScheduler(cfg config.Config, client *asynq.Client) *scheduler.Scheduler {
+	return scheduler.New(client, PollPolicy(cfg),
+		scheduler.WithTaskOptions(asynq.Timeout(cfg.Tasks.Timeout), asynq.MaxRetry(config.MaxRetryCeiling)))
 }
 
 // PollPolicy maps the VIBERQ_POLL_* settings onto the scheduler's policy.
