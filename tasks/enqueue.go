@@ -172,6 +172,9 @@ type EnqueueResult struct {
 	// ID is the message ID.
 	ID string
 	// Duplicate reports that the ID was already known: no new message was created.
+	// It is also true when this call's own write landed but its answer was lost and
+	// the write was run again (go-redis retries a command after a read timeout or a
+	// broken connection): the message was then created once, by this call.
 	Duplicate bool
 	// Queue is the send queue.
 	Queue string
