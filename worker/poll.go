@@ -158,13 +158,20 @@ func (w *Worker) schedulePoll(ctx context.Context, a tasks.PollArgs, sms *provid
 
 // expirePoll records expired for an accepted message that got no final status before
 // the polling deadline (Viber never confirmed it), or unknown when the SMS leg's last
-// status is a code the vendor lists nowhere (sms, see unlistedStatus): it may have
-// been delivered, so "expired" would not be true.
+// status is a code the vendor lists nowhere (sms, see unlistedStatus), or when the
+// provider's status window, not the TTL, set the deadline: it may have been (or may
+// still be) delivered, so "expired" would not be true.
 func (w *Worker) expirePoll(ctx context.Context, a tasks.PollArgs, why string, sms *provider.SMSStatus) error {
 	to := tasks.StateExpired
-	if sms != nil && !sms.Listed() {
+	switch p := w.sched.Policy().WithDefaults(); {
+	case sms != nil && !sms.Listed():
 		to = tasks.StateUnknown
 		why += fmt.Sprintf("; last sms status %d is not a code the vendor lists", int(*sms))
+	case !a.AcceptedAt.Add(p.ProviderWindow).After(a.ExpiresAt.Add(p.SMSGrace)):
+		// The provider's status window, not the TTL and its SMS grace, ended polling:
+		// the message may still be delivered, and nobody can ask any more.
+		to = tasks.StateUnknown
+		why += "; the provider's status window (" + p.ProviderWindow.String() + " from acceptance) closed before the TTL and its SMS grace ended"
 	}
 	at := attemptFrom(ctx)
 	if !at.decided {

@@ -278,3 +278,31 @@ func TestDefaultSchedulerCarriesTheRetryBudget(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 77, info.MaxRetry)
 }
+
+// When the provider's status window, not the TTL and its SMS grace, sets the polling
+// deadline (a long VIBERQ_POLL_SMS_GRACE), the message ends unknown at it, as
+// tasks.State documents: it may still be delivered, and nobody can ask any more.
+func TestPollDeadlineOfTheProviderWindowEndsUnknown(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		window time.Duration
+		want   tasks.State
+	}{{window: 0, want: tasks.StateExpired}, {window: time.Minute, want: tasks.StateUnknown}} {
+		cfg := testConfig()
+		cfg.Poll.ProviderWindow = tc.window // 0: the 5 days; the TTL and grace end first
+		b := setup(t, setupOpts{cfg: &cfg})
+		_, pa, _ := b.accepted(t, "p-window", promotional(), time.Hour)
+		if tc.window == 0 {
+			pa.ExpiresAt = time.Now().Add(-time.Minute - cfg.Poll.SMSGrace) // TTL and grace over
+		} else {
+			pa.AcceptedAt = time.Now().Add(-2 * time.Minute) // the window closed a minute ago; the TTL has an hour left
+		}
+		pt, err := tasks.NewPollTask(pa)
+		require.NoError(t, err)
+		require.NoError(t, b.process(t, pt))
+		rec := b.record(t, "p-window")
+		require.Equal(t, tc.want, rec.State, "window %s", tc.window)
+		require.Equal(t, tasks.SettledByDeadline, rec.SettledBy)
+		require.Zero(t, b.statusCalls(), "past the deadline and its grace: no call")
+	}
+}
