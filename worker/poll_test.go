@@ -271,6 +271,7 @@ func TestDefaultSchedulerCarriesTheRetryBudget(t *testing.T) {
 	cfg.MaxRetry = 77
 	w, err := New(cfg, Deps{Redis: b.rdb, Provider: b.w.prov, Store: b.store})
 	require.NoError(t, err)
+	t.Cleanup(w.close)
 	now := time.Now()
 	require.NoError(t, w.sched.Schedule(context.Background(),
 		tasks.PollArgs{ID: "m-77", ProviderMessageID: 77, AcceptedAt: now, ExpiresAt: now.Add(time.Hour)}, 0))
