@@ -359,6 +359,12 @@ func TestConsumerSharesWorkWithoutDuplicates(t *testing.T) {
 	b.start(t, b.enq, outbox.Options{Consumer: "b", Count: 3})
 	require.Eventually(t, func() bool { return len(b.sendTasks(t, tasks.QueueCritical)) == n }, 5*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { return b.pending(t) == 0 }, 5*time.Second, 10*time.Millisecond)
+	// The Enqueued hook runs after the ack: the last one may still be on its way.
+	require.Eventually(t, func() bool {
+		b.log.mu.Lock()
+		defer b.log.mu.Unlock()
+		return len(b.log.enqueued) >= n
+	}, 5*time.Second, 10*time.Millisecond)
 	b.log.mu.Lock()
 	defer b.log.mu.Unlock()
 	require.Len(t, b.log.enqueued, n)
