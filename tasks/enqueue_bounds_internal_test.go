@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -74,7 +75,13 @@ func BenchmarkEnqueueScriptBounds(b *testing.B) {
 			if err != nil {
 				return err
 			}
-			return s.Run(ctx, rdb, p.call.keys, p.call.args...).Err()
+			// 1: written. Anything else (an ID taken) would time a script that wrote
+			// nothing.
+			n, err := s.Run(ctx, rdb, p.call.keys, p.call.args...).Int()
+			if err == nil && n != 1 {
+				err = fmt.Errorf("script answered %d for %s, not 1 (written)", n, p.args.ID)
+			}
+			return err
 		}
 	}
 	variants := []struct {
