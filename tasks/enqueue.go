@@ -302,11 +302,12 @@ func messageJSON(payload []byte) []byte {
 // checked against p's fingerprint (and its lost task put back).
 func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error) (EnqueueResult, error) {
 	id := p.args.ID
-	created, taskTaken, rec, err := p.call.result(reply, err)
+	r, err := p.call.result(reply, err)
 	if err != nil {
 		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, err)
 	}
-	if p.publish && created && !taskTaken {
+	created, rec := r.created, r.rec
+	if p.publish && created && !r.taskTaken {
 		e.published.Store(QueueFor(p.args.Message), e.cfg.Now()) // the script added it
 	}
 	res := EnqueueResult{ID: id, Duplicate: !created, Queue: rec.Queue, ExpiresAt: rec.ExpiresAt, SendAt: rec.SendAt, State: rec.State}
@@ -316,11 +317,12 @@ func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error)
 	if rec.PayloadHash != p.hash {
 		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, ErrIdempotencyConflict)
 	}
-	if rec.State != StateQueued {
+	if !r.taskGone {
 		return res, nil
 	}
-	// Queued: the task may be gone. Put it back with the first enqueue's times, unless
-	// it exists or the record moved on meanwhile.
+	// Queued and its task gone (deleted in the Asynq UI, or never written by a raw
+	// producer): put it back with the first enqueue's times, unless it is back or the
+	// record moved on meanwhile.
 	a := p.args
 	a.EnqueuedAt, a.ExpiresAt, a.SendAt = rec.CreatedAt, rec.ExpiresAt, rec.SendAt
 	if !a.SendAt.After(e.cfg.Now()) {

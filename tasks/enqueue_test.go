@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -230,6 +233,83 @@ func TestEnqueueRequeuesLostTask(t *testing.T) {
 	require.True(t, args.ExpiresAt.Equal(first.ExpiresAt), "original expiry kept")
 	require.True(t, args.EnqueuedAt.Equal(b.clock.Now().Add(-10*time.Second)))
 	require.Len(t, eventsOf(t, b, "lost"), 1)
+}
+
+// roundTrips counts what a go-redis client sends: one per command sent alone, one
+// per pipeline.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// A duplicate of a queued message learns from its one script whether the task is
+// there: a resubmitted campaign still waiting in the queue costs no second round trip
+// per message; only a task really gone is put back, with one more.
+func TestEnqueueQueuedDuplicateRoundTrips(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, tasks.EnqueuerConfig{})
+	reqs := make([]tasks.EnqueueRequest, 5)
+	for i := range reqs {
+		reqs[i] = tasks.EnqueueRequest{ID: fmt.Sprintf("camp-%d", i), Message: promotional(), BatchID: "camp"}
+	}
+	_, err := b.enq.EnqueueBatch(ctx, reqs)
+	require.NoError(t, err)
+	_, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "lone", Message: transactional()})
+	require.NoError(t, err)
+
+	rt := &roundTrips{}
+	b.rdb.AddHook(rt)
+	res, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "lone", Message: transactional()})
+	require.NoError(t, err)
+	require.True(t, res.Duplicate)
+	require.Equal(t, int64(1), rt.n.Load(), "a queued duplicate whose task is there: one round trip")
+
+	rt.n.Store(0)
+	out, err := b.enq.EnqueueBatch(ctx, reqs)
+	require.NoError(t, err)
+	for _, r := range out {
+		require.NoError(t, r.Err)
+		require.True(t, r.Duplicate)
+	}
+	// runPipelined's SCRIPT LOAD, then the pipeline of the five scripts.
+	require.Equal(t, int64(2), rt.n.Load(), "a resubmitted batch: no round trip per message")
+
+	// Gone tasks come back, each with one more round trip (once the restoring script
+	// is in Redis's cache: its first run here loads it, a round trip of its own).
+	require.NoError(t, b.insp.DeleteTask(tasks.QueueCritical, "lone"))
+	_, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "lone", Message: transactional()})
+	require.NoError(t, err)
+	require.NoError(t, b.insp.DeleteTask(tasks.QueueCritical, "lone"))
+	require.NoError(t, b.insp.DeleteTask(tasks.QueueDefault, "camp-3"))
+	rt.n.Store(0)
+	res, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "lone", Message: transactional()})
+	require.NoError(t, err)
+	require.True(t, res.Duplicate)
+	require.Equal(t, int64(2), rt.n.Load())
+	rt.n.Store(0)
+	_, err = b.enq.EnqueueBatch(ctx, reqs)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), rt.n.Load())
+	for _, id := range []string{"lone", "camp-3"} {
+		q := map[string]string{"lone": tasks.QueueCritical, "camp-3": tasks.QueueDefault}[id]
+		info, err := b.insp.GetTaskInfo(q, id)
+		require.NoError(t, err, id)
+		require.Equal(t, asynq.TaskStatePending, info.State, id)
+	}
 }
 
 func TestEnqueueBeyondQueuedIsNoOp(t *testing.T) {

@@ -117,8 +117,13 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // taken by a live task (pending, scheduled, retry, active: a raw producer's task of
 // the message, which will run; it is left alone), 3 or 4 when nothing is written
 // because a finished task holds the ID (3 completed, 4 archived: asynq keeps it for
-// its retention, and a record beside it would wait for a task that never runs), else
-// the existing record (HGETALL) with nothing written. A record is a hash with a state
+// its retention, and a record beside it would wait for a task that never runs), else,
+// with nothing written, {the existing record (HGETALL), its task}: the task is 0
+// unless a task was asked for and the record is queued, then 1 when the task key is
+// missing (the caller puts it back: Enqueuer.finish) and 2 when it exists, so that a
+// duplicate of a queued message costs a second round trip only when its task is
+// really gone (a resubmitted campaign, say, whose messages still wait in the queue).
+// A record is a hash with a state
 // (every writer sets it): the HSETNX of the state that checks for one would also
 // write into a hash without it, which nothing in viberq leaves; when a finished task
 // holds the ID, the DEL takes back what the HSETNX wrote, so the script writes
@@ -129,7 +134,11 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 const createLua = `
 -- HSETNX of the state is the existence check and the first write in one call.
 if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then
-  return redis.call('HGETALL', KEYS[1])
+  local task = 0
+  if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'state') == 'queued' then
+    task = 1 + redis.call('EXISTS', KEYS[5])
+  end
+  return {redis.call('HGETALL', KEYS[1]), task}
 end
 local taken = false
 if ARGV[6] ~= '' then
@@ -217,8 +226,8 @@ func (s *Store) Create(ctx context.Context, rec Record, payloadHash string) (cre
 	}
 	c := s.createCall(rec, payloadHash, nil)
 	res, err := createScript.Run(ctx, s.rdb, c.keys, c.args...).Result()
-	created, _, existing, err = c.result(res, err)
-	return created, existing, err
+	r, err := c.result(res, err)
+	return r.created, r.rec, err
 }
 
 // createCall is one prepared run of createScript.
@@ -266,28 +275,48 @@ func (s *Store) createCall(rec Record, payloadHash string, tw *taskWrite) create
 	return createCall{id: rec.ID, keys: keys, args: args, written: written}
 }
 
-// result decodes the reply of c: created and the record as written, or the existing
-// record. taskTaken reports a created record whose task ID was already taken.
-func (c createCall) result(res any, err error) (created, taskTaken bool, rec Record, _ error) {
+// createReply is the decoded reply of a createScript run.
+type createReply struct {
+	// created: the record was written (rec is it as written); otherwise rec is the
+	// existing one.
+	created bool
+	rec     Record
+	// taskTaken: created, but the task ID was already taken by a live task.
+	taskTaken bool
+	// taskGone: not created, the existing record is queued, a task was asked for and
+	// its key is missing.
+	taskGone bool
+}
+
+// result decodes the reply of c.
+func (c createCall) result(res any, err error) (createReply, error) {
 	if err != nil {
-		return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, err)
+		return createReply{}, fmt.Errorf("create record %s: %w", c.id, err)
 	}
 	if n, ok := res.(int64); ok {
 		switch n {
 		case 1, 2:
-			return true, n == 2, c.written, nil
+			return createReply{created: true, rec: c.written, taskTaken: n == 2}, nil
 		case 3:
-			return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, idHeldError{state: "completed"})
+			return createReply{}, fmt.Errorf("create record %s: %w", c.id, idHeldError{state: "completed"})
 		case 4:
-			return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, idHeldError{state: "archived"})
+			return createReply{}, fmt.Errorf("create record %s: %w", c.id, idHeldError{state: "archived"})
 		}
 	}
-	h, err := hashReply(res)
-	if err != nil {
-		return false, false, Record{}, fmt.Errorf("create record %s: %w", c.id, err)
+	arr, ok := res.([]any)
+	if !ok || len(arr) != 2 {
+		return createReply{}, fmt.Errorf("create record %s: unexpected reply %T", c.id, res)
 	}
-	rec, err = recordFromHash(c.id, h)
-	return false, false, rec, err
+	task, ok := arr[1].(int64)
+	if !ok {
+		return createReply{}, fmt.Errorf("create record %s: unexpected task reply %T", c.id, arr[1])
+	}
+	h, err := hashReply(arr[0])
+	if err != nil {
+		return createReply{}, fmt.Errorf("create record %s: %w", c.id, err)
+	}
+	rec, err := recordFromHash(c.id, h)
+	return createReply{rec: rec, taskGone: task == 1}, err
 }
 
 // Update lists the fields a Transition or an Update changes besides the state. Zero
