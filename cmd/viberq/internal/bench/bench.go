@@ -118,6 +118,7 @@ func Run(ctx context.Context, opts Options, stdout io.Writer) error {
 			return err
 		}
 		start := time.Now()
+		cpu0, cpuOK := readCPUTimes()
 		res, err := r.run(ctx, b)
 		stopProf()
 		if err != nil {
@@ -126,7 +127,16 @@ func Run(ctx context.Context, opts Options, stdout io.Writer) error {
 			}
 			res = append(res, benchResult{Row: r.id, What: r.name, Result: "error", How: err.Error()})
 		}
-		b.logf("row %s: done in %s", r.id, time.Since(start).Round(100*time.Millisecond))
+		took, stolen := time.Since(start).Round(100*time.Millisecond), ""
+		if cpu1, ok := readCPUTimes(); ok && cpuOK {
+			if share, ok := stealShare(cpu0, cpu1); ok {
+				for i := range res {
+					res[i].Steal = &share
+				}
+				stolen = fmt.Sprintf(", CPU stolen by the host %.0f%%", 100*share)
+			}
+		}
+		b.logf("row %s: done in %s%s", r.id, took, stolen)
 		rep.Rows = append(rep.Rows, res...)
 	}
 	if err := br.flush(ctx); err != nil {
@@ -230,6 +240,11 @@ type benchResult struct {
 	BaselineNum float64 `json:"baseline_num"`
 	ViberqNum   float64 `json:"viberq_num"`
 	ValueNum    float64 `json:"value_num"`
+	// Steal is the share (0..1) of the machine's CPU time that the hypervisor gave to
+	// other guests while the row ran (/proc/stat); nil where that cannot be read. On
+	// a shared virtual machine it moves every figure: ratios from runs that saw very
+	// different steal are not comparable.
+	Steal *float64 `json:"steal,omitempty"`
 }
 
 // passFail is "pass" or "FAIL".
@@ -276,13 +291,18 @@ func printBenchTable(w io.Writer, rep benchReport) error {
 	fmt.Fprintf(w, "viberq bench  %s  %d CPU (%s), %s, Redis %s%s\n\n", rep.Date, m.CPUs, m.Model, m.Go, m.Redis,
 		map[bool]string{true: ", --quick", false: ""}[rep.Quick])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "row\twhat\tbaseline\tviberq\tratio/value\ttarget\tresult")
+	fmt.Fprintln(tw, "row\twhat\tbaseline\tviberq\tratio/value\ttarget\tresult\tsteal")
 	for _, r := range rep.Rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Row, r.What, dash(r.Baseline), dash(r.Viberq), dash(r.Value), dash(r.Target), r.Result)
+		steal := ""
+		if r.Steal != nil {
+			steal = fmt.Sprintf("%.0f%%", 100**r.Steal)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Row, r.What, dash(r.Baseline), dash(r.Viberq), dash(r.Value), dash(r.Target), r.Result, dash(steal))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	fmt.Fprintln(w, "\nsteal: the share of CPU time the hypervisor gave to other guests while the row ran (/proc/stat)")
 	fmt.Fprintln(w, "\nhow each row was measured:")
 	for _, r := range rep.Rows {
 		if r.How != "" {

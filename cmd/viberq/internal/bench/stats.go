@@ -2,7 +2,10 @@ package bench
 
 import (
 	"math"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -106,4 +109,59 @@ func steadyRateOf(ts []time.Time) float64 {
 	slices.SortFunc(s, func(a, b time.Time) int { return a.Compare(b) })
 	lo, hi := len(s)/10, len(s)*9/10
 	return rate(hi-lo, s[hi].Sub(s[lo]))
+}
+
+// cpuTimes is the aggregate "cpu" line of /proc/stat: the total of its time fields
+// and the part of it stolen by the hypervisor (the 8th field, "steal": time this
+// virtual machine was ready to run but another guest held the physical CPU).
+type cpuTimes struct {
+	total, steal uint64
+}
+
+// parseCPUTimes reads the aggregate "cpu" line of a /proc/stat text. It reports false
+// when there is none or it is malformed, or when it has no steal field (kernels
+// before 2.6.11). The guest fields that follow steal are already counted in user and
+// nice, so they are left out of the total.
+func parseCPUTimes(stat string) (cpuTimes, bool) {
+	for line := range strings.SplitSeq(stat, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "cpu" {
+			continue
+		}
+		if len(f) < 9 {
+			return cpuTimes{}, false
+		}
+		var t cpuTimes
+		for i, s := range f[1:9] {
+			v, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return cpuTimes{}, false
+			}
+			t.total += v
+			if i == 7 {
+				t.steal = v
+			}
+		}
+		return t, true
+	}
+	return cpuTimes{}, false
+}
+
+// readCPUTimes reads /proc/stat; false where there is none (not Linux).
+func readCPUTimes() (cpuTimes, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, false
+	}
+	return parseCPUTimes(string(b))
+}
+
+// stealShare is the share (0..1) of the machine's CPU time between a and b that the
+// hypervisor gave to other guests; false when it cannot be told (no /proc/stat, or
+// no time passed).
+func stealShare(a, b cpuTimes) (float64, bool) {
+	if b.total <= a.total || b.steal < a.steal {
+		return 0, false
+	}
+	return float64(b.steal-a.steal) / float64(b.total-a.total), true
 }

@@ -160,3 +160,37 @@ func TestPerSecondSeriesFillsGaps(t *testing.T) {
 		t.Fatalf("perSecondSeries(nil) = %v, want nil", got)
 	}
 }
+
+func TestParseCPUTimes(t *testing.T) {
+	t.Parallel()
+	const stat = "cpu  100 2 30 400 5 6 7 50 9 10\ncpu0 50 1 15 200 2 3 3 25 0 0\nintr 1 2 3\n"
+	got, ok := parseCPUTimes(stat)
+	// total: user..steal (100+2+30+400+5+6+7+50); guest and guest_nice are inside user.
+	if want := (cpuTimes{total: 600, steal: 50}); !ok || got != want {
+		t.Fatalf("parseCPUTimes = %+v, %v; want %+v, true", got, ok, want)
+	}
+	for name, bad := range map[string]string{
+		"NoCPULine":  "cpu0 1 2 3 4 5 6 7 8\n",
+		"NoSteal":    "cpu  1 2 3 4 5 6 7\n",
+		"NotANumber": "cpu  1 2 3 4 5 6 7 x\n",
+		"Empty":      "",
+	} {
+		if got, ok := parseCPUTimes(bad); ok {
+			t.Errorf("%s: parseCPUTimes(%q) = %+v, true; want false", name, bad, got)
+		}
+	}
+}
+
+func TestStealShare(t *testing.T) {
+	t.Parallel()
+	a, b := cpuTimes{total: 1000, steal: 100}, cpuTimes{total: 1400, steal: 220}
+	if got, ok := stealShare(a, b); !ok || math.Abs(got-0.3) > 1e-9 {
+		t.Errorf("stealShare = %v, %v; want 0.3, true", got, ok)
+	}
+	if _, ok := stealShare(a, a); ok {
+		t.Error("stealShare over no time: want false")
+	}
+	if _, ok := stealShare(b, a); ok {
+		t.Error("stealShare backwards: want false")
+	}
+}
