@@ -154,7 +154,7 @@ var settings = []spec{
 	durationVar(EnvRecordRetention, DefaultRecordRetention, time.Hour, 8760*time.Hour,
 		"how long message records are kept; at least 6h (the longest TTL) plus VIBERQ_POLL_SMS_GRACE",
 		func(c *Config) *time.Duration { return &c.Tasks.RecordRetention }),
-	durationVar(EnvTaskRetention, DefaultTaskRetention, 0, 720*time.Hour, "how long completed tasks (and so their IDs) are kept by asynq",
+	durationVar(EnvTaskRetention, DefaultTaskRetention, 0, 720*time.Hour, "how long completed tasks (and so their IDs) are kept by asynq; not longer than VIBERQ_RECORD_RETENTION",
 		func(c *Config) *time.Duration { return &c.Tasks.TaskRetention }),
 	int64Var(EnvEventsMaxLen, DefaultEventsMaxLen, 1, 1000000000, "approximate length cap of the viberq:events stream",
 		func(c *Config) *int64 { return &c.Tasks.EventsMaxLen }),
@@ -326,6 +326,13 @@ var crossChecks = []crossCheck{
 		if need := maxTTL + c.Poll.SMSGrace; c.Tasks.RecordRetention < need {
 			return fmt.Errorf("must be at least %s (the longest TTL, %s, plus %s), got %s",
 				human(need), human(maxTTL), EnvPollSMSGrace, human(c.Tasks.RecordRetention))
+		}
+		return nil
+	}},
+	{[]string{EnvTaskRetention, EnvRecordRetention}, func(c *Config) error {
+		if c.Tasks.TaskRetention > c.Tasks.RecordRetention {
+			return fmt.Errorf("must not be longer than %s (%s): a finished task would hold its message ID after the record has expired, "+
+				"and a retry of that ID would be refused as a conflict; got %s", EnvRecordRetention, human(c.Tasks.RecordRetention), human(c.Tasks.TaskRetention))
 		}
 		return nil
 	}},

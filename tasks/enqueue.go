@@ -81,7 +81,8 @@ type EnqueuerConfig struct {
 	SMSTTL time.Duration
 	// TaskRetention keeps the ID of a finished send task reserved in Asynq. Defaults to
 	// DefaultTaskRetention. (The record, kept for the Store's Retention, is what makes
-	// a later enqueue of the same ID a no-op.)
+	// a later enqueue of the same ID a no-op.) Keep it within the Store's Retention: a
+	// finished task that outlives its record makes a retry of its ID ErrIDHeld.
 	TaskRetention time.Duration
 	// MaxRetry is the send task's retry budget. Defaults to DefaultMaxRetry.
 	MaxRetry int
