@@ -178,18 +178,18 @@ type Applied struct {
 
 // ApplyStatus applies a status answer from src to rec, the record as the caller
 // last read it, by DecideStatus: the function both the poll handler and the
-// callback endpoint call. incPolls adds one to the record's polls (a provider call
-// was made). A written answer is a compare-and-set from accepted: when the record
+// callback endpoint call. polled, when above 0, is the number of the scheduled
+// poll that asked plus one (Update.Polled); 0 for a callback or a confirming poll. A written answer is a compare-and-set from accepted: when the record
 // moved on meanwhile, nothing is written, Skip says so and Record is the record
 // found.
-func (s *Store) ApplyStatus(ctx context.Context, rec Record, st provider.StatusResult, src Source, incPolls bool) (Applied, error) {
+func (s *Store) ApplyStatus(ctx context.Context, rec Record, st provider.StatusResult, src Source, polled int) (Applied, error) {
 	c := DecideStatus(rec, st, src)
 	a := Applied{StatusChange: c, Record: rec}
 	if !c.Write {
 		return a, nil
 	}
 	upd := c.Update
-	upd.IncPolls = incPolls
+	upd.Polled = polled
 	got, ok, err := s.Transition(ctx, rec.ID, []State{StateAccepted}, c.To, upd)
 	if err != nil {
 		return a, fmt.Errorf("apply %s status to %s: %w", src, rec.ID, err)
@@ -244,7 +244,7 @@ type CallbackApplier struct {
 // confirming poll is due and one is already queued or ran within ConfirmSpacing,
 // Confirm stays true and nothing more is enqueued.
 func (a CallbackApplier) ApplyCallback(ctx context.Context, rec Record, st provider.StatusResult) (Applied, error) {
-	got, err := a.Store.ApplyStatus(ctx, rec, st, SourceCallback, false)
+	got, err := a.Store.ApplyStatus(ctx, rec, st, SourceCallback, 0)
 	if err != nil || !got.Confirm {
 		return got, err
 	}

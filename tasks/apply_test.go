@@ -135,7 +135,7 @@ func TestApplyStatus(t *testing.T) {
 		t.Parallel()
 		b := setup(t, tasks.EnqueuerConfig{})
 		rec := acceptedRecord(t, b, "ap-1", 41)
-		got, err := b.store.ApplyStatus(ctx, rec, provider.StatusResult{MessageID: 41, Status: provider.ViberDelivered}, tasks.SourcePoll, true)
+		got, err := b.store.ApplyStatus(ctx, rec, provider.StatusResult{MessageID: 41, Status: provider.ViberDelivered}, tasks.SourcePoll, 1)
 		require.NoError(t, err)
 		require.True(t, got.Settled)
 		require.Equal(t, tasks.StateDelivered, got.Record.State)
@@ -146,7 +146,7 @@ func TestApplyStatus(t *testing.T) {
 		require.Equal(t, "poll", js["settled_by"])
 
 		// A later, weaker answer (from the record as read before) changes nothing.
-		again, err := b.store.ApplyStatus(ctx, rec, provider.StatusResult{MessageID: 41, Status: provider.ViberUndelivered}, tasks.SourcePoll, true)
+		again, err := b.store.ApplyStatus(ctx, rec, provider.StatusResult{MessageID: 41, Status: provider.ViberUndelivered}, tasks.SourcePoll, 1)
 		require.NoError(t, err)
 		require.False(t, again.Settled)
 		require.Contains(t, again.Skip, "changed concurrently")
@@ -163,7 +163,7 @@ func TestApplyStatus(t *testing.T) {
 		rec := acceptedRecord(t, b, "ap-2", 42)
 		before, err := b.rdb.HGetAll(ctx, b.store.Key("ap-2")).Result()
 		require.NoError(t, err)
-		got, err := b.store.ApplyStatus(ctx, rec, provider.StatusResult{MessageID: 42, Status: provider.ViberUndelivered}, tasks.SourceCallback, false)
+		got, err := b.store.ApplyStatus(ctx, rec, provider.StatusResult{MessageID: 42, Status: provider.ViberUndelivered}, tasks.SourceCallback, 0)
 		require.NoError(t, err)
 		require.True(t, got.Confirm)
 		require.False(t, got.Settled)
@@ -190,7 +190,7 @@ func TestApplyStatus(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				got, err := b.store.ApplyStatus(ctx, rec, answers[i%len(answers)], tasks.SourcePoll, true)
+				got, err := b.store.ApplyStatus(ctx, rec, answers[i%len(answers)], tasks.SourcePoll, 1)
 				if err != nil {
 					t.Error(err)
 					return

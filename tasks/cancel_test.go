@@ -117,7 +117,7 @@ func TestBatchCountsFollowStates(t *testing.T) {
 	move("m2", tasks.StateAccepted, tasks.StateDelivered, tasks.Update{Channel: tasks.ChannelSMS})
 	move("m3", tasks.StateAccepted, tasks.StateUndelivered, tasks.Update{})
 	// A field update without a state change moves nothing.
-	_, ok, err := b.store.Update(ctx, "m4", tasks.Update{IncPolls: true})
+	_, ok, err := b.store.Update(ctx, "m4", tasks.Update{Polled: 1})
 	require.NoError(t, err)
 	require.True(t, ok)
 	ok, _, err = b.enq.Cancel(ctx, "m5")

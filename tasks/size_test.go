@@ -32,7 +32,7 @@ func TestFinishedRecordSize(t *testing.T) {
 	require.NoError(t, err)
 	vs, smsID, ss := provider.ViberUndelivered, provider.MessageID(9876543210), provider.SMSDelivered
 	rec, ok, err := store.Transition(ctx, id, []tasks.State{tasks.StateAccepted}, tasks.StateDelivered, tasks.Update{
-		Channel: tasks.ChannelSMS, ViberStatus: &vs, SMSMessageID: &smsID, SMSStatus: &ss, IncPolls: true,
+		Channel: tasks.ChannelSMS, ViberStatus: &vs, SMSMessageID: &smsID, SMSStatus: &ss, Polled: 1,
 	})
 	require.NoError(t, err)
 	require.True(t, ok)

@@ -332,9 +332,13 @@ type Update struct {
 	SMSStatus    *provider.SMSStatus
 	// Error sets the last error; a pointer to "" clears it. Keep it short.
 	Error *string
-	// IncAttempts adds one to attempts, IncPolls one to polls.
+	// IncAttempts adds one to attempts.
 	IncAttempts bool
-	IncPolls    bool
+	// Polled, when above 0, raises polls (the scheduled polls made) to at least
+	// Polled: the poll number of the poll that makes this update, plus one. A poll
+	// retried after it wrote (its next schedule failed) thus counts once, and polls
+	// stays next to the live poll's number, where the reconciler looks for it.
+	Polled int
 	// Rerun allows dropped → queued or sending: an operator re-ran the archived task
 	// after a balance top-up (README "Error policy", 402 row). Nothing else leaves a
 	// final state.
@@ -373,7 +377,7 @@ func (u Update) pairs() []any {
 // KEYS[1] record, KEYS[2] events stream, KEYS[3] non-final index (nonfinal.go)
 // ARGV[1] retention ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms,
 // ARGV[5] target state ("" = keep the current one), ARGV[6] "1" = HINCRBY attempts,
-// ARGV[7] "1" = HINCRBY polls, ARGV[8] n from states, ARGV[9] n field pairs always
+// ARGV[7] polls at least this ("0": untouched), ARGV[8] n from states, ARGV[9] n field pairs always
 // set, ARGV[10] n field pairs set only when the state changes, ARGV[11] the batch
 // key base (batchKeyBase), then the from states, then the
 // pairs. An empty value deletes its field.
@@ -422,7 +426,9 @@ end
 redis.call('HSET', KEYS[1], unpack(sets))
 if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
 if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'polls', 1) end
+if ARGV[7] ~= '0' and (tonumber(redis.call('HGET', KEYS[1], 'polls')) or 0) < tonumber(ARGV[7]) then
+  redis.call('HSET', KEYS[1], 'polls', ARGV[7])
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if to ~= cur then
   -- A field's value after this update: the one written, else the one read ('' and a
@@ -529,7 +535,7 @@ func (s *Store) transitionArgs(id string, from []State, to State, upd Update, se
 	set = append(set, upd.pairs()...)
 	args := make([]any, 0, 11+len(from)+len(set)+len(chg))
 	args = append(args, s.retention.Milliseconds(), s.maxLen, id, now.UnixMilli(), string(to),
-		boolArg(upd.IncAttempts), boolArg(upd.IncPolls), len(from), len(set)/2, len(chg)/2, s.batchKeyBase())
+		boolArg(upd.IncAttempts), max(upd.Polled, 0), len(from), len(set)/2, len(chg)/2, s.batchKeyBase())
 	for _, f := range from {
 		args = append(args, string(f))
 	}

@@ -224,7 +224,7 @@ func TestStoreFieldsAndStamps(t *testing.T) {
 	// Intermediate statuses: Update, no event, accepted_at unchanged.
 	b.clock.Add(time.Second)
 	vs, smsID, ss := provider.ViberUndelivered, provider.MessageID(36478), provider.SMSEnroute
-	rec, ok, err = b.store.Update(ctx, "f", tasks.Update{ViberStatus: &vs, SMSMessageID: &smsID, SMSStatus: &ss, IncPolls: true, Error: new("pending")})
+	rec, ok, err = b.store.Update(ctx, "f", tasks.Update{ViberStatus: &vs, SMSMessageID: &smsID, SMSStatus: &ss, Polled: 1, Error: new("pending")})
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, tasks.StateAccepted, rec.State)
@@ -240,7 +240,7 @@ func TestStoreFieldsAndStamps(t *testing.T) {
 	b.clock.Add(time.Second)
 	delivered := provider.SMSDelivered
 	rec, ok, err = b.store.Transition(ctx, "f", []tasks.State{tasks.StateAccepted}, tasks.StateDelivered,
-		tasks.Update{Channel: tasks.ChannelSMS, SMSStatus: &delivered, IncPolls: true, Error: new("")})
+		tasks.Update{Channel: tasks.ChannelSMS, SMSStatus: &delivered, Polled: 2, Error: new("")})
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, b.clock.Now(), rec.FinalAt)
@@ -261,7 +261,7 @@ func TestStoreFieldsAndStamps(t *testing.T) {
 
 	// Final states stick: Update refuses, nothing is written.
 	b.clock.Add(time.Second)
-	again, ok, err := b.store.Update(ctx, "f", tasks.Update{IncPolls: true, Channel: tasks.ChannelViber})
+	again, ok, err := b.store.Update(ctx, "f", tasks.Update{Polled: 3, Channel: tasks.ChannelViber})
 	require.NoError(t, err)
 	require.False(t, ok)
 	require.Equal(t, rec, again)
@@ -325,12 +325,12 @@ func TestStoreRetention(t *testing.T) {
 	require.EqualValues(t, 1, n)
 
 	// Every write sets the expiry anew.
-	_, ok, err := store.Update(ctx, "r", tasks.Update{IncPolls: true})
+	_, ok, err := store.Update(ctx, "r", tasks.Update{Polled: 1})
 	require.NoError(t, err)
 	require.True(t, ok)
 	requireTTL(t, b, "ret:msg:r", time.Hour)
 	require.NoError(t, b.rdb.PExpire(ctx, "ret:msg:r", time.Minute).Err())
-	_, ok, err = store.Update(ctx, "r", tasks.Update{IncPolls: true})
+	_, ok, err = store.Update(ctx, "r", tasks.Update{Polled: 1})
 	require.NoError(t, err)
 	require.True(t, ok)
 	requireTTL(t, b, "ret:msg:r", time.Hour)
@@ -387,7 +387,7 @@ func TestStoreNotFound(t *testing.T) {
 	require.ErrorIs(t, err, tasks.ErrNotFound)
 	_, _, err = b.store.Transition(ctx, "nope", []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{})
 	require.ErrorIs(t, err, tasks.ErrNotFound)
-	_, _, err = b.store.Update(ctx, "nope", tasks.Update{IncPolls: true})
+	_, _, err = b.store.Update(ctx, "nope", tasks.Update{Polled: 1})
 	require.ErrorIs(t, err, tasks.ErrNotFound)
 	exists, err := b.rdb.Exists(ctx, b.store.Key("nope")).Result()
 	require.NoError(t, err)

@@ -80,9 +80,9 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 		return &RetryAfterError{Delay: delay, Err: stErr}
 	case ActionAuth:
 		w.raise(ctx, AlertUnauthorized, "provider refused the access key (401/403) on a status call: check VIBERQ_DT_API_KEY", a.ID, rec.DestMasked, d, false)
-		return w.nextPoll(ctx, a, tasks.Update{IncPolls: !a.Confirm})
+		return w.nextPoll(ctx, a, tasks.Update{Polled: polled(a)})
 	case ActionPending:
-		return w.nextPoll(ctx, a, tasks.Update{IncPolls: !a.Confirm})
+		return w.nextPoll(ctx, a, tasks.Update{Polled: polled(a)})
 	default: // retry: 5xx, transport, undecodable (a read is safe to repeat)
 		return stErr
 	}
@@ -97,9 +97,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	}
 	wctx, cancel := detached(ctx)
 	defer cancel()
-	// polls counts the scheduled polls only: their poll numbers follow it (the
-	// reconciler looks for the live one near it), and a confirming poll is not one.
-	got, err := w.store.ApplyStatus(wctx, rec, res, src, !a.Confirm)
+	got, err := w.store.ApplyStatus(wctx, rec, res, src, polled(a))
 	if err != nil {
 		return fmt.Errorf("poll %s: %w", a.ID, err)
 	}
@@ -113,6 +111,16 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 		return nil
 	}
 	return w.schedulePoll(ctx, a, got.Record.SMSStatus)
+}
+
+// polled is the record's polls after poll a (tasks.Update.Polled): polls counts the
+// scheduled polls only, so that their poll numbers follow it (the reconciler looks
+// for the live one near it), and a confirming poll is not one.
+func polled(a tasks.PollArgs) int {
+	if a.Confirm {
+		return 0
+	}
+	return a.Poll + 1
 }
 
 // nextPoll records a pending answer without statuses (polls+1) and schedules the

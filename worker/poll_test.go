@@ -86,6 +86,13 @@ func TestPollHandler(t *testing.T) {
 		info, err := b.insp.GetTaskInfo(tasks.QueueStatus, tasks.PollTaskID("p-pending", 1))
 		require.NoError(t, err)
 		require.Equal(t, asynq.TaskStateScheduled, info.State)
+		// Nor does it count poll 0 again, however often it runs (a retry after its next
+		// schedule failed): polls stays next to the live poll's number, where the
+		// reconciler looks for it (maxPollProbe).
+		for range maxPollProbe + 1 {
+			require.NoError(t, b.process(t, pt))
+		}
+		require.Equal(t, 1, b.record(t, "p-pending").Polls)
 	})
 
 	t.Run("SettledElsewhereStopsWithoutProviderCall", func(t *testing.T) {

@@ -345,7 +345,9 @@ func taskWord(s asynq.TaskState, ok bool) string {
 }
 
 // maxPollProbe is how many poll numbers around the record's poll count are looked up:
-// a poll retried after it counted itself leaves the count one or two ahead.
+// a poll retried after it wrote (its next schedule failed) leaves the count one ahead
+// of it (tasks.Update.Polled: a poll counts once however often it runs), and a
+// record written before that rule may be further off.
 const maxPollProbe = 2
 
 // ensurePoll makes sure an accepted record has a live poll task, scheduling one (run

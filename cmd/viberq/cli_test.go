@@ -421,7 +421,7 @@ func TestStatus(t *testing.T) {
 	}{
 		{tasks.StateQueued, tasks.StateSending, tasks.Update{IncAttempts: true}},
 		{tasks.StateSending, tasks.StateAccepted, tasks.Update{ProviderMessageID: 100017}},
-		{tasks.StateAccepted, tasks.StateDelivered, tasks.Update{Channel: tasks.ChannelSMS, ViberStatus: &vs, SMSMessageID: &smsID, SMSStatus: &sms, IncPolls: true}},
+		{tasks.StateAccepted, tasks.StateDelivered, tasks.Update{Channel: tasks.ChannelSMS, ViberStatus: &vs, SMSMessageID: &smsID, SMSStatus: &sms, Polled: 1}},
 	} {
 		if _, ok, err := st.Transition(ctx, "st-1", []tasks.State{step.from}, step.to, step.upd); err != nil || !ok {
 			t.Fatalf("transition %s → %s: ok=%v err=%v", step.from, step.to, ok, err)
