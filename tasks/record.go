@@ -24,7 +24,8 @@ type Record struct {
 	SMSMessageID      *provider.MessageID   `json:"sms_message_id"`
 	SMSStatus         *provider.SMSStatus   `json:"sms_status"`
 	// Attempts counts send attempts, Polls the scheduled status polls that asked the
-	// provider (a confirming poll, asked for by a callback, is not counted).
+	// provider, each once however often it ran (a confirming poll, asked for by a
+	// callback, is not counted).
 	Attempts int `json:"attempts"`
 	Polls    int `json:"polls"`
 	// Error is the last error, short (e.g. "402 balance empty").
