@@ -166,8 +166,9 @@ type Tasks struct {
 	// RecordRetention is VIBERQ_RECORD_RETENTION (default 168h): how long message
 	// records are kept, at least 6h (the longest TTL) + Poll.SMSGrace, at most 8760h.
 	RecordRetention time.Duration
-	// TaskRetention is VIBERQ_TASK_RETENTION (default 1h, 0..720h): asynq retention of
-	// completed tasks, which keeps their IDs reserved.
+	// TaskRetention is VIBERQ_TASK_RETENTION (default 1h, 0..720h, not longer than
+	// RecordRetention): asynq retention of completed tasks, which keeps their IDs
+	// reserved.
 	TaskRetention time.Duration
 	// EventsMaxLen is VIBERQ_EVENTS_MAXLEN (default 100000, 1..1e9): approximate cap of
 	// the viberq:events stream.

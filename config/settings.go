@@ -330,6 +330,9 @@ var crossChecks = []crossCheck{
 		return nil
 	}},
 	{[]string{EnvTaskRetention, EnvRecordRetention}, func(c *Config) error {
+		// Equal is allowed: asynq's janitor then drops a completed task within seconds
+		// of its record's expiry (the record's last write comes after the send task
+		// completed), and only a retry inside those seconds is refused.
 		if c.Tasks.TaskRetention > c.Tasks.RecordRetention {
 			return fmt.Errorf("must not be longer than %s (%s): a finished task would hold its message ID after the record has expired, "+
 				"and a retry of that ID would be refused as a conflict; got %s", EnvRecordRetention, human(c.Tasks.RecordRetention), human(c.Tasks.TaskRetention))

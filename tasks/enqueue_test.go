@@ -322,10 +322,13 @@ func TestEnqueueBeyondQueuedIsNoOp(t *testing.T) {
 	// The task finished and its retention ended: only the record remembers the ID.
 	require.NoError(t, b.insp.DeleteTask(tasks.QueueDefault, "done"))
 
+	rt := &roundTrips{}
+	b.rdb.AddHook(rt)
 	res, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "done", Message: promotional()})
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
 	require.Equal(t, tasks.StateAccepted, res.State)
+	require.Equal(t, int64(1), rt.n.Load(), "a duplicate past queued: one round trip, no restore")
 	_, err = b.insp.GetTaskInfo(tasks.QueueDefault, "done")
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "no second send task")
 }

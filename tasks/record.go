@@ -23,9 +23,11 @@ type Record struct {
 	ViberStatus       *provider.ViberStatus `json:"viber_status"`
 	SMSMessageID      *provider.MessageID   `json:"sms_message_id"`
 	SMSStatus         *provider.SMSStatus   `json:"sms_status"`
-	// Attempts counts send attempts, Polls the scheduled status polls that asked the
-	// provider, each once however often it ran (a confirming poll, asked for by a
-	// callback, is not counted).
+	// Attempts counts send attempts. Polls counts the scheduled status polls that
+	// asked the provider by their numbers: the highest that asked, plus one, so a poll
+	// counts once however often it ran (and a poll the reconciler started under a
+	// later number counts the numbers it skipped); a confirming poll, asked for by a
+	// callback, is not counted.
 	Attempts int `json:"attempts"`
 	Polls    int `json:"polls"`
 	// Error is the last error, short (e.g. "402 balance empty").

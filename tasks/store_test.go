@@ -237,14 +237,23 @@ func TestStoreFieldsAndStamps(t *testing.T) {
 	require.Equal(t, "pending", rec.Error)
 	require.Len(t, eventsOf(t, b, "f"), 3)
 
+	// Polled raises polls, never lowers it, and adds nothing when it is reached: a
+	// poll that runs again counts once.
+	for _, tc := range []struct{ polled, want int }{{3, 3}, {1, 3}, {3, 3}, {0, 3}, {1, 3}} {
+		rec, ok, err = b.store.Update(ctx, "f", tasks.Update{Polled: tc.polled})
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.Equal(t, tc.want, rec.Polls, "after Polled %d", tc.polled)
+	}
+
 	b.clock.Add(time.Second)
 	delivered := provider.SMSDelivered
 	rec, ok, err = b.store.Transition(ctx, "f", []tasks.State{tasks.StateAccepted}, tasks.StateDelivered,
-		tasks.Update{Channel: tasks.ChannelSMS, SMSStatus: &delivered, Polled: 2, Error: new("")})
+		tasks.Update{Channel: tasks.ChannelSMS, SMSStatus: &delivered, Polled: 4, Error: new("")})
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, b.clock.Now(), rec.FinalAt)
-	require.Equal(t, 2, rec.Polls)
+	require.Equal(t, 4, rec.Polls)
 	require.Empty(t, rec.Error)
 	require.Equal(t, tasks.ChannelSMS, rec.Channel)
 

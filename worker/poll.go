@@ -13,7 +13,7 @@ import (
 // handlePoll is the viber:poll handler: record final (settled elsewhere since the
 // previous poll) → stop without calling the provider; deadline passed → expired;
 // global status limiter → receive-viber → tasks.Store.ApplyStatus (the one rule for
-// poll and callback answers: statuses, polls+1, an event on a state change) → final,
+// poll and callback answers: statuses, polls raised to the poll's number + 1, an event on a state change) → final,
 // or the next poll. A confirming poll (PollArgs.Confirm, asked for by a status
 // callback) settles like any poll but never schedules one: the scheduled polls go on.
 func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
@@ -123,7 +123,7 @@ func polled(a tasks.PollArgs) int {
 	return a.Poll + 1
 }
 
-// nextPoll records a pending answer without statuses (polls+1) and schedules the
+// nextPoll records a pending answer without statuses (polls raised to the poll's number + 1) and schedules the
 // next poll (schedulePoll).
 func (w *Worker) nextPoll(ctx context.Context, a tasks.PollArgs, upd tasks.Update) error {
 	at := attemptFrom(ctx)
