@@ -16,6 +16,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/viberq/viberq/provider"
@@ -125,11 +126,15 @@ func TestIntegrationTwoProcessesGlobalLimit(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return len(sim.Ledger()) >= messages }, 60*time.Second, 50*time.Millisecond,
 		"all messages must be accepted")
-	for i := range messages {
-		rec, err := store.Get(context.Background(), fmt.Sprintf("mp-%02d", i))
-		require.NoError(t, err)
-		require.Contains(t, []tasks.State{tasks.StateAccepted, tasks.StateDelivered}, rec.State)
-	}
+	// The simulator has each send before its worker writes the acceptance: wait for
+	// the records to catch up.
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		for i := range messages {
+			rec, err := store.Get(context.Background(), fmt.Sprintf("mp-%02d", i))
+			require.NoError(c, err)
+			require.Contains(c, []tasks.State{tasks.StateAccepted, tasks.StateDelivered}, rec.State, rec.ID)
+		}
+	}, 10*time.Second, 50*time.Millisecond, "every accepted send's record must be accepted")
 
 	ledger := sim.Ledger()
 	require.Len(t, ledger, messages)
