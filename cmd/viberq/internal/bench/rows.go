@@ -417,12 +417,6 @@ func waitRecordsFinal(ctx context.Context, rdb redis.UniversalClient, ids []stri
 
 // ---- row 3: enqueue ----
 
-// enqueueBlocks is how many alternating blocks each pair of row 3's runs is cut into:
-// the host's load moves on a scale of seconds on a shared machine, so a pair whose
-// two sides interleave in short blocks shares it, where two whole runs one after the
-// other do not.
-const enqueueBlocks = 5
-
 func benchEnqueue(ctx context.Context, b *bench) ([]benchResult, error) {
 	n, pairs := b.pick(5000, 2000), b.pick(7, 3)
 	enq, _, _, err := b.producer("http://127.0.0.1:1/v1/api") // the provider is never called
@@ -430,7 +424,7 @@ func benchEnqueue(ctx context.Context, b *bench) ([]benchResult, error) {
 		return nil, err
 	}
 	client := asynq.NewClientFromRedisClient(b.redis.rdb)
-	bareRun := func(n, g int) (time.Duration, error) {
+	bareRun := func(g int) (float64, error) {
 		if err := b.redis.flush(ctx); err != nil {
 			return 0, err
 		}
@@ -438,9 +432,9 @@ func benchEnqueue(ctx context.Context, b *bench) ([]benchResult, error) {
 		if err != nil {
 			return 0, fmt.Errorf("bare enqueue: %w", err)
 		}
-		return d, nil
+		return rate(n, d), nil
 	}
-	vqRun := func(n, g int) (time.Duration, error) {
+	vqRun := func(g int) (float64, error) {
 		if err := b.redis.flush(ctx); err != nil {
 			return 0, err
 		}
@@ -451,33 +445,23 @@ func benchEnqueue(ctx context.Context, b *bench) ([]benchResult, error) {
 		if err != nil {
 			return 0, fmt.Errorf("enqueuer: %w", err)
 		}
-		return d, nil
+		return rate(n, d), nil
 	}
 	var out []benchResult
 	for _, g := range []int{1, 32} {
 		var bare, vq, ratios []float64
 		for p := range pairs {
-			// A pair is enqueueBlocks blocks of each side in turn, n in all per side,
-			// the side that goes first alternating from pair to pair.
-			var db, dv time.Duration
-			for k := range 2 * enqueueBlocks {
-				size := n / enqueueBlocks
-				if k < 2 {
-					size += n % enqueueBlocks
-				}
-				var d time.Duration
+			var r, v float64
+			for k := range 2 {
 				if (p+k)%2 == 0 {
-					d, err = bareRun(size, g)
-					db += d
+					r, err = bareRun(g)
 				} else {
-					d, err = vqRun(size, g)
-					dv += d
+					v, err = vqRun(g)
 				}
 				if err != nil {
 					return nil, err
 				}
 			}
-			r, v := rate(n, db), rate(n, dv)
 			bare, vq, ratios = append(bare, r), append(vq, v), append(ratios, v/r)
 		}
 		bm, vm, rt := median(bare), median(vq), median(ratios)
@@ -487,11 +471,10 @@ func benchEnqueue(ctx context.Context, b *bench) ([]benchResult, error) {
 			Row: id, What: fmt.Sprintf("enqueue, %d goroutine%s (msg/s)", g, map[bool]string{true: "s", false: ""}[g > 1]),
 			Baseline: fmtRate(bm, "/s"), Viberq: fmtRate(vm, "/s"), Value: fmtRatio(rt), Target: "≥ 0.80",
 			Result: passFail(rt >= 0.80), BaselineNum: bm, ViberqNum: vm, ValueNum: rt,
-			How: fmt.Sprintf("%d pairs of %d enqueues per side from %d goroutine(s), each pair in %d alternating blocks per side "+
-				"(the side that starts alternating by pair); value = median of the per-pair ratios (%s). "+
+			How: fmt.Sprintf("%d pairs of runs (order alternating) of %d enqueues from %d goroutine(s); value = median of the per-pair ratios (%s). "+
 				"Baseline: asynq.Client.Enqueue of a task with the same %d-byte payload (marshalled per call, queue critical, no ID). "+
 				"viberq: tasks.Enqueuer.Enqueue with the default settings (validate, generated ID, record + queued event + task with ID and retention in one script).",
-				pairs, n, g, enqueueBlocks, fmtRatios(ratios), payloadSize()),
+				pairs, n, g, fmtRatios(ratios), payloadSize()),
 		})
 	}
 	batch, err := benchBatchEnqueue(ctx, b, client, enq)
