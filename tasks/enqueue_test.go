@@ -8,13 +8,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -235,26 +233,6 @@ func TestEnqueueRequeuesLostTask(t *testing.T) {
 	require.Len(t, eventsOf(t, b, "lost"), 1)
 }
 
-// roundTrips counts what a go-redis client sends: one per command sent alone, one
-// per pipeline.
-type roundTrips struct{ n atomic.Int64 }
-
-func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h.n.Add(1)
-		return next(ctx, cmds)
-	}
-}
-
 // A duplicate of a queued message learns from its one script whether the task is
 // there: a resubmitted campaign still waiting in the queue costs no second round trip
 // per message; only a task really gone is put back, with one more.
@@ -271,14 +249,14 @@ func TestEnqueueQueuedDuplicateRoundTrips(t *testing.T) {
 	_, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "lone", Message: transactional()})
 	require.NoError(t, err)
 
-	rt := &roundTrips{}
+	rt := &redistest.Counter{}
 	b.rdb.AddHook(rt)
 	res, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "lone", Message: transactional()})
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
-	require.Equal(t, int64(1), rt.n.Load(), "a queued duplicate whose task is there: one round trip")
+	require.Equal(t, int64(1), rt.RoundTrips.Load(), "a queued duplicate whose task is there: one round trip")
 
-	rt.n.Store(0)
+	rt.RoundTrips.Store(0)
 	out, err := b.enq.EnqueueBatch(ctx, reqs)
 	require.NoError(t, err)
 	for _, r := range out {
@@ -286,7 +264,7 @@ func TestEnqueueQueuedDuplicateRoundTrips(t *testing.T) {
 		require.True(t, r.Duplicate)
 	}
 	// runPipelined's SCRIPT LOAD, then the pipeline of the five scripts.
-	require.Equal(t, int64(2), rt.n.Load(), "a resubmitted batch: no round trip per message")
+	require.Equal(t, int64(2), rt.RoundTrips.Load(), "a resubmitted batch: no round trip per message")
 
 	// Gone tasks come back, each with one more round trip (once the restoring script
 	// is in Redis's cache: its first run here loads it, a round trip of its own).
@@ -295,15 +273,15 @@ func TestEnqueueQueuedDuplicateRoundTrips(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, b.insp.DeleteTask(tasks.QueueCritical, "lone"))
 	require.NoError(t, b.insp.DeleteTask(tasks.QueueDefault, "camp-3"))
-	rt.n.Store(0)
+	rt.RoundTrips.Store(0)
 	res, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "lone", Message: transactional()})
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
-	require.Equal(t, int64(2), rt.n.Load())
-	rt.n.Store(0)
+	require.Equal(t, int64(2), rt.RoundTrips.Load())
+	rt.RoundTrips.Store(0)
 	_, err = b.enq.EnqueueBatch(ctx, reqs)
 	require.NoError(t, err)
-	require.Equal(t, int64(3), rt.n.Load())
+	require.Equal(t, int64(3), rt.RoundTrips.Load())
 	for _, id := range []string{"lone", "camp-3"} {
 		q := map[string]string{"lone": tasks.QueueCritical, "camp-3": tasks.QueueDefault}[id]
 		info, err := b.insp.GetTaskInfo(q, id)
@@ -322,13 +300,13 @@ func TestEnqueueBeyondQueuedIsNoOp(t *testing.T) {
 	// The task finished and its retention ended: only the record remembers the ID.
 	require.NoError(t, b.insp.DeleteTask(tasks.QueueDefault, "done"))
 
-	rt := &roundTrips{}
+	rt := &redistest.Counter{}
 	b.rdb.AddHook(rt)
 	res, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "done", Message: promotional()})
 	require.NoError(t, err)
 	require.True(t, res.Duplicate)
 	require.Equal(t, tasks.StateAccepted, res.State)
-	require.Equal(t, int64(1), rt.n.Load(), "a duplicate past queued: one round trip, no restore")
+	require.Equal(t, int64(1), rt.RoundTrips.Load(), "a duplicate past queued: one round trip, no restore")
 	_, err = b.insp.GetTaskInfo(tasks.QueueDefault, "done")
 	require.ErrorIs(t, err, asynq.ErrTaskNotFound, "no second send task")
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/viberq/viberq/tasks/redistest"
@@ -232,7 +231,7 @@ func TestLimiterInterval(t *testing.T) {
 func TestLimiterWaitersDoNotPollRedis(t *testing.T) {
 	t.Parallel()
 	_, rdb := redistest.Mini(t)
-	calls := &commandCounter{}
+	calls := &redistest.Counter{}
 	rdb.AddHook(calls)
 	const rate, waiters = 20, 30
 	l := NewLimiter(rdb, "viberq:", BucketSend, rate, 1, nil)
@@ -265,27 +264,8 @@ func TestLimiterWaitersDoNotPollRedis(t *testing.T) {
 	// per half horizon, and each ctx deadline costs one more. A polling limiter makes
 	// ~900 calls a window here. (Bounded by what the bucket can hand out, not by the
 	// tokens taken, which depend on the scheduler.)
-	n := calls.n.Load()
+	n := calls.Commands.Load()
 	require.Less(t, n, int64(windows)*(int64(rate*3/2+1)*3+waiters*4), "script calls %d for %d tokens in %d windows", n, taken.Load(), windows)
-}
-
-// commandCounter is a go-redis hook counting the commands a client sends.
-type commandCounter struct{ n atomic.Int64 }
-
-func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
-		return next(ctx, cmd)
-	}
-}
-
-func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
-		return next(ctx, cmds)
-	}
 }
 
 // TestLimiterPauseDuringSleepToSlot: a 429 that pauses the bucket while a caller

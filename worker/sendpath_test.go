@@ -78,7 +78,7 @@ func TestSendRoundTrips(t *testing.T) {
 	cfg := testConfig()
 	cfg.SendRate, cfg.SendBurst = 1e6, 1000
 	b := setup(t, setupOpts{rdb: rdb, cfg: &cfg})
-	count := &commandCounter{}
+	count := &redistest.Counter{}
 	rdb.AddHook(count)
 
 	for i, id := range []string{"rt-warm", "rt-1", "rt-2", "rt-3"} {
@@ -87,10 +87,10 @@ func TestSendRoundTrips(t *testing.T) {
 			two = transactional()
 		}
 		_, task := b.newSend(t, id, two, time.Now().Add(time.Hour))
-		before := count.n.Load()
+		before := count.Commands.Load()
 		require.NoError(t, b.process(t, task))
 		if i > 0 {
-			require.EqualValues(t, 2, count.n.Load()-before, "Redis round trips of the send handler for %s", id)
+			require.EqualValues(t, 2, count.Commands.Load()-before, "Redis round trips of the send handler for %s", id)
 		}
 		require.Equal(t, tasks.StateAccepted, b.record(t, id).State)
 	}

@@ -1,6 +1,7 @@
 // Package redistest gives tests a Redis to work on: a real Redis database reserved
 // for one test (Client, URL, Options), an in-process miniredis (Mini), or whichever
-// of the two the environment asks for (New).
+// of the two the environment asks for (New), and a hook that counts what a client
+// sends (Counter).
 //
 // Every test that touches a real Redis must get it from this package, never from
 // VIBERQ_TEST_REDIS_URL directly: several test binaries run at once (go test ./...
