@@ -179,9 +179,9 @@ type Applied struct {
 // ApplyStatus applies a status answer from src to rec, the record as the caller
 // last read it, by DecideStatus: the function both the poll handler and the
 // callback endpoint call. polled, when above 0, is the number of the scheduled
-// poll that asked plus one (Update.Polled); 0 for a callback or a confirming poll. A written answer is a compare-and-set from accepted: when the record
-// moved on meanwhile, nothing is written, Skip says so and Record is the record
-// found.
+// poll that asked plus one (Update.Polled); 0 for a callback or a confirming poll. A
+// written answer is a compare-and-set from accepted: when the record moved on
+// meanwhile, nothing is written, Skip says so and Record is the record found.
 func (s *Store) ApplyStatus(ctx context.Context, rec Record, st provider.StatusResult, src Source, polled int) (Applied, error) {
 	c := DecideStatus(rec, st, src)
 	a := Applied{StatusChange: c, Record: rec}

@@ -123,14 +123,14 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // missing (the caller puts it back: Enqueuer.finish) and 2 when it exists, so that a
 // duplicate of a queued message costs a second round trip only when its task is
 // really gone (a resubmitted campaign, say, whose messages still wait in the queue).
-// A record is a hash with a state
-// (every writer sets it): the HSETNX of the state that checks for one would also
-// write into a hash without it, which nothing in viberq leaves; when a finished task
-// holds the ID, the DEL takes back what the HSETNX wrote, so the script writes
-// nothing. Every asynq task hash has a state (asynq writes it with the task), so the
-// HGET of it is the EXISTS of asynq's enqueueCmd. The task part mirrors asynq v0.26.0's
-// enqueueCmd and scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes
-// before them (once per queue and process, as asynq's RDB.queuesPublished does).
+// A record is a hash with a state (every writer sets it): the HSETNX of the state
+// that checks for one would also write into a hash without it, which nothing in
+// viberq leaves; when a finished task holds the ID, the DEL takes back what the
+// HSETNX wrote, so the script writes nothing. Every asynq task hash has a state
+// (asynq writes it with the task), so the HGET of it is the EXISTS of asynq's
+// enqueueCmd. The task part mirrors asynq v0.26.0's enqueueCmd and scheduleCmd
+// (internal/rdb/rdb.go) with the SADD its client makes before them (once per queue
+// and process, as asynq's RDB.queuesPublished does).
 const createLua = `
 -- HSETNX of the state is the existence check and the first write in one call.
 if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then
