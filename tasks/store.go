@@ -391,7 +391,7 @@ func (u Update) pairs() []any {
 // The body is also the function transition() of the scripts built by NewHook
 // (hook.go): KEYS[1..3] and ARGV as above, hook arguments after them.
 const transitionLua = `
-local r = redis.call('HMGET', KEYS[1], 'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch')
+local r = redis.call('HMGET', KEYS[1], 'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch', 'polls')
 local cur = r[1]
 if not cur then return -1 end
 local nfrom, nset, nchg = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -418,6 +418,7 @@ if to ~= cur then
   for _ = 1, nchg do put(ARGV[i], ARGV[i+1]); i = i + 2 end
   put('state', to)
 end
+if ARGV[7] ~= '0' and (tonumber(r[7]) or 0) < tonumber(ARGV[7]) then put('polls', ARGV[7]) end
 put('updated_at', ARGV[4])
 local sets, dels = {}, {}
 for _, f in ipairs(order) do
@@ -426,9 +427,6 @@ end
 redis.call('HSET', KEYS[1], unpack(sets))
 if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
 if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
-if ARGV[7] ~= '0' and (tonumber(redis.call('HGET', KEYS[1], 'polls')) or 0) < tonumber(ARGV[7]) then
-  redis.call('HSET', KEYS[1], 'polls', ARGV[7])
-end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if to ~= cur then
   -- A field's value after this update: the one written, else the one read ('' and a
