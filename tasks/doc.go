@@ -52,8 +52,9 @@
 // absent (the batch ID is stored as "batch"). Every state change is appended, once, to
 // the stream "{prefix}events" (capped near EventsMaxLen) with the fields id, from, to,
 // channel, provider_message_id, error and at (Unix milliseconds); any Redis-connected
-// app can follow delivery from it. The sorted set "{prefix}nonfinal" indexes the
-// records not yet final (Store.DueNonFinal), for the worker's reconciler.
+// app can follow delivery from it. The sorted set "{prefix}nonfinal", with the list
+// "{prefix}nonfinal:new" of the records created since it was last sorted in, indexes
+// the records not yet final (Store.DueNonFinal), for the worker's reconciler.
 //
 // A batch (the producer's batch_id) has a list of its message IDs,
 // "{prefix}batch:ids:{batch}", and a hash of counts, "{prefix}batch:n:{batch}" (total,

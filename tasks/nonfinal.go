@@ -12,19 +12,74 @@ import (
 
 // The non-final index is the sorted set "{prefix}nonfinal": one member per record that
 // is not final, scored with the Unix milliseconds at which the record was last known
-// to have a way to finality (its creation, its last state change, or the reconciler's
-// last check). Create adds a record, a state change to a final state removes it, and
-// a state change of a record missing from the index (written before the index
-// existed, or re-run from dropped) adds it. The worker's reconciler pages through the
-// members whose score is older than its period (README, "Message states").
+// to have a way to finality (its creation, or the reconciler's last check), and in
+// front of it the list "{prefix}nonfinal:new" of the records created since the
+// reconciler last read it. Create appends a record's ID to the list (an RPUSH: a lone
+// producer's enqueue pays for no sorted-set insert, BENCHMARKS.md, row 3a);
+// DueNonFinal first sorts the list in: every record on it that is still not final
+// joins the sorted set, scored with its created_at, and the rest (finished meanwhile,
+// or gone) are dropped, so the sorted set never sees them. A state change to a final state removes a record from
+// the sorted set, and a re-run (a final record made non-final again) adds it back.
+// The worker's reconciler pages through the members whose score is older than its
+// period (README, "Message states").
 
-// NonFinalKey returns the key of the non-final index.
+// NonFinalKey returns the key of the non-final index (the sorted set).
 func (s *Store) NonFinalKey() string { return s.prefix + "nonfinal" }
 
-// DueNonFinal returns up to limit message IDs of the non-final index last checked
-// before the given time, oldest first. Re-scoring each with MarkChecked (or removing
+// NonFinalNewKey returns the key of the list of records created and not yet sorted
+// into the non-final index.
+func (s *Store) NonFinalNewKey() string { return s.prefix + "nonfinal:new" }
+
+// sortInBatch is how many new records one run of sortInScript takes from the list, so
+// that no run holds Redis for long.
+const sortInBatch = 500
+
+// sortInScript moves up to ARGV[2] IDs from the head of the new-records list KEYS[1]
+// into the non-final index KEYS[2]: those whose record (key ARGV[1] .. id) exists
+// and is not final join it (NX), scored with their created_at; the others are
+// dropped. Returns how many IDs it took from the list.
+var sortInScript = redis.NewScript(`
+local ids = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+for _, id in ipairs(ids) do
+  local r = redis.call('HMGET', ARGV[1] .. id, 'state', 'final_at', 'created_at')
+  if r[1] and not r[2] then
+    redis.call('ZADD', KEYS[2], 'NX', tonumber(r[3]) or 0, id)
+  end
+end
+if #ids > 0 then redis.call('LTRIM', KEYS[1], #ids, -1) end
+return #ids
+`)
+
+// sortIn sorts the records created so far into the non-final index: as many as the
+// list held when it started (producers appending meanwhile cannot keep it going), in
+// batches of sortInBatch, each one atomic step.
+func (s *Store) sortIn(ctx context.Context) error {
+	n, err := s.rdb.LLen(ctx, s.NonFinalNewKey()).Result()
+	if err != nil {
+		return fmt.Errorf("sort new records into the non-final index: %w", err)
+	}
+	keys := []string{s.NonFinalNewKey(), s.NonFinalKey()}
+	for done := int64(0); done < n; {
+		k, err := sortInScript.Run(ctx, s.rdb, keys, s.Key(""), min(sortInBatch, n-done)).Int64()
+		if err != nil {
+			return fmt.Errorf("sort new records into the non-final index: %w", err)
+		}
+		if k == 0 {
+			break
+		}
+		done += k
+	}
+	return nil
+}
+
+// DueNonFinal sorts the records created since its last call into the non-final index,
+// then returns up to limit message IDs of the index last checked before the given
+// time, oldest first. Re-scoring each with MarkChecked (or removing
 // it with ForgetNonFinal) is what moves the next call on: the index pages itself.
 func (s *Store) DueNonFinal(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	if err := s.sortIn(ctx); err != nil {
+		return nil, err
+	}
 	ids, err := s.rdb.ZRangeArgs(ctx, redis.ZRangeArgs{
 		Key: s.NonFinalKey(), Start: "-inf", Stop: strconv.FormatInt(before.UnixMilli(), 10),
 		ByScore: true, Count: int64(limit),
@@ -65,11 +120,17 @@ func (s *Store) ForgetNonFinal(ctx context.Context, id string) (bool, error) {
 	return n == 1, nil
 }
 
-// NonFinalCount returns the size of the non-final index.
+// NonFinalCount returns the size of the non-final index, plus the records created
+// since the last DueNonFinal (some of which may be final already): right after a
+// DueNonFinal, the number of records not final.
 func (s *Store) NonFinalCount(ctx context.Context) (int64, error) {
-	n, err := s.rdb.ZCard(ctx, s.NonFinalKey()).Result()
-	if err != nil {
+	var zc, lc *redis.IntCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		zc = p.ZCard(ctx, s.NonFinalKey())
+		lc = p.LLen(ctx, s.NonFinalNewKey())
+		return nil
+	}); err != nil {
 		return 0, fmt.Errorf("count non-final index: %w", err)
 	}
-	return n, nil
+	return zc.Val() + lc.Val(), nil
 }

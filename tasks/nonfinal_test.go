@@ -2,6 +2,7 @@ package tasks_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -67,8 +68,7 @@ func TestNonFinalIndexFollowsRecords(t *testing.T) {
 	require.ElementsMatch(t, []string{"a", "c"}, members())
 }
 
-// ForgetNonFinal removes an ID only when its record is final or gone, and a record
-// written before the index existed joins it at its next state change.
+// ForgetNonFinal removes an ID only when its record is final or gone.
 func TestForgetNonFinal(t *testing.T) {
 	t.Parallel()
 	b := setup(t, tasks.EnqueuerConfig{})
@@ -76,6 +76,9 @@ func TestForgetNonFinal(t *testing.T) {
 	st := b.store
 	_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "live", Message: transactional(), TTL: time.Minute})
 	require.NoError(t, err)
+	ids, err := st.DueNonFinal(ctx, b.clock.Now().Add(time.Hour), 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"live"}, ids)
 	removed, err := st.ForgetNonFinal(ctx, "live")
 	require.NoError(t, err)
 	require.False(t, removed, "a queued record stays")
@@ -85,16 +88,64 @@ func TestForgetNonFinal(t *testing.T) {
 	removed, err = st.ForgetNonFinal(ctx, "live")
 	require.NoError(t, err)
 	require.True(t, removed)
-
-	// A record without an index entry (written by an older version) joins at its
-	// next state change.
-	_, err = b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "old", Message: transactional(), TTL: time.Minute})
+	ids, err = st.DueNonFinal(ctx, b.clock.Now().Add(time.Hour), 10)
 	require.NoError(t, err)
-	require.NoError(t, b.rdb.ZRem(ctx, st.NonFinalKey(), "old").Err())
-	_, ok, err := st.Transition(ctx, "old", []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{})
+	require.Empty(t, ids)
+}
+
+// An enqueue writes the record's ID only to the index's list of new records, and a
+// state change between two sweeps leaves it there. DueNonFinal sorts the list in:
+// a record still on its way joins the sorted set scored with its creation time, one
+// that finished or vanished meanwhile never enters it; the list is then empty, in
+// as many batches as it takes.
+func TestNonFinalNewRecordsSortedIn(t *testing.T) {
+	t.Parallel()
+	b := setup(t, tasks.EnqueuerConfig{})
+	ctx := context.Background()
+	st := b.store
+	created := map[string]time.Time{}
+	for _, id := range []string{"fast", "slow", "moving", "gone"} {
+		created[id] = b.clock.Now()
+		_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: id, Message: transactional(), TTL: time.Minute})
+		require.NoError(t, err)
+		b.clock.Add(time.Second)
+	}
+	_, ok, err := st.Transition(ctx, "fast", []tasks.State{tasks.StateQueued}, tasks.StateCancelled, tasks.Update{})
 	require.NoError(t, err)
 	require.True(t, ok)
+	_, ok, err = st.Transition(ctx, "moving", []tasks.State{tasks.StateQueued}, tasks.StateSending, tasks.Update{})
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, b.rdb.Del(ctx, st.Key("gone")).Err())
+	require.Zero(t, b.rdb.ZCard(ctx, st.NonFinalKey()).Val(), "nothing in the sorted set before a sweep")
+	require.Equal(t, []string{"fast", "slow", "moving", "gone"}, b.rdb.LRange(ctx, st.NonFinalNewKey(), 0, -1).Val())
+	n, err := st.NonFinalCount(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 4, n, "before a sweep the count is an upper bound")
+
 	ids, err := st.DueNonFinal(ctx, b.clock.Now().Add(time.Hour), 10)
 	require.NoError(t, err)
-	require.Equal(t, []string{"old"}, ids)
+	require.Equal(t, []string{"slow", "moving"}, ids)
+	for _, id := range ids {
+		score, err := b.rdb.ZScore(ctx, st.NonFinalKey(), id).Result()
+		require.NoError(t, err)
+		require.EqualValues(t, created[id].UnixMilli(), score, id+": scored with its creation")
+	}
+	require.Zero(t, b.rdb.Exists(ctx, st.NonFinalNewKey()).Val(), "the list is sorted in whole")
+	n, err = st.NonFinalCount(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n)
+
+	// More new records than one script takes: every one is sorted in.
+	var many []string
+	for i := range 1201 {
+		id := fmt.Sprintf("m%04d", i)
+		many = append(many, id)
+		_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: id, Message: transactional(), TTL: time.Minute})
+		require.NoError(t, err)
+	}
+	ids, err = st.DueNonFinal(ctx, b.clock.Now().Add(time.Hour), 2000)
+	require.NoError(t, err)
+	require.Equal(t, append([]string{"slow", "moving"}, many...), ids)
+	require.Zero(t, b.rdb.Exists(ctx, st.NonFinalNewKey()).Val())
 }

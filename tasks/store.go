@@ -99,14 +99,15 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // the reconciler's repair) gives it the retention, as every later write does. A
 // queued record thus never expires under a message still waiting (a week's send_at,
 // workers down for longer than the retention), and it is never left queued for
-// good: it is in the non-final index from this step on, and the reconciler ends a
-// record whose task is gone. That saves the PEXPIRE of every enqueue
+// good: it is on the non-final index's list of new records from this step on (a
+// reconciler sweep sorts it into the index if it is still not final then), and the
+// reconciler ends a record whose task is gone. That saves the PEXPIRE of every enqueue
 // (BENCHMARKS.md, row 3).
 //
 // KEYS[1] record, KEYS[2] events stream, KEYS[3] batch ID list, KEYS[4] batch counts,
 // KEYS[5] asynq task key, KEYS[6] asynq pending list or scheduled set, KEYS[7]
-// asynq's set of queues (KEYS[3..7] are not touched when unused), KEYS[8] non-final
-// index (nonfinal.go)
+// asynq's set of queues (KEYS[3..7] are not touched when unused), KEYS[8] the
+// non-final index's list of new records (nonfinal.go)
 // ARGV[1] batch keys' expiry ms, ARGV[2] stream cap, ARGV[3] id, ARGV[4] now ms, ARGV[5]
 // batch ID ("" none), ARGV[6] task: "" none, "pending" or "scheduled", ARGV[7] task
 // message, ARGV[8] pending_since (Unix ns) or score (Unix s), ARGV[9] queue to add
@@ -151,7 +152,7 @@ if ARGV[6] ~= '' then
   taken = ts ~= false
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 10))
-redis.call('ZADD', KEYS[8], ARGV[4], ARGV[3])
+redis.call('RPUSH', KEYS[8], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'id', ARGV[3], 'from', '', 'to', 'queued', 'channel', '', 'provider_message_id', '', 'error', '', 'at', ARGV[4])
 if ARGV[5] ~= '' then
@@ -257,7 +258,7 @@ func (s *Store) createCall(rec Record, payloadHash string, tw *taskWrite) create
 	}
 	rk := s.Key(rec.ID)
 	keys := make([]string, 8)
-	keys[0], keys[1], keys[2], keys[3], keys[7] = rk, s.EventsKey(), rk, rk, s.NonFinalKey() // KEYS[3..4]: not touched without a batch
+	keys[0], keys[1], keys[2], keys[3], keys[7] = rk, s.EventsKey(), rk, rk, s.NonFinalNewKey() // KEYS[3..4]: not touched without a batch
 	if rec.BatchID != "" {
 		keys[2], keys[3] = s.batchIDsKey(rec.BatchID), s.BatchKey(rec.BatchID)
 	}
@@ -385,8 +386,10 @@ func (u Update) pairs() []any {
 // Returns -1 when there is no record, {0, record} when the current state is not one
 // of the from states (nothing written), {1, record after} otherwise. The event is
 // appended, and the counts of the record's batch moved, only when the state actually
-// changes; a state change also leaves the non-final index (a record with final_at
-// set) or joins it (NX: a record written before the index existed, or a re-run).
+// changes; a state change to a final state (final_at set) also leaves the non-final
+// index, and one from a final state (a re-run, which clears final_at) joins it. Other
+// state changes leave the index alone: a record is on its list of new records or in
+// it from its creation on (nonfinal.go).
 //
 // The body is also the function transition() of the scripts built by NewHook
 // (hook.go): KEYS[1..3] and ARGV as above, hook arguments after them.
@@ -439,7 +442,7 @@ if to ~= cur then
   end
   if now('final_at', r[2]) then
     redis.call('ZREM', KEYS[3], ARGV[3])
-  else
+  elseif r[2] then
     redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[3])
   end
   local ch, pid, err = now('channel', r[3]), now('provider_message_id', r[4]), now('error', r[5])

@@ -224,12 +224,14 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 	}
 	res.Leader = true
 	now := r.w.now()
-	if n, err := r.w.store.NonFinalCount(ctx); err == nil {
-		r.w.metrics.setNonFinal(n)
-	}
 	ids, err := r.w.store.DueNonFinal(ctx, now.Add(-r.cfg.Period), r.cfg.Batch)
 	if err != nil {
 		return res, err
+	}
+	// Counted after DueNonFinal has sorted the new records in: those finished
+	// meanwhile are gone from the count.
+	if n, err := r.w.store.NonFinalCount(ctx); err == nil {
+		r.w.metrics.setNonFinal(n)
 	}
 	for _, id := range ids {
 		if ctx.Err() != nil || !r.stillLeader(ctx) {
