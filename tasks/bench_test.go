@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -153,28 +152,11 @@ func BenchmarkRoundTripByRedisTime(b *testing.B) {
 // benchmark alone) and returns a func that reports the time per b.N since as
 // redis-µs/op. Nothing is reported where there are no such figures (miniredis).
 func scriptTime(b *testing.B, rdb *redis.Client) func() {
-	before, ok := evalshaUsec(rdb)
+	before, ok := tasks.EvalshaUsec(rdb)
 	return func() {
-		after, ok2 := evalshaUsec(rdb)
+		after, ok2 := tasks.EvalshaUsec(rdb)
 		if ok && ok2 && b.N > 0 {
 			b.ReportMetric((after-before)/float64(b.N), "redis-µs/op")
 		}
 	}
-}
-
-// evalshaUsec returns the usec of "cmdstat_evalsha" in INFO commandstats (go-redis's
-// InfoMap parses the sections); false where the server has no such section.
-func evalshaUsec(rdb *redis.Client) (float64, bool) {
-	info, err := rdb.InfoMap(context.Background(), "commandstats").Result()
-	stats, ok := info["Commandstats"]
-	if err != nil || !ok {
-		return 0, false
-	}
-	for kv := range strings.SplitSeq(stats["cmdstat_evalsha"], ",") {
-		if v, ok := strings.CutPrefix(kv, "usec="); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			return f, err == nil
-		}
-	}
-	return 0, true // no EVALSHA yet
 }
