@@ -136,11 +136,10 @@ func BenchmarkEnqueueScriptBounds(b *testing.B) {
 }
 
 // The trim scripts are not used by viberq either: each writes what createLua writes
-// for a new message without a batch, with one saving more than createLua, so that
-// BenchmarkEnqueueRedisTime can say what each saving is worth in Redis's own time
-// (BENCHMARKS.md, "4 December 2026, evening: where a lone enqueue's time goes, and a
-// cheaper index entry").
-// KEYS and ARGV are createLua's.
+// for a new message without a batch, trimExistsLua with one saving over it and
+// trimLeanLua with a second, so that BenchmarkEnqueueRedisTime can say what each is
+// worth in Redis's own time (BENCHMARKS.md, "4 December 2026, evening: where a lone
+// enqueue's time goes, and a cheaper index entry"). KEYS and ARGV are createLua's.
 const (
 	// trimExistsLua checks the record and the task key with one EXISTS and writes the
 	// record, its state with it, in one HSET (in place of HSETNX, HGET and HSET).
@@ -172,11 +171,10 @@ var zsetCreateLua = strings.Replace(createLua, "redis.call('RPUSH', KEYS[8], ARG
 // asynq's Client.Enqueue, viberq's enqueue script as it was (zsetCreateLua) and as
 // it is, the trim scripts above, the bound script boundTaskLua, and an empty script
 // given viberq's keys and arguments; and each one's wall time per call from one
-// goroutine (µs). Every iteration runs a block
-// of 500 calls of each in turn, and every ten iterations the index, the events
-// stream and the pending list are deleted, as row 3a's runs of 5 000 start on an
-// empty database. The wall times spread with the host; the Redis times do not.
-// Real Redis only:
+// goroutine (µs). Every iteration runs a block of 500 calls of each in turn, and
+// every ten iterations the index, the events stream and the pending list are
+// deleted, as row 3a's runs of 5 000 start on an empty database. The wall times
+// spread with the host; the Redis times do not. Real Redis only:
 //
 //	VIBERQ_TEST_REDIS_URL=redis://127.0.0.1:6379 go test -run '^$' -bench EnqueueRedisTime -benchtime 40x ./tasks/
 func BenchmarkEnqueueRedisTime(b *testing.B) {

@@ -12,16 +12,16 @@ import (
 
 // The non-final index is the sorted set "{prefix}nonfinal": one member per record that
 // is not final, scored with the Unix milliseconds at which the record was last known
-// to have a way to finality (its creation, or the reconciler's last check), and in
-// front of it the list "{prefix}nonfinal:new" of the records created since the
-// reconciler last read it. Create appends a record's ID to the list (an RPUSH: a lone
-// producer's enqueue pays for no sorted-set insert, BENCHMARKS.md, row 3a);
+// to have a way to finality (its creation, or the reconciler's last check); and in
+// front of it the list "{prefix}nonfinal:new" of the records created since it was
+// last sorted in. Create appends a record's ID to the list (an RPUSH: a lone
+// producer's enqueue pays for no sorted-set insert, BENCHMARKS.md, row 3a).
 // DueNonFinal first sorts the list in: every record on it that is still not final
-// joins the sorted set, scored with its created_at, and the rest (finished meanwhile,
-// or gone) are dropped, so the sorted set never sees them. A state change to a final state removes a record from
-// the sorted set, and a re-run (a final record made non-final again) adds it back.
-// The worker's reconciler pages through the members whose score is older than its
-// period (README, "Message states").
+// joins the sorted set, scored with its created_at, and the rest (finished
+// meanwhile, or gone) are dropped, so the sorted set never sees them. A state change
+// to a final state removes a record from the sorted set, and a re-run (a final
+// record made non-final again) adds it back. The worker's reconciler pages through
+// the members whose score is older than its period (README, "Message states").
 
 // NonFinalKey returns the key of the non-final index (the sorted set).
 func (s *Store) NonFinalKey() string { return s.prefix + "nonfinal" }
@@ -72,10 +72,10 @@ func (s *Store) sortIn(ctx context.Context) error {
 	return nil
 }
 
-// DueNonFinal sorts the records created since its last call into the non-final index,
-// then returns up to limit message IDs of the index last checked before the given
-// time, oldest first. Re-scoring each with MarkChecked (or removing
-// it with ForgetNonFinal) is what moves the next call on: the index pages itself.
+// DueNonFinal sorts the records created since the last sort-in into the non-final
+// index, then returns up to limit message IDs of the index last checked before the
+// given time, oldest first. Re-scoring each with MarkChecked (or removing it with
+// ForgetNonFinal) is what moves the next call on: the index pages itself.
 func (s *Store) DueNonFinal(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	if err := s.sortIn(ctx); err != nil {
 		return nil, err
@@ -121,8 +121,8 @@ func (s *Store) ForgetNonFinal(ctx context.Context, id string) (bool, error) {
 }
 
 // NonFinalCount returns the size of the non-final index, plus the records created
-// since the last DueNonFinal (some of which may be final already): right after a
-// DueNonFinal, the number of records not final.
+// since it was last sorted in (some of which may be final already): right after a
+// DueNonFinal, about the number of records not final.
 func (s *Store) NonFinalCount(ctx context.Context) (int64, error) {
 	var zc, lc *redis.IntCmd
 	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
