@@ -30,8 +30,9 @@ func (s *Store) NonFinalKey() string { return s.prefix + "nonfinal" }
 // into the non-final index.
 func (s *Store) NonFinalNewKey() string { return s.prefix + "nonfinal:new" }
 
-// sortInBatch is how many new records one run of sortInScript takes from the list, so
-// that no run holds Redis for long.
+// sortInBatch is how many new records one run of sortInScript takes from the list:
+// about a millisecond of Redis (BENCHMARKS.md, "4 December 2026, evening: where a
+// lone enqueue's time goes, and a cheaper index entry").
 const sortInBatch = 500
 
 // sortInScript moves up to ARGV[2] IDs from the head of the new-records list KEYS[1]
