@@ -485,13 +485,13 @@ func benchEnqueue(ctx context.Context, b *bench) ([]benchResult, error) {
 }
 
 // enqueueRunSize is the enqueues per run and the pairs of runs of row 3a (g = 1) or 3b.
-// Runs stay at half a second or less, so that the two runs of a pair share the
-// host's state; the pairs are many because single pairs still spread widely on a
-// shared machine (3a 0.46–1.48, 3b 0.55–1.07 in the full runs of 4 December, evening).
-// Shorter runs of 1 000 enqueues spread far more (3a 0.19–2.07: a pause of the host
-// weighs on a tenth of a second), so the number of pairs is what narrows the median
-// (BENCHMARKS.md, "4 December 2026, evening: where a lone enqueue's time goes, and a
-// cheaper index entry").
+// A run of 5 000 takes about half a second here, short enough that the two runs of a
+// pair share the host's state; the pairs are many because single pairs still spread
+// widely on a shared machine (3a 0.46–1.48, 3b 0.55–1.07 in the full runs of 4
+// December, evening). Shorter runs of 1 000 enqueues spread far more (3a 0.19–2.07: a
+// pause of the host weighs on a tenth of a second), so the number of pairs is what
+// narrows the median (BENCHMARKS.md, "4 December 2026, evening: where a lone
+// enqueue's time goes, and a cheaper index entry").
 func enqueueRunSize(b *bench, g int) (n, pairs int) {
 	if g == 1 {
 		return b.pick(5000, 2000), b.pick(11, 3)
