@@ -28,7 +28,7 @@ type Hook struct {
 // NewHook builds a hook from its two Lua fragments (either may be empty). Build
 // hooks once (package variables): each is one script cached by Redis.
 func NewHook(before, after string) *Hook {
-	src := "local function transition()\n" + transitionLua + "\nend\n" + `
+	src := "local partial = true\nlocal function transition()\n" + transitionLua + "\nend\n" + `
 local nk, na = tonumber(ARGV[#ARGV-1]), tonumber(ARGV[#ARGV])
 local HK, HA, X = {}, {}, {}
 for i = 1, nk do HK[i] = KEYS[3 + i] end
@@ -61,7 +61,12 @@ func (e *HookRefusedError) Error() string {
 // TransitionWith is Transition with hook h run in the same script, with the hook's
 // keys and arguments. It returns what Transition returns, plus what the hook's After
 // put in X (nil when the Transition did not apply), or a *HookRefusedError when the
-// hook's Before refused.
+// hook's Before refused; with one difference: when the Transition applied, the
+// record holds only its ID and the fields the script read or wrote (State,
+// ProviderMessageID, Channel, Error, BatchID, Polls, FinalAt, SourceType and with it
+// Queue, Attempts when counted, UpdatedAt, and this change's stamps and fields), not
+// the message's own (DestMasked, CreatedAt, ExpiresAt, ...), which a caller with the
+// send task has already. A record that did not change, or a refusal, comes whole.
 func (s *Store) TransitionWith(ctx context.Context, id string, from []State, to State, upd Update,
 	h *Hook, keys []string, args ...any) (rec Record, ok bool, extra []any, err error) {
 	if err := checkTransition(from, to, upd.Rerun); err != nil {

@@ -384,7 +384,11 @@ func (u Update) pairs() []any {
 // pairs. An empty value deletes its field.
 //
 // Returns -1 when there is no record, {0, record} when the current state is not one
-// of the from states (nothing written), {1, record after} otherwise. The event is
+// of the from states (nothing written), {1, record after} otherwise: the whole record
+// (HGETALL), or, when the enclosing script sets partial (a hooked transition:
+// hook.go), only the fields the script read or wrote, which spares Redis the HGETALL
+// and the caller its decoding on the send path (BENCHMARKS.md, "4 December 2026,
+// evening: where a lone enqueue's time goes, and a cheaper index entry"). The event is
 // appended, and the counts of the record's batch moved, only when the state actually
 // changes; a state change to a final state (final_at set) also leaves the non-final
 // index, and one from a final state (a re-run, which clears final_at) joins it. Other
@@ -394,7 +398,7 @@ func (u Update) pairs() []any {
 // The body is also the function transition() of the scripts built by NewHook
 // (hook.go): KEYS[1..3] and ARGV as above, hook arguments after them.
 const transitionLua = `
-local r = redis.call('HMGET', KEYS[1], 'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch', 'polls')
+local r = redis.call('HMGET', KEYS[1], 'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch', 'polls', 'source_type')
 local cur = r[1]
 if not cur then return -1 end
 local nfrom, nset, nchg = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -429,7 +433,8 @@ for _, f in ipairs(order) do
 end
 redis.call('HSET', KEYS[1], unpack(sets))
 if #dels > 0 then redis.call('HDEL', KEYS[1], unpack(dels)) end
-if ARGV[6] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
+local attempts = nil
+if ARGV[6] == '1' then attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 if to ~= cur then
   -- A field's value after this update: the one written, else the one read ('' and a
@@ -461,10 +466,24 @@ if to ~= cur then
     end
   end
 end
-return {1, redis.call('HGETALL', KEYS[1])}
+if not partial then return {1, redis.call('HGETALL', KEYS[1])} end
+-- The partial answer: the fields written (except those deleted), the fields read and
+-- not written, and the attempts counted.
+local out, written = {}, {}
+for _, f in ipairs(order) do
+  written[f] = true
+  if last[f] ~= '' then out[#out+1] = f; out[#out+1] = last[f] end
+end
+local read = {'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch', 'polls', 'source_type'}
+for k, f in ipairs(read) do
+  if not written[f] and r[k] then out[#out+1] = f; out[#out+1] = r[k] end
+end
+if attempts then out[#out+1] = 'attempts'; out[#out+1] = tostring(attempts) end
+return {1, out}
 `
 
-var transitionScript = redis.NewScript(transitionLua)
+// transitionScript runs transitionLua alone, answering with the whole record.
+var transitionScript = redis.NewScript("local partial = false\n" + transitionLua)
 
 // Transition atomically moves the record of id from one of the states in from to
 // state to, applying upd, refreshing the expiry and appending one event when the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
 )
 
@@ -58,7 +59,10 @@ const (
 	gateNoRecord                   // no record: nothing written, no token
 )
 
-// gate runs the send gate for message a: the record after it, and what happened.
+// gate runs the send gate for message a: the record after it, and what happened. A
+// started send's record holds what the gate's script read or wrote
+// (Store.TransitionWith), with the masked destination taken from a, as the record's
+// own was written from the same arguments (tasks.NewRecord); the send needs no more.
 func (w *Worker) gate(ctx context.Context, a tasks.SendArgs) (tasks.Record, gateResult, error) {
 	l := w.sendLim
 	rec, ok, extra, err := w.store.TransitionWith(ctx, a.ID, []tasks.State{tasks.StateQueued}, tasks.StateSending,
@@ -81,5 +85,6 @@ func (w *Worker) gate(ctx context.Context, a tasks.SendArgs) (tasks.Record, gate
 		}
 	}
 	w.metrics.observeLimiterWait(BucketSend, 0)
+	rec.DestMasked = provider.MaskPhone(a.Message.DestinationAddr)
 	return rec, gateStarted, nil
 }
