@@ -398,7 +398,9 @@ func (u Update) pairs() []any {
 // The body is also the function transition() of the scripts built by NewHook
 // (hook.go): KEYS[1..3] and ARGV as above, hook arguments after them.
 const transitionLua = `
-local r = redis.call('HMGET', KEYS[1], 'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch', 'polls', 'source_type')
+-- The fields read (r[k] is the value of names[k]).
+local names = {'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch', 'polls', 'source_type'}
+local r = redis.call('HMGET', KEYS[1], unpack(names))
 local cur = r[1]
 if not cur then return -1 end
 local nfrom, nset, nchg = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
@@ -474,8 +476,7 @@ for _, f in ipairs(order) do
   written[f] = true
   if last[f] ~= '' then out[#out+1] = f; out[#out+1] = last[f] end
 end
-local read = {'state', 'final_at', 'channel', 'provider_message_id', 'error', 'batch', 'polls', 'source_type'}
-for k, f in ipairs(read) do
+for k, f in ipairs(names) do
   if not written[f] and r[k] then out[#out+1] = f; out[#out+1] = r[k] end
 end
 if attempts then out[#out+1] = 'attempts'; out[#out+1] = tostring(attempts) end
