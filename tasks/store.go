@@ -112,7 +112,7 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // batch ID ("" none), ARGV[6] task: "" none, "pending" or "scheduled", ARGV[7] task
 // message, ARGV[8] pending_since (Unix ns) or score (Unix s), ARGV[9] queue to add
 // to asynq's set of queues ("" when this process has added it already),
-// ARGV[10..] record field/value pairs but the state (the HSETNX writes it).
+// ARGV[10..] record field/value pairs but the state (the script writes it).
 //
 // Returns 1 when created (with the task, if asked), 2 when created but the task ID is
 // taken by a live task (pending, scheduled, retry, active: a raw producer's task of
@@ -124,34 +124,31 @@ func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 // missing (the caller puts it back: Enqueuer.finish) and 2 when it exists, so that a
 // duplicate of a queued message costs a second round trip only when its task is
 // really gone (a resubmitted campaign, say, whose messages still wait in the queue).
-// A record is a hash with a state (every writer sets it): the HSETNX of the state
-// that checks for one would also write into a hash without it, which nothing in
-// viberq leaves; when a finished task holds the ID, the DEL takes back what the
-// HSETNX wrote, so the script writes nothing. Every asynq task hash has a state
-// (asynq writes it with the task), so the HGET of it is the EXISTS of asynq's
-// enqueueCmd. The task part mirrors asynq v0.26.0's enqueueCmd and scheduleCmd
-// (internal/rdb/rdb.go) with the SADD its client makes before them (once per queue
-// and process, as asynq's RDB.queuesPublished does).
+// A new message costs one EXISTS of both keys (KEYS[5] is KEYS[1] when no task is
+// asked); only when one of them exists does the script look closer. Every asynq task
+// hash has a state (asynq writes it with the task), so the HGET of it is the EXISTS
+// of asynq's enqueueCmd. The task part mirrors asynq v0.26.0's enqueueCmd and
+// scheduleCmd (internal/rdb/rdb.go) with the SADD its client makes before them (once
+// per queue and process, as asynq's RDB.queuesPublished does).
 const createLua = `
--- HSETNX of the state is the existence check and the first write in one call.
-if redis.call('HSETNX', KEYS[1], 'state', 'queued') == 0 then
-  local task = 0
-  if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'state') == 'queued' then
-    task = 1 + redis.call('EXISTS', KEYS[5])
-  end
-  return {redis.call('HGETALL', KEYS[1]), task}
-end
+-- One EXISTS of the record and the task key is the check of a new message; only a
+-- message seen before reads more.
 local taken = false
-if ARGV[6] ~= '' then
-  local ts = redis.call('HGET', KEYS[5], 'state')
-  if ts == 'completed' or ts == 'archived' then
-    redis.call('DEL', KEYS[1])
-    if ts == 'completed' then return 3 end
-    return 4
+if redis.call('EXISTS', KEYS[1], KEYS[5]) > 0 then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    local task = 0
+    if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'state') == 'queued' then
+      task = 1 + redis.call('EXISTS', KEYS[5])
+    end
+    return {redis.call('HGETALL', KEYS[1]), task}
   end
+  -- No record, and the task ID is taken (ARGV[6] is not '': KEYS[5] is the task key).
+  local ts = redis.call('HGET', KEYS[5], 'state')
+  if ts == 'completed' then return 3 end
+  if ts == 'archived' then return 4 end
   taken = ts ~= false
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 10))
+redis.call('HSET', KEYS[1], 'state', 'queued', unpack(ARGV, 10))
 redis.call('RPUSH', KEYS[8], ARGV[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
   'id', ARGV[3], 'from', '', 'to', 'queued', 'channel', '', 'provider_message_id', '', 'error', '', 'at', ARGV[4])
@@ -271,7 +268,7 @@ func (s *Store) createCall(rec Record, payloadHash string, tw *taskWrite) create
 		args = tw.appendTo(keys, args, rec.ID, now)
 	}
 	written := rec.asWritten()
-	rec.State = "" // the script's HSETNX writes it; the HSET carries the rest
+	rec.State = "" // the script writes it first in the HSET
 	args = rec.appendHashFields(args)
 	return createCall{id: rec.ID, keys: keys, args: args, written: written}
 }
