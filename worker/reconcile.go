@@ -30,7 +30,11 @@ type ReconcileConfig struct {
 	// Period is how often the leader sweeps; a sweep checks the non-final records not
 	// checked for a Period. A record whose send task was deleted (in the Asynq UI) is
 	// final within two Periods while the records due fit in one Batch. Defaults to
-	// DefaultReconcilePeriod (30s); negative disables the reconciler.
+	// DefaultReconcilePeriod (30s); negative disables the reconciler. A program that
+	// disables it in every worker must at least sort the non-final index's list of new
+	// records in itself (tasks.Store.DueNonFinal, say once a minute), or that list (one
+	// ID per enqueue) only grows; and nothing then ends a record whose send task is
+	// gone.
 	Period time.Duration
 	// Batch bounds the records one sweep checks. Defaults to DefaultReconcileBatch.
 	Batch int
