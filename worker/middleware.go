@@ -132,9 +132,11 @@ func (l *logLimiter) allow(key string, now time.Time) (bool, int) {
 }
 
 // middleware wraps every task attempt: the task timeout, the per-task logger in ctx
-// (zerolog.Ctx), the attempt record, the retry decision and ONE log line.
+// (zerolog.Ctx), the attempt record, the retry decision and ONE log line. It first
+// grows the task goroutine's stack to what a send needs (growStack).
 func (w *Worker) middleware(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
+		_ = growStack(len(t.Type()))
 		start := w.now()
 		taskID, _ := asynq.GetTaskID(ctx)
 		queue, _ := asynq.GetQueueName(ctx)
