@@ -2,7 +2,9 @@ package tasks_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -148,4 +150,96 @@ func TestNonFinalNewRecordsSortedIn(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, append([]string{"slow", "moving"}, many...), ids)
 	require.Zero(t, b.rdb.Exists(ctx, st.NonFinalNewKey()).Val())
+}
+
+// The index loses no record and keeps no finished one while records are created,
+// cancelled, moved on, finished and re-run concurrently with two sort-ins (a deposed
+// leader's sweep and the new leader's): at the end every record not final is in the
+// sorted set, no final one is, the list is empty and NonFinalCount is exact.
+func TestNonFinalIndexUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	b := setup(t, tasks.EnqueuerConfig{})
+	ctx := context.Background()
+	st := b.store
+	const n, producers = 1200, 4
+	errs := make(chan error, producers+2)
+	stop := make(chan struct{})
+	var sorters sync.WaitGroup
+	for range 2 {
+		sorters.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := st.DueNonFinal(ctx, b.clock.Now().Add(-time.Hour), 10); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	var prods sync.WaitGroup
+	for g := range producers {
+		prods.Go(func() {
+			move := func(id string, from, to tasks.State, upd tasks.Update) error {
+				_, _, err := st.Transition(ctx, id, []tasks.State{from}, to, upd)
+				return err
+			}
+			for i := g; i < n; i += producers {
+				id := fmt.Sprintf("c%05d", i)
+				if _, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: id, Message: transactional(), TTL: time.Minute}); err != nil {
+					errs <- err
+					return
+				}
+				var err error
+				switch i % 5 {
+				case 0:
+					_, _, err = b.enq.Cancel(ctx, id)
+				case 1: // on its way
+					err = move(id, tasks.StateQueued, tasks.StateSending, tasks.Update{})
+				case 2: // finished, then re-run: on its way again
+					err = errors.Join(move(id, tasks.StateQueued, tasks.StateSending, tasks.Update{}),
+						move(id, tasks.StateSending, tasks.StateDropped, tasks.Update{}),
+						move(id, tasks.StateDropped, tasks.StateQueued, tasks.Update{Rerun: true}))
+				case 3: // finished
+					err = errors.Join(move(id, tasks.StateQueued, tasks.StateSending, tasks.Update{}),
+						move(id, tasks.StateSending, tasks.StateDropped, tasks.Update{}))
+				}
+				if err != nil {
+					errs <- fmt.Errorf("%s: %w", id, err)
+					return
+				}
+			}
+		})
+	}
+	prods.Wait()
+	close(stop)
+	sorters.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	_, err := st.DueNonFinal(ctx, b.clock.Now().Add(-time.Hour), 10)
+	require.NoError(t, err)
+	require.Zero(t, b.rdb.LLen(ctx, st.NonFinalNewKey()).Val(), "the list is sorted in")
+	indexed := map[string]bool{}
+	for _, id := range b.rdb.ZRange(ctx, st.NonFinalKey(), 0, -1).Val() {
+		indexed[id] = true
+	}
+	notFinal := 0
+	for i := range n {
+		id := fmt.Sprintf("c%05d", i)
+		rec, err := st.Get(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, !rec.State.Final(), indexed[id], "%s is %s", id, rec.State)
+		if !rec.State.Final() {
+			notFinal++
+		}
+	}
+	require.Equal(t, 3*n/5, notFinal, "queued, sending and re-run records")
+	count, err := st.NonFinalCount(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, notFinal, count)
 }
