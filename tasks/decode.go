@@ -70,7 +70,8 @@ func IsRequestField(name string) bool {
 }
 
 // DecodeError is a document that cannot be read as a message at all: malformed JSON
-// (Problem) or fields viberq does not know (Unknown). Its text never quotes a value.
+// (Problem) or fields viberq does not know (Unknown). Its text never quotes a value,
+// and its field names have their phone-like runs masked (shownNames).
 type DecodeError struct {
 	// Problem says what is malformed, e.g. "body is not a JSON object"; "" when the
 	// only problem is Unknown.
@@ -97,6 +98,17 @@ func (e *DecodeError) Error() string {
 		parts = append(parts, quoteList("field", e.Duplicate)+" given more than once")
 	}
 	return strings.Join(parts, "; ")
+}
+
+// shownNames returns names as a DecodeError keeps and shows them: every phone-like run
+// masked (provider.MaskPhones: a producer may put a number where a field name
+// belongs, and no answer, log or dead-letter entry quotes one), sorted.
+func shownNames(names []string) []string {
+	for i, n := range names {
+		names[i] = provider.MaskPhones(n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // quoteList is `noun "a"` or `nouns "a", "b"`.
@@ -193,8 +205,8 @@ func DecodeJSON(data []byte) (EnqueueRequest, error) {
 				unk = append(unk, name)
 			}
 		}
-		sort.Strings(unk)
-		return EnqueueRequest{}, &DecodeError{Unknown: unk, Duplicate: dup}
+		unk = shownNames(unk)
+		return EnqueueRequest{}, &DecodeError{Unknown: unk, Duplicate: shownNames(dup)}
 	}
 	var (
 		d   decoder
@@ -216,7 +228,7 @@ func DecodeJSON(data []byte) (EnqueueRequest, error) {
 		}
 	}
 	if len(unk) > 0 {
-		sort.Strings(unk)
+		unk = shownNames(unk)
 		return d.req, &DecodeError{Unknown: unk}
 	}
 	return d.result()
@@ -251,7 +263,7 @@ func DecodeFields(values map[string]any) (EnqueueRequest, error) {
 		}
 	}
 	if len(unk) > 0 {
-		sort.Strings(unk)
+		unk = shownNames(unk)
 		return d.req, &DecodeError{Unknown: unk}
 	}
 	return d.result()
@@ -266,7 +278,7 @@ func decodeWrapped(values map[string]any, doc string) (EnqueueRequest, error) {
 		}
 	}
 	if len(unk) > 0 {
-		sort.Strings(unk)
+		unk = shownNames(unk)
 		return EnqueueRequest{}, &DecodeError{Unknown: unk}
 	}
 	req, err := DecodeJSON([]byte(doc))

@@ -131,6 +131,30 @@ func TestDecodeJSON(t *testing.T) {
 		require.NotContains(t, err.Error(), "380501234567")
 	})
 
+	// A number where a field name belongs is named masked, wherever the name shows:
+	// unknown, given twice, in the JSON document or among an outbox entry's fields.
+	t.Run("PhoneLikeFieldNamesMasked", func(t *testing.T) {
+		t.Parallel()
+		for _, c := range []struct {
+			err  error
+			want []provider.FieldError
+		}{
+			{decodeErr(tasks.DecodeJSON([]byte(`{"text":"a","380501234567":1}`))),
+				[]provider.FieldError{{Field: "380*****4567", Rule: "unknown field"}}},
+			{decodeErr(tasks.DecodeJSON([]byte(`{"0000000000":0,"0000000000":1}`))),
+				[]provider.FieldError{{Field: "000***0000", Rule: "unknown field"}, {Field: "000***0000", Rule: "given more than once"}}},
+			{decodeErr(tasks.DecodeFields(map[string]any{"text": "a", "+380 50 123 45 67": "x"})),
+				[]provider.FieldError{{Field: "+38**********5 67", Rule: "unknown field"}}},
+			{decodeErr(tasks.DecodeFields(map[string]any{"message": "{}", "380501234567": "x"})),
+				[]provider.FieldError{{Field: "380*****4567", Rule: "unknown field"}}},
+		} {
+			require.Equal(t, c.want, tasks.Reasons(c.err))
+			for _, raw := range []string{"380501234567", "0000000000", "123 45 67"} {
+				require.NotContains(t, c.err.Error(), raw)
+			}
+		}
+	})
+
 	t.Run("WrongTypesListedWithEveryOtherViolation", func(t *testing.T) {
 		t.Parallel()
 		_, err := tasks.DecodeJSON([]byte(`{"message_type":"text","source_type":true,"text":5,
@@ -269,3 +293,6 @@ func TestDecodeJSONStrictText(t *testing.T) {
 		t.Error("invalid UTF-8 in a field name accepted")
 	}
 }
+
+// decodeErr is the error of a decode.
+func decodeErr(_ tasks.EnqueueRequest, err error) error { return err }

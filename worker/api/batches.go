@@ -199,7 +199,7 @@ func jsonProblem(err error) string {
 	case errors.As(err, &te):
 		return fmt.Sprintf("%s must be %s", te.Field, te.Type)
 	}
-	return err.Error() // unknown field "x", unexpected EOF: no value quoted
+	return provider.MaskPhones(err.Error()) // unknown field "x" (masked if phone-like), unexpected EOF
 }
 
 // getBatch is GET /v1/batches/{id}: the counts of the batch by state and by delivery

@@ -182,6 +182,10 @@ func TestOpenAPIContract(t *testing.T) {
 	require.Contains(t, r.body, `"accepted":2,"duplicates":1,"refused":2,"errors":0`)
 	require.Contains(t, r.body, `"send_at":"`)
 	require.Equal(t, http.StatusBadRequest, c.call(t, false, http.MethodPost, "/v1/batches", `{"batch":"x","messages":[]}`, auth...).status)
+	r = c.call(t, false, http.MethodPost, "/v1/batches", `{"380501234567":1,"messages":[]}`, auth...) // a number as a key: named masked
+	require.Equal(t, http.StatusBadRequest, r.status)
+	require.Contains(t, r.body, `380*****4567`)
+	require.NotContains(t, r.body, "380501234567")
 	require.Equal(t, http.StatusUnprocessableEntity, c.call(t, false, http.MethodPost, "/v1/batches", `{"batch_id":"bad id","messages":[]}`, auth...).status)
 	require.Equal(t, http.StatusUnsupportedMediaType, c.call(t, false, http.MethodPost, "/v1/batches", batch,
 		"Authorization", "Bearer "+apiToken, "Content-Type", "text/csv").status)
