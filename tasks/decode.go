@@ -320,7 +320,8 @@ func decodeWrapped(values map[string]any, doc string) (EnqueueRequest, error) {
 }
 
 // jsonObject decodes data as one JSON object; dup lists the names given more than
-// once, sorted. A name that is not valid UTF-8 is a malformed document.
+// once, in the order of their second occurrence (its caller shows them through
+// shownNames, which sorts). A name that is not valid UTF-8 is a malformed document.
 func jsonObject(data []byte) (raw map[string]json.RawMessage, dup []string, err error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return nil, nil, &DecodeError{Problem: "empty document: want a JSON object"}
@@ -373,7 +374,6 @@ func jsonObject(data []byte) (raw map[string]json.RawMessage, dup []string, err 
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, nil, &DecodeError{Problem: "malformed JSON: data after the object"}
 	}
-	sort.Strings(dup)
 	return raw, dup, nil
 }
 
