@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -115,14 +116,14 @@ func (m Message) Validate() error {
 
 	typeOK := m.MessageType.Valid()
 	if !typeOK {
-		v.add("message_type", fmt.Sprintf("must be one of 106, 108, 206, 208, got %d", int(m.MessageType)))
+		v.add("message_type", "must be one of 106, 108, 206, 208, got "+shownInt(int(m.MessageType)))
 	}
 
 	v.text("text", m.Text, true, MaxTextLen)
 
 	if m.TextSMS != "" {
 		if m.MessageType != TypeText || m.SourceType != SourceTransactional {
-			v.add("text_sms", fmt.Sprintf("is allowed only with message_type 106 and source_type 2 (transactional), got message_type %d and source_type %d", int(m.MessageType), int(m.SourceType)))
+			v.add("text_sms", fmt.Sprintf("is allowed only with message_type 106 and source_type 2 (transactional), got message_type %s and source_type %s", shownInt(int(m.MessageType)), shownInt(int(m.SourceType))))
 		}
 		if !utf8.ValidString(m.TextSMS) {
 			v.add("text_sms", "must be valid UTF-8")
@@ -160,7 +161,7 @@ func (m Message) Validate() error {
 
 	switch {
 	case !m.SourceType.Valid():
-		v.add("source_type", fmt.Sprintf("must be 1 (promotional) or 2 (transactional), got %d", int(m.SourceType)))
+		v.add("source_type", "must be 1 (promotional) or 2 (transactional), got "+shownInt(int(m.SourceType)))
 	case typeOK && m.MessageType.HasImageButton() && m.SourceType != SourcePromotional:
 		v.add("source_type", fmt.Sprintf("must be 1 (promotional) for message_type %d: transactional messages are text only", int(m.MessageType)))
 	}
@@ -174,9 +175,9 @@ func (m Message) Validate() error {
 	switch {
 	case m.ValidityPeriod == 0:
 	case m.ValidityPeriod < MinValidityPeriod || m.ValidityPeriod > MaxValidityPeriod:
-		v.add("validity_period", fmt.Sprintf("must be between %d and %d seconds, got %d", MinValidityPeriod, MaxValidityPeriod, m.ValidityPeriod))
+		v.add("validity_period", fmt.Sprintf("must be between %d and %d seconds, got %s", MinValidityPeriod, MaxValidityPeriod, shownInt(m.ValidityPeriod)))
 	case m.TextSMS != "" && m.ValidityPeriod != SMSValidityPeriod:
-		v.add("validity_period", fmt.Sprintf("must be %d seconds for a transactional message with text_sms (the vendor: TTL only 40 seconds), got %d", SMSValidityPeriod, m.ValidityPeriod))
+		v.add("validity_period", fmt.Sprintf("must be %d seconds for a transactional message with text_sms (the vendor: TTL only 40 seconds), got %s", SMSValidityPeriod, shownInt(m.ValidityPeriod)))
 	}
 
 	if len(v.errs) == 0 {
@@ -186,6 +187,12 @@ func (m Message) Validate() error {
 }
 
 type validator struct{ errs []FieldError }
+
+// shownInt is how a rule shows a number the producer gave: phone-like runs masked
+// (MaskPhones), since a number put in the wrong field may be one. A rule shows the
+// producer's values only this way; what it computes (a length, a limit) it shows as
+// is.
+func shownInt(n int) string { return MaskPhones(strconv.Itoa(n)) }
 
 func (v *validator) add(field, rule string) {
 	v.errs = append(v.errs, FieldError{Field: field, Rule: rule})

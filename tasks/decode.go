@@ -550,8 +550,8 @@ func (d *decoder) result() (EnqueueRequest, error) {
 	if d.req.ID != "" && !ValidID(d.req.ID) {
 		all = append(all, provider.FieldError{Field: "id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", MaxIDLen)})
 	}
-	if d.req.TTL != 0 && (d.req.TTL < MinTTL || d.req.TTL > MaxTTL) {
-		all = append(all, provider.FieldError{Field: "ttl", Rule: fmt.Sprintf("must be between %s and %s, got %s", MinTTL, MaxTTL, d.req.TTL)})
+	if r := ttlRangeRule(d.req.TTL); r != "" {
+		all = append(all, provider.FieldError{Field: "ttl", Rule: r})
 	}
 	if d.req.BatchID != "" && !ValidID(d.req.BatchID) {
 		all = append(all, provider.FieldError{Field: "batch_id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", MaxIDLen)})

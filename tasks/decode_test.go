@@ -155,6 +155,31 @@ func TestDecodeJSON(t *testing.T) {
 		}
 	})
 
+	// A number the producer put where a value belongs is shown masked by every rule that
+	// shows the value: the vendor's fields, the webhook's, the TTL.
+	t.Run("PhoneLikeValuesMaskedInRules", func(t *testing.T) {
+		t.Parallel()
+		_, err := tasks.DecodeJSON([]byte(`{"text":5,"source_addr":"Shop","destination_addr":"380501234567",
+			"message_type":1234567890,"source_type":1234567890,"validity_period":1234567890,
+			"webhook_events":"380501234567","webhook_url":"a380501234567://x","ttl":"6h0m0.380501234s"}`))
+		got := fieldsOf(t, err)
+		for _, f := range []string{"message_type", "source_type", "validity_period", "webhook_events", "webhook_url", "ttl"} {
+			require.Contains(t, got, f)
+		}
+		require.Contains(t, got["message_type"], "got 123***7890")
+		require.Contains(t, got["source_type"], "got 123***7890")
+		require.Contains(t, got["validity_period"], "got 123***7890")
+		require.Contains(t, got["webhook_events"], `got "380*****4567"`)
+		require.Contains(t, got["webhook_url"], "got a380*****4567")
+		require.Contains(t, got["ttl"], "got 6h0m0.3****1234s")
+		for _, r := range tasks.Reasons(err) {
+			for _, raw := range []string{"0501234", "4567890", "1234567"} {
+				require.NotContains(t, r.Rule, raw, r.Field)
+			}
+		}
+		require.NotContains(t, err.Error(), "0501234")
+	})
+
 	t.Run("WrongTypesListedWithEveryOtherViolation", func(t *testing.T) {
 		t.Parallel()
 		_, err := tasks.DecodeJSON([]byte(`{"message_type":"text","source_type":true,"text":5,

@@ -359,6 +359,15 @@ func (e *Enqueuer) restoreTask(ctx context.Context, id, hash string, tw taskWrit
 	return nil
 }
 
+// ttlRangeRule returns "" when ttl is 0 (none asked) or within MinTTL..MaxTTL, else the rule
+// it breaks, which shows ttl with its phone-like runs masked ("1.380501234s").
+func ttlRangeRule(ttl time.Duration) string {
+	if ttl == 0 || (ttl >= MinTTL && ttl <= MaxTTL) {
+		return ""
+	}
+	return fmt.Sprintf("must be between %s and %s, got %s", MinTTL, MaxTTL, provider.MaskPhones(ttl.String()))
+}
+
 // validate checks req and returns the message to store (validity_period cleared),
 // the effective TTL, and the TTL the producer asked for (the TTL, else the
 // validity_period, else 0) that the fingerprint covers.
@@ -385,9 +394,8 @@ func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (msg provider.Mes
 		ttl = time.Duration(msg.ValidityPeriod) * time.Second
 	case ttl != 0:
 		msg.ValidityPeriod = 0 // ignored: the TTL rules
-		if ttl < MinTTL || ttl > MaxTTL {
-			fields = append(fields, provider.FieldError{Field: "ttl",
-				Rule: fmt.Sprintf("must be between %s and %s, got %s", MinTTL, MaxTTL, ttl)})
+		if r := ttlRangeRule(ttl); r != "" {
+			fields = append(fields, provider.FieldError{Field: "ttl", Rule: r})
 		}
 	}
 	if req.WebhookURL != "" {

@@ -10,6 +10,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/viberq/viberq/provider"
 )
 
 // The status webhook's task type and queue. Frozen like the others (see the package
@@ -48,7 +50,7 @@ func WebhookURLRule(u string) string {
 	case err != nil || !p.IsAbs():
 		return "must be an absolute http(s) URL"
 	case p.Scheme != "http" && p.Scheme != "https":
-		return "must use http or https, got " + p.Scheme
+		return "must use http or https, got " + provider.MaskPhones(p.Scheme)
 	case p.Hostname() == "":
 		return "must name a host"
 	case p.Fragment != "" || strings.Contains(u, "#"):
@@ -57,13 +59,14 @@ func WebhookURLRule(u string) string {
 	return ""
 }
 
-// WebhookEventsRule returns "" when ev is "", WebhookFinal or WebhookAll.
+// WebhookEventsRule returns "" when ev is "", WebhookFinal or WebhookAll. Like every
+// rule, it shows the producer's value with its phone-like runs masked.
 func WebhookEventsRule(ev string) string {
 	switch ev {
 	case "", WebhookFinal, WebhookAll:
 		return ""
 	}
-	return fmt.Sprintf("must be %q or %q, got %q", WebhookFinal, WebhookAll, ev)
+	return fmt.Sprintf("must be %q or %q, got %q", WebhookFinal, WebhookAll, provider.MaskPhones(ev))
 }
 
 // WebhookArgs is the payload of a TypeWebhook task.

@@ -372,7 +372,8 @@ func (c *Consumer) handle(ctx context.Context, m redis.XMessage, attempt int64) 
 		c.failed(m.ID, err)
 		return
 	case !tasks.Permanent(err):
-		reasons = []provider.FieldError{{Field: "entry", Rule: fmt.Sprintf("not enqueued after %d attempts: %v", attempt, err)}}
+		// The error may quote anything from below: masked like a rule.
+		reasons = []provider.FieldError{{Field: "entry", Rule: provider.MaskPhones(fmt.Sprintf("not enqueued after %d attempts: %v", attempt, err))}}
 	default:
 		reasons = tasks.Reasons(err)
 		var de *tasks.DecodeError
@@ -450,8 +451,10 @@ type Reason struct {
 func RejectedValues(m redis.XMessage, reasons []provider.FieldError, now time.Time) []any {
 	rs := make([]Reason, len(reasons))
 	for i, r := range reasons {
-		// Reasons are ours and hold no phone number (see Hooks): capped, not masked.
-		rs[i] = Reason{Field: capValue(r.Field, rejectedNameMax, keep), Rule: capValue(r.Rule, rejectedValueMax, keep)}
+		// Reasons are ours, and a rule shows a producer's value only masked; masked
+		// here again all the same, since a reason may quote an error from below (a
+		// Redis error, say) and a dead-letter stream never holds a number.
+		rs[i] = Reason{Field: capValue(r.Field, rejectedNameMax, provider.MaskPhones), Rule: capValue(r.Rule, rejectedValueMax, provider.MaskPhones)}
 	}
 	rb, _ := json.Marshal(rs) // strings only: cannot fail
 	out := []any{"entry_id", m.ID, "reasons", string(rb), "rejected_at", now.UTC().Format(time.RFC3339)}
@@ -479,8 +482,6 @@ func RejectedValues(m redis.XMessage, reasons []provider.FieldError, now time.Ti
 	}
 	return out
 }
-
-func keep(s string) string { return s }
 
 // streamValue is a stream entry's value as text (go-redis reads them as strings).
 func streamValue(v any) string {

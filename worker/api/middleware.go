@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
+
+	"github.com/viberq/viberq/provider"
 )
 
 // errorBody is every error answer: {"error": "...", "fields": [...]}.
@@ -208,7 +210,8 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			Int("bytes", sw.bytes).
 			Int64("duration_ms", s.opts.Now().Sub(start).Milliseconds())
 		if !strings.HasPrefix(r.URL.Path, "/callbacks/") {
-			ev = ev.Str("path", r.URL.Path)
+			// Any path is logged, an unauthenticated one too: phone-like runs masked.
+			ev = ev.Str("path", provider.MaskPhones(r.URL.Path))
 		}
 		ev.Msg("http request")
 	})

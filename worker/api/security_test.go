@@ -175,3 +175,19 @@ func TestAuthFailuresSharedAcrossPods(t *testing.T) {
 	mr.FastForward(time.Minute + time.Second)
 	require.Equal(t, http.StatusOK, get(t, podB, "/monitoring/", rightBasic).StatusCode)
 }
+
+// The request log names the path of every request, an unauthenticated or unmatched
+// one too, with its phone-like runs masked: a producer's ID may hold a number.
+func TestRequestLogMasksPhonesInPath(t *testing.T) {
+	t.Parallel()
+	_, rdb := redistest.Mini(t)
+	logs := &syncBuffer{}
+	hs := newGuarded(t, rdb, logs, api.AuthFailures{Free: 100, Limit: 200, Window: time.Minute, MaxDelay: time.Millisecond})
+	noAuth := func(*http.Request) {}
+	require.Equal(t, http.StatusUnauthorized, get(t, hs, "/v1/messages/otp-380501234567", noAuth).StatusCode)
+	require.Equal(t, http.StatusNotFound, get(t, hs, "/nowhere/380501234567", noAuth).StatusCode)
+	out := logs.String()
+	require.Contains(t, out, `"path":"/v1/messages/otp-380*****4567"`)
+	require.Contains(t, out, `"path":"/nowhere/380*****4567"`)
+	require.NotContains(t, out, "0501234")
+}
