@@ -323,6 +323,38 @@ func TestPostMessageRefusals(t *testing.T) {
 		require.Equal(t, http.StatusUnprocessableEntity, r.status)
 		require.Contains(t, r.body, `"field":"id"`)
 	})
+	// An empty key (an unset shell variable) or two keys would make the retry of a
+	// message a new message: refused, naming the header, and nothing is written.
+	t.Run("EmptyOrRepeatedKey422", func(t *testing.T) {
+		r := b.post(t, withID("empty-key"), "Idempotency-Key", " ")
+		require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
+		require.Contains(t, r.body, `{"field":"Idempotency-Key","rule":"must not be empty: give a key, or leave the header out"}`)
+		r = b.post(t, `{"text":""}`, "Idempotency-Key", "")
+		require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
+		require.Contains(t, r.body, `"field":"Idempotency-Key"`)
+		require.Contains(t, r.body, `"field":"source_addr"`, "the message's own faults are listed too")
+
+		req, err := http.NewRequest(http.MethodPost, b.srv.URL+"/v1/messages", strings.NewReader(validBody))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+apiToken)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Add("Idempotency-Key", "key-1")
+		req.Header.Add("Idempotency-Key", "key-2")
+		resp, err := b.srv.Client().Do(req)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode, string(body))
+		require.Contains(t, string(body), `{"field":"Idempotency-Key","rule":"given more than once"}`)
+
+		for _, id := range []string{"empty-key", "key-1", "key-2"} {
+			_, err := b.store.Get(context.Background(), id)
+			require.ErrorIs(t, err, tasks.ErrNotFound, id)
+		}
+		keys, err := b.rdb.Keys(context.Background(), b.store.Key("*")).Result()
+		require.NoError(t, err)
+		require.Empty(t, keys, "no record written")
+	})
 	t.Run("BadKey422", func(t *testing.T) {
 		r := b.post(t, validBody, "Idempotency-Key", "no spaces allowed")
 		require.Equal(t, http.StatusUnprocessableEntity, r.status)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 
@@ -78,15 +79,14 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var br batchRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&br); err != nil {
-		writeError(w, http.StatusBadRequest, "body must be {\"batch_id\": \"...\", \"messages\": [...]}: "+jsonProblem(err))
-		return
-	}
-	if dec.More() {
-		writeError(w, http.StatusBadRequest, "body must be one JSON object")
+	br, problem, field := decodeBatch(body)
+	if problem != "" {
+		var fields []fieldError
+		if field != "" {
+			fields = append(fields, fieldError{Field: field, Rule: problem})
+			problem = field + " " + problem
+		}
+		writeError(w, http.StatusBadRequest, "body must be {\"batch_id\": \"...\", \"messages\": [...]}: "+problem, fields...)
 		return
 	}
 	var fields []fieldError
@@ -168,9 +168,71 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, ans)
 }
 
+// decodeBatch reads the body of POST /v1/batches strictly, as the messages in it are
+// read: one JSON object holding "messages" (an array) and optionally "batch_id" (a
+// string), each at most once (encoding/json would keep the last of two "messages"
+// and drop the first array unanswered), and nothing after it. It returns the batch,
+// or what is wrong and the field it is wrong in ("" for the body as a whole).
+func decodeBatch(body []byte) (br batchRequest, problem, field string) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		if err == io.EOF {
+			return br, "empty body", ""
+		}
+		if err != nil {
+			return br, jsonProblem(err), ""
+		}
+		return br, "not a JSON object", ""
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return br, jsonProblem(err), ""
+		}
+		k, _ := t.(string) // inside an object, a token before a value is its key
+		shown := provider.MaskPhones(k)
+		if seen[k] {
+			return br, "given more than once", shown
+		}
+		seen[k] = true
+		var dst any
+		switch k {
+		case "batch_id":
+			dst = &br.BatchID
+		case "messages":
+			dst = &br.Messages
+		default:
+			return br, fmt.Sprintf("unknown field %q", shown), ""
+		}
+		if err := dec.Decode(dst); err != nil {
+			var te *json.UnmarshalTypeError
+			switch {
+			case !errors.As(err, &te):
+				return br, jsonProblem(err), ""
+			case k == "messages":
+				return br, "must be an array of messages", k
+			default:
+				return br, "must be a string", k
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return br, jsonProblem(err), ""
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return br, "more than one JSON value", ""
+	}
+	return br, "", ""
+}
+
 // refusedItem is the answer for a message refused with err (a decode, validation or
-// idempotency error).
+// idempotency error). Its id is shown only when it is a valid one: an invalid id is
+// the producer's text, refused for what it holds, and may hold anything (a number).
 func refusedItem(i int, id string, err error) batchItem {
+	if !tasks.ValidID(id) {
+		id = ""
+	}
 	it := batchItem{Index: i, ID: id, Result: "refused"}
 	var de *tasks.DecodeError
 	var ve *provider.ValidationError

@@ -2,7 +2,7 @@
 // callbacks, operators and probes.
 //
 //	POST /v1/messages                 enqueue a message (bearer token)          202, 400, 401, 403, 409, 413, 415, 422, 429, 503
-//	GET  /v1/messages/{id}            the message record, status JSON (token)   200, 401, 404
+//	GET  /v1/messages/{id}            the message record, status JSON (token)   200, 401, 404, 429, 503
 //	POST /v1/messages/{id}/cancel     stop a message not yet sent (token)       200, 401, 403, 404, 429, 503
 //	POST /v1/batches                  enqueue up to 10,000 messages (token)     200, 400, 401, 403, 413, 415, 422, 429, 503
 //	GET  /v1/batches/{id}             a batch's counts (token)                  200, 401, 404, 429, 503
@@ -25,7 +25,9 @@
 // optional "ttl" (a Go duration such as "90s", or seconds) and the provider.Message
 // fields (source_addr, destination_addr, message_type, text, text_sms, image,
 // button_caption, button_action, source_type, callback_url). The idempotency key is
-// the Idempotency-Key header or the "id" field (both given and different: 422). The
+// the Idempotency-Key header or the "id" field (both given and different: 422; the
+// header given empty or twice: 422, since taken for no key it would make every retry
+// a new message). The
 // Content-Type must be application/json (415), the body at most
 // Options.MaxBodyBytes (413); malformed JSON, unknown fields and fields given
 // twice are 400, naming the fields; a string with invalid UTF-8 or a lone surrogate

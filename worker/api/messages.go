@@ -49,8 +49,20 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	if errors.As(err, &typeErrs) {
 		typeErrs = &provider.ValidationError{Fields: typeErrs.Fields}
 	}
-	if key, given := idempotencyKey(r); given {
+	if key, given, rule := idempotencyKey(r); given {
 		switch {
+		case rule != "":
+			// Taken for no key at all, an empty header would make every retry a new
+			// message: refused, with whatever else is wrong.
+			fe := provider.FieldError{Field: IdempotencyHeader, Rule: rule}
+			if typeErrs == nil {
+				typeErrs = &provider.ValidationError{}
+				var mve *provider.ValidationError
+				if errors.As(req.Message.Validate(), &mve) {
+					typeErrs.Fields = mve.Fields
+				}
+			}
+			typeErrs.Fields = append([]provider.FieldError{fe}, typeErrs.Fields...)
 		case req.ID == "":
 			req.ID = key
 		case req.ID != key:
@@ -99,13 +111,21 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, ans)
 }
 
-// idempotencyKey returns the Idempotency-Key header, if given.
-func idempotencyKey(r *http.Request) (string, bool) {
+// idempotencyKey returns the Idempotency-Key header, if given, or the rule it breaks:
+// it must be given once and not be empty (an unset shell variable, say).
+func idempotencyKey(r *http.Request) (key string, given bool, rule string) {
 	vs, ok := r.Header[http.CanonicalHeaderKey(IdempotencyHeader)]
-	if !ok || len(vs) == 0 {
-		return "", false
+	switch {
+	case !ok || len(vs) == 0:
+		return "", false, ""
+	case len(vs) > 1:
+		return "", true, "given more than once"
 	}
-	return strings.TrimSpace(vs[0]), true
+	key = strings.TrimSpace(vs[0])
+	if key == "" {
+		return "", true, "must not be empty: give a key, or leave the header out"
+	}
+	return key, true, ""
 }
 
 // getMessage is GET /v1/messages/{id}: the record's status JSON.
@@ -122,6 +142,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		s.opts.Logger.Error().Err(err).Str("msg_id", id).Msg("read record failed")
+		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "cannot read the record now, retry")
 		return
 	}

@@ -187,6 +187,30 @@ func TestOpenAPIContract(t *testing.T) {
 	require.Contains(t, r.body, `380*****4567`)
 	require.NotContains(t, r.body, "380501234567")
 	require.Equal(t, http.StatusUnprocessableEntity, c.call(t, false, http.MethodPost, "/v1/batches", `{"batch_id":"bad id","messages":[]}`, auth...).status)
+	// The body is read as strictly as a message: a field given twice (the first
+	// "messages" would go unanswered), a value after the object, a field of the wrong
+	// type named as ours, not as Go's.
+	one := `{"id":"b-9","source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":1,"text":"Sale"}`
+	for body, want := range map[string]string{
+		`{"messages":[` + one + `],"messages":[` + one + `]}`: `"fields":[{"field":"messages","rule":"given more than once"}]`,
+		`{"messages":[` + one + `]}]`:                         `more than one JSON value`,
+		`{"batch_id":5,"messages":[` + one + `]}`:             `"fields":[{"field":"batch_id","rule":"must be a string"}]`,
+		`{"messages":{"a":1}}`:                                `"fields":[{"field":"messages","rule":"must be an array of messages"}]`,
+		``:                                                    `empty body`,
+	} {
+		r = c.call(t, false, http.MethodPost, "/v1/batches", body, auth...)
+		require.Equal(t, http.StatusBadRequest, r.status, body)
+		require.Contains(t, r.body, want, body)
+		require.NotContains(t, r.body, "api.", body)
+		require.NotContains(t, r.body, "RawMessage", body)
+	}
+	// A refused message's invalid id is not echoed: it is the producer's text, and may
+	// hold a number.
+	r = c.call(t, false, http.MethodPost, "/v1/batches", `{"messages":[{"id":"+380 50 123 4567!","ttl":"abc","source_addr":"Shop",`+
+		`"destination_addr":"380501234567","message_type":106,"source_type":1,"text":"Sale"}]}`, auth...)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, `"refused":1`)
+	require.NotContains(t, r.body, "123 4567")
 	require.Equal(t, http.StatusUnsupportedMediaType, c.call(t, false, http.MethodPost, "/v1/batches", batch,
 		"Authorization", "Bearer "+apiToken, "Content-Type", "text/csv").status)
 	require.Equal(t, http.StatusRequestEntityTooLarge, c.call(t, false, http.MethodPost, "/v1/batches",
@@ -210,17 +234,22 @@ func TestOpenAPIContract(t *testing.T) {
 	r = c.call(t, true, http.MethodGet, "/v1/batches/spring", "", auth...)
 	require.Contains(t, r.body, `"cancelled":2`)
 
-	// Redis gone: 503 where documented.
+	// Redis gone: 503 where documented, each with a Retry-After.
 	b.mr.Close()
-	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodPost, "/v1/messages", withID("contract-2"), auth...).status)
-	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodGet, "/v1/messages/contract-1", "", auth...).status)
+	unavailable := func(r response, what string) {
+		t.Helper()
+		require.Equal(t, http.StatusServiceUnavailable, r.status, what)
+		require.NotEmpty(t, r.header.Get("Retry-After"), what)
+	}
+	unavailable(c.call(t, true, http.MethodPost, "/v1/messages", withID("contract-2"), auth...), "post message")
+	unavailable(c.call(t, true, http.MethodGet, "/v1/messages/contract-1", "", auth...), "get message")
 	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodGet, "/readyz", "").status)
 	r = c.call(t, true, http.MethodPost, "/v1/batches", `{"messages":[{"id":"late","source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":1,"text":"Sale"}]}`, auth...)
-	require.Equal(t, http.StatusServiceUnavailable, r.status)
+	unavailable(r, "post batch")
 	require.Contains(t, r.body, `"result":"error"`)
-	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodGet, "/v1/batches/spring", "", auth...).status)
-	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodPost, "/v1/batches/spring/cancel", "", auth...).status)
-	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodPost, "/v1/messages/b-2/cancel", "", auth...).status)
+	unavailable(c.call(t, true, http.MethodGet, "/v1/batches/spring", "", auth...), "get batch")
+	unavailable(c.call(t, true, http.MethodPost, "/v1/batches/spring/cancel", "", auth...), "cancel batch")
+	unavailable(c.call(t, true, http.MethodPost, "/v1/messages/b-2/cancel", "", auth...), "cancel message")
 	require.Equal(t, http.StatusServiceUnavailable, c.call(t, true, http.MethodPost, cb, `{"message_id":4242,"status":1}`, "Content-Type", "application/json").status)
 
 	// Back up, so that go-redis's background redial ends (goleak in TestMain).
