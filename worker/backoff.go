@@ -7,8 +7,11 @@ import (
 )
 
 // Backoff is the n-th (from 0) delay of an exponential backoff from initial, doubling
-// up to max, with ±50% jitter (cenkalti/backoff): the retry delay of the worker's
-// retried errors and of webhook deliveries (worker/webhook).
+// up to max, with ±50% jitter (cenkalti/backoff), and never more than max: the retry
+// delay of the worker's retried errors and of webhook deliveries (worker/webhook).
+// cenkalti/backoff jitters around the capped interval, so its delays at the cap reach
+// 1.5 × max; the cap is what README promises ("at most 1 h apart"), so they are cut
+// to it.
 func Backoff(initial, max time.Duration, n int) time.Duration {
 	b := &backoff.ExponentialBackOff{
 		InitialInterval:     initial,
@@ -23,5 +26,5 @@ func Backoff(initial, max time.Duration, n int) time.Duration {
 	for i := 0; i < min(n, 64); i++ {
 		d = b.NextBackOff()
 	}
-	return d
+	return min(d, max)
 }

@@ -30,7 +30,7 @@
 // the message is added). Every attempt sends the same bytes, with the headers
 //
 //	Content-Type: application/json
-//	Viberq-Event-Id: <event_id>              the same on every attempt: deduplicate on it
+//	Viberq-Event-Id: <event_id>              the body's event_id, the same on every attempt
 //	Viberq-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, t + "." + body)>
 //
 // with one v1 per configured secret (rotation). Verify checks a signature.
@@ -45,7 +45,8 @@
 // archived: visible and re-runnable in the Asynq UI (queue "webhooks"), and counted
 // in viberq_webhook_deliveries_total{outcome="dead"}. Delivery is at least once: a
 // worker that dies after the receiver answered 2xx but before asynq recorded it
-// sends the same event again, so receivers deduplicate on Viberq-Event-Id.
+// sends the same event again, so receivers deduplicate on the body's event_id (the
+// header's value too, but the signature covers the body, not the headers).
 //
 // # Addresses (SSRF)
 //

@@ -53,9 +53,14 @@ func TestREADMEVerificationSnippets(t *testing.T) {
 				t.Skipf("%s not installed", tool)
 			}
 		}
-		env := []string{"SIG=" + sig, "VIBERQ_WEBHOOK_SECRET=" + testSecret}
+		env := []string{"SIG=" + sig, "SECRET=" + testSecret}
 		require.Equal(t, "valid", run(t, "bash", []string{"-c", sh[1]}, env, body))
 		require.Equal(t, "INVALID", run(t, "bash", []string{"-c", sh[1]}, env, append(body, ' ')))
+		// A signature made an hour ago (or ahead) is stale, however right its mac.
+		for _, at := range []time.Time{now.Add(-time.Hour), now.Add(time.Hour)} {
+			old := webhook.SignatureValue([]string{testSecret}, at, body)
+			require.Equal(t, "STALE", run(t, "bash", []string{"-c", sh[1]}, []string{"SIG=" + old, "SECRET=" + testSecret}, body), at)
+		}
 	})
 	t.Run("Python", func(t *testing.T) {
 		if _, err := exec.LookPath("python3"); err != nil {
