@@ -590,25 +590,33 @@ const ttlRule = `must be a Go duration such as "90s" or "1h", or a number of sec
 
 var secondsRe = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 
-// parseTTL reads a Go duration ("90s", "1h30m") or a number of seconds ("90", "90.5").
+// parseTTL reads a Go duration ("90s", "1h30m") or a number of seconds ("90", "90.5"),
+// which must not be 0 (under a nanosecond included).
 func parseTTL(s string) (time.Duration, string) {
 	s = strings.TrimSpace(s)
+	var d time.Duration
 	if secondsRe.MatchString(s) {
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil || f > 1e9 {
 			return 0, "is too large"
 		}
-		return time.Duration(f * float64(time.Second)), ""
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil {
-		if strings.HasPrefix(s, "-") {
-			return 0, "must not be negative"
+		d = time.Duration(f * float64(time.Second))
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			if strings.HasPrefix(s, "-") {
+				return 0, "must not be negative"
+			}
+			return 0, ttlRule
 		}
-		return 0, ttlRule
 	}
 	if d < 0 {
 		return 0, "must not be negative"
+	}
+	if d == 0 {
+		// Given, a TTL of 0 is out of range like any other: taken for none, it would
+		// turn into the default the producer did not ask for.
+		return 0, fmt.Sprintf("must be between %s and %s, got 0s (leave ttl out for the default)", MinTTL, MaxTTL)
 	}
 	return d, ""
 }

@@ -180,6 +180,21 @@ func TestDecodeJSON(t *testing.T) {
 		require.NotContains(t, err.Error(), "0501234")
 	})
 
+	// A TTL given as 0 is refused, not taken for none (the default): in JSON, as a
+	// number or a string, and among an outbox entry's fields.
+	t.Run("ZeroTTLRefused", func(t *testing.T) {
+		t.Parallel()
+		const rule = "must be between 1s and 6h0m0s, got 0s (leave ttl out for the default)"
+		for _, ttl := range []string{`0`, `"0s"`, `"0"`, `"0.0000000001"`} {
+			_, err := tasks.DecodeJSON([]byte(`{"source_addr":"Shop","destination_addr":"380501234567","message_type":106,` +
+				`"source_type":2,"text":"a","ttl":` + ttl + `}`))
+			require.Equal(t, rule, fieldsOf(t, err)["ttl"], ttl)
+		}
+		_, err := tasks.DecodeFields(map[string]any{"source_addr": "Shop", "destination_addr": "380501234567",
+			"message_type": "106", "source_type": "2", "text": "a", "ttl": "0"})
+		require.Equal(t, rule, fieldsOf(t, err)["ttl"])
+	})
+
 	t.Run("WrongTypesListedWithEveryOtherViolation", func(t *testing.T) {
 		t.Parallel()
 		_, err := tasks.DecodeJSON([]byte(`{"message_type":"text","source_type":true,"text":5,
