@@ -546,28 +546,7 @@ func (d *decoder) result() (EnqueueRequest, error) {
 	if len(d.errs) == 0 {
 		return d.req, nil
 	}
-	all := append([]provider.FieldError(nil), d.errs...)
-	if d.req.ID != "" && !ValidID(d.req.ID) {
-		all = append(all, provider.FieldError{Field: "id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", MaxIDLen)})
-	}
-	if r := ttlRangeRule(d.req.TTL); r != "" {
-		all = append(all, provider.FieldError{Field: "ttl", Rule: r})
-	}
-	if d.req.BatchID != "" && !ValidID(d.req.BatchID) {
-		all = append(all, provider.FieldError{Field: "batch_id", Rule: fmt.Sprintf("must be 1..%d characters of letters, digits and . _ : -", MaxIDLen)})
-	}
-	if d.req.WebhookURL != "" {
-		if r := WebhookURLRule(d.req.WebhookURL); r != "" {
-			all = append(all, provider.FieldError{Field: "webhook_url", Rule: r})
-		}
-	}
-	if r := WebhookEventsRule(d.req.WebhookEvents); r != "" {
-		all = append(all, provider.FieldError{Field: "webhook_events", Rule: r})
-	}
-	var ve *provider.ValidationError
-	if err := d.req.Message.Validate(); errors.As(err, &ve) {
-		all = append(all, ve.Fields...)
-	}
+	all := append(append([]provider.FieldError(nil), d.errs...), RequestFaults(d.req)...)
 	return d.req, &provider.ValidationError{Fields: dedupe(all)}
 }
 

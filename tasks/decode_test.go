@@ -163,12 +163,14 @@ func TestDecodeJSON(t *testing.T) {
 			"message_type":1234567890,"source_type":1234567890,"validity_period":1234567890,
 			"webhook_events":"380501234567","webhook_url":"a380501234567://x","ttl":"6h0m0.380501234s"}`))
 		got := fieldsOf(t, err)
-		for _, f := range []string{"message_type", "source_type", "validity_period", "webhook_events", "webhook_url", "ttl"} {
+		for _, f := range []string{"message_type", "source_type", "webhook_events", "webhook_url", "ttl"} {
 			require.Contains(t, got, f)
 		}
+		require.NotContains(t, got, "validity_period", "ignored beside a ttl, as Enqueue ignores it")
 		require.Contains(t, got["message_type"], "got 123***7890")
 		require.Contains(t, got["source_type"], "got 123***7890")
-		require.Contains(t, got["validity_period"], "got 123***7890")
+		_, verr := tasks.DecodeJSON([]byte(`{"text":5,"validity_period":1234567890}`))
+		require.Equal(t, "must be between 40 and 21600 seconds, got 123***7890", fieldsOf(t, verr)["validity_period"])
 		require.Contains(t, got["webhook_events"], `got "380*****4567"`)
 		require.Contains(t, got["webhook_url"], "got a380*****4567")
 		require.Contains(t, got["ttl"], "got 6h0m0.3****1234s")

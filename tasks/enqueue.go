@@ -368,10 +368,14 @@ func ttlRangeRule(ttl time.Duration) string {
 	return fmt.Sprintf("must be between %s and %s, got %s", MinTTL, MaxTTL, provider.MaskPhones(ttl.String()))
 }
 
-// validate checks req and returns the message to store (validity_period cleared),
-// the effective TTL, and the TTL the producer asked for (the TTL, else the
-// validity_period, else 0) that the fingerprint covers.
-func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (msg provider.Message, ttl, asked time.Duration, err error) {
+// RequestFaults returns every rule req breaks that can be checked without an
+// Enqueuer's settings: the id's, the batch ID's, the TTL's, the webhook's and the
+// message's own (provider.Message.Validate; its validity_period is ignored when a TTL
+// is given, as Enqueue ignores it). Enqueue refuses these and two more that need its
+// settings (send_at's horizon from its clock, VIBERQ_TWO_WAY); the decoders list
+// these beside a type error, and the HTTP API beside a fault of its header, so that
+// one refusal names every bad field.
+func RequestFaults(req EnqueueRequest) []provider.FieldError {
 	var fields []provider.FieldError
 	if req.ID != "" {
 		if r := idRule(req.ID); r != "" {
@@ -383,18 +387,10 @@ func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (msg provider.Mes
 			fields = append(fields, provider.FieldError{Field: "batch_id", Rule: r})
 		}
 	}
-	if ahead := req.SendAt.Sub(now); ahead > MaxSendAhead {
-		fields = append(fields, provider.FieldError{Field: "send_at",
-			Rule: fmt.Sprintf("must be at most %s ahead, got %s", MaxSendAhead, ahead.Truncate(time.Second))})
-	}
-	msg, ttl = req.Message, req.TTL
-	switch {
-	case ttl == 0 && msg.ValidityPeriod != 0:
-		// The producer's validity_period is the TTL; Validate checks its range.
-		ttl = time.Duration(msg.ValidityPeriod) * time.Second
-	case ttl != 0:
+	msg := req.Message
+	if req.TTL != 0 {
 		msg.ValidityPeriod = 0 // ignored: the TTL rules
-		if r := ttlRangeRule(ttl); r != "" {
+		if r := ttlRangeRule(req.TTL); r != "" {
 			fields = append(fields, provider.FieldError{Field: "ttl", Rule: r})
 		}
 	}
@@ -406,21 +402,35 @@ func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (msg provider.Mes
 	if r := WebhookEventsRule(req.WebhookEvents); r != "" {
 		fields = append(fields, provider.FieldError{Field: "webhook_events", Rule: r})
 	}
-	if msg.MessageType.TwoWay() && !e.cfg.TwoWay {
+	var ve *provider.ValidationError
+	if errors.As(msg.Validate(), &ve) {
+		fields = append(fields, ve.Fields...)
+	}
+	return fields
+}
+
+// validate checks req and returns the message to store (validity_period cleared),
+// the effective TTL, and the TTL the producer asked for (the TTL, else the
+// validity_period, else 0) that the fingerprint covers.
+func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (msg provider.Message, ttl, asked time.Duration, err error) {
+	fields := RequestFaults(req)
+	if ahead := req.SendAt.Sub(now); ahead > MaxSendAhead {
+		fields = append(fields, provider.FieldError{Field: "send_at",
+			Rule: fmt.Sprintf("must be at most %s ahead, got %s", MaxSendAhead, ahead.Truncate(time.Second))})
+	}
+	if req.Message.MessageType.TwoWay() && !e.cfg.TwoWay {
 		fields = append(fields, provider.FieldError{Field: "message_type",
 			Rule: "two-way types 206/208 are disabled (VIBERQ_TWO_WAY)"})
-	}
-	if verr := msg.Validate(); verr != nil {
-		var ve *provider.ValidationError
-		if !errors.As(verr, &ve) {
-			return provider.Message{}, 0, 0, fmt.Errorf("enqueue: %w", verr)
-		}
-		fields = append(fields, ve.Fields...)
 	}
 	if len(fields) > 0 {
 		return provider.Message{}, 0, 0, &provider.ValidationError{Fields: fields}
 	}
-	msg.ValidityPeriod = 0
+	msg, ttl = req.Message, req.TTL
+	if ttl == 0 && msg.ValidityPeriod != 0 {
+		// The producer's validity_period is the TTL; Validate checked its range.
+		ttl = time.Duration(msg.ValidityPeriod) * time.Second
+	}
+	msg.ValidityPeriod = 0 // the TTL rules
 	asked = ttl
 	if ttl == 0 {
 		ttl = e.cfg.DefaultTTL

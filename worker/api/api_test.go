@@ -355,6 +355,20 @@ func TestPostMessageRefusals(t *testing.T) {
 		require.NoError(t, err)
 		require.Empty(t, keys, "no record written")
 	})
+	// A refusal names every bad field: with a header fault or a bad key, the body's
+	// own faults, the Enqueuer's rules (ttl, webhook) included, are listed beside it.
+	t.Run("HeaderFaultListsEveryOther422", func(t *testing.T) {
+		bad := `{"id":"x1","ttl":"7h","webhook_url":"ftp://h/",` + validBody[1:]
+		r := b.post(t, bad, "Idempotency-Key", "x2")
+		require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
+		for _, f := range []string{"id", "ttl", "webhook_url"} {
+			require.Contains(t, r.body, `"field":"`+f+`"`, r.body)
+		}
+		r = b.post(t, `{"text":5,"source_addr":"Shop"}`, "Idempotency-Key", "bad key")
+		require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
+		require.Contains(t, r.body, `{"field":"id","rule":"may contain only letters, digits and . _ : -"}`)
+		require.Contains(t, r.body, `"field":"text"`)
+	})
 	t.Run("BadKey422", func(t *testing.T) {
 		r := b.post(t, validBody, "Idempotency-Key", "no spaces allowed")
 		require.Equal(t, http.StatusUnprocessableEntity, r.status)

@@ -50,32 +50,33 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		typeErrs = &provider.ValidationError{Fields: typeErrs.Fields}
 	}
 	if key, given, rule := idempotencyKey(r); given {
+		var fe *provider.FieldError
 		switch {
 		case rule != "":
 			// Taken for no key at all, an empty header would make every retry a new
-			// message: refused, with whatever else is wrong.
-			fe := provider.FieldError{Field: IdempotencyHeader, Rule: rule}
-			if typeErrs == nil {
-				typeErrs = &provider.ValidationError{}
-				var mve *provider.ValidationError
-				if errors.As(req.Message.Validate(), &mve) {
-					typeErrs.Fields = mve.Fields
-				}
-			}
-			typeErrs.Fields = append([]provider.FieldError{fe}, typeErrs.Fields...)
+			// message.
+			fe = &provider.FieldError{Field: IdempotencyHeader, Rule: rule}
 		case req.ID == "":
 			req.ID = key
-		case req.ID != key:
-			fe := provider.FieldError{Field: "id", Rule: "differs from the " + IdempotencyHeader + " header"}
-			if typeErrs == nil {
-				// The decoder found no other problem; list the message's own too.
-				typeErrs = &provider.ValidationError{}
-				var mve *provider.ValidationError
-				if errors.As(req.Message.Validate(), &mve) {
-					typeErrs.Fields = mve.Fields
+			if typeErrs != nil {
+				// The decoder checked the body's id, not the header's: check it now, as
+				// Enqueue would (a bad key is an id fault, as in the body).
+				for _, f := range tasks.RequestFaults(tasks.EnqueueRequest{ID: key}) {
+					if f.Field == "id" {
+						typeErrs.Fields = append([]provider.FieldError{f}, typeErrs.Fields...)
+					}
 				}
 			}
-			typeErrs.Fields = append([]provider.FieldError{fe}, typeErrs.Fields...)
+		case req.ID != key:
+			fe = &provider.FieldError{Field: "id", Rule: "differs from the " + IdempotencyHeader + " header"}
+		}
+		if fe != nil {
+			if typeErrs == nil {
+				// The decoder found no other fault; list the request's own too, so that
+				// one refusal names every bad field.
+				typeErrs = &provider.ValidationError{Fields: tasks.RequestFaults(req)}
+			}
+			typeErrs.Fields = append([]provider.FieldError{*fe}, typeErrs.Fields...)
 		}
 	}
 	if typeErrs != nil {
