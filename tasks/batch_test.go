@@ -3,6 +3,7 @@ package tasks_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -122,16 +123,44 @@ func TestEnqueueBatchManyRoundTrips(t *testing.T) {
 // the producer can retry them; refusals stay refusals.
 func TestEnqueueBatchRedisDown(t *testing.T) {
 	t.Parallel()
-	b := setup(t, tasks.EnqueuerConfig{})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
 	bad := promotional()
 	bad.SourceAddr = ""
-	res, err := b.enq.EnqueueBatch(ctx, []tasks.EnqueueRequest{{Message: promotional()}, {ID: "x", Message: bad}})
-	require.Error(t, err)
-	require.Error(t, res[0].Err)
-	require.False(t, res[0].Refused())
-	require.True(t, tasks.ValidID(res[0].ID), "the generated ID is returned for a retry")
-	var ve *provider.ValidationError
-	require.ErrorAs(t, res[1].Err, &ve)
+	reqs := []tasks.EnqueueRequest{{Message: promotional()}, {ID: "x", Message: bad}, {ID: "y", Message: transactional()}}
+	check := func(t *testing.T, res []tasks.BatchResult, err error) {
+		t.Helper()
+		require.Error(t, err)
+		require.False(t, tasks.Permanent(err), "a Redis failure taken for a refusal: %v", err)
+		require.Len(t, res, len(reqs))
+		for _, i := range []int{0, 2} {
+			require.Error(t, res[i].Err, i)
+			require.False(t, res[i].Refused(), "request %d: %v", i, res[i].Err)
+			require.False(t, tasks.Permanent(res[i].Err), i)
+		}
+		require.True(t, tasks.ValidID(res[0].ID), "the generated ID is returned for a retry")
+		require.Equal(t, "y", res[2].ID)
+		var ve *provider.ValidationError
+		require.ErrorAs(t, res[1].Err, &ve)
+		require.True(t, res[1].Refused())
+	}
+	t.Run("Unreachable", func(t *testing.T) {
+		t.Parallel()
+		// Nothing listens at Redis's address.
+		res, err := deadEnqueuer(t).EnqueueBatch(context.Background(), reqs)
+		check(t, res, err)
+		var oe *net.OpError
+		require.ErrorAs(t, res[2].Err, &oe, "the cause is kept: %v", res[2].Err)
+	})
+	t.Run("CallerGaveUp", func(t *testing.T) {
+		t.Parallel()
+		// Redis is up; the caller's context ended before the call (its HTTP client
+		// went away). Not Redis down: the answers are the same, and nothing is
+		// written, so the retry creates each message once.
+		b := setup(t, tasks.EnqueuerConfig{})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		res, err := b.enq.EnqueueBatch(ctx, reqs)
+		check(t, res, err)
+		require.ErrorIs(t, res[2].Err, context.Canceled)
+		requireNothingWritten(t, b)
+	})
 }

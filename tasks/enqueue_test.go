@@ -3,8 +3,8 @@ package tasks_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -362,15 +362,33 @@ func TestEnqueueConcurrentSameKey(t *testing.T) {
 	require.Len(t, eventsOf(t, b, "race"), 1)
 }
 
+// TestEnqueueRedisDown: Enqueue that cannot write returns an error that is no
+// refusal (not tasks.Permanent: no validation error, no idempotency conflict), so
+// the producer retries the message instead of dropping it.
 func TestEnqueueRedisDown(t *testing.T) {
 	t.Parallel()
-	b := setup(t, tasks.EnqueuerConfig{})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "x", Message: promotional()})
-	require.Error(t, err)
-	var ve *provider.ValidationError
-	require.False(t, errors.As(err, &ve))
+	t.Run("Unreachable", func(t *testing.T) {
+		t.Parallel()
+		// Nothing listens at Redis's address.
+		_, err := deadEnqueuer(t).Enqueue(context.Background(), tasks.EnqueueRequest{ID: "x", Message: promotional()})
+		require.Error(t, err)
+		var oe *net.OpError
+		require.ErrorAs(t, err, &oe, "the cause is kept: %v", err)
+		require.False(t, tasks.Permanent(err), "a Redis failure taken for a refusal: %v", err)
+	})
+	t.Run("CallerGaveUp", func(t *testing.T) {
+		t.Parallel()
+		// Redis is up; the caller's context ended before the call (its HTTP client
+		// went away, its deadline passed). Not Redis down: nothing is written either,
+		// so the caller's retry creates the message once.
+		b := setup(t, tasks.EnqueuerConfig{})
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := b.enq.Enqueue(ctx, tasks.EnqueueRequest{ID: "x", Message: promotional()})
+		require.ErrorIs(t, err, context.Canceled)
+		require.False(t, tasks.Permanent(err))
+		requireNothingWritten(t, b)
+	})
 }
 
 // TestEnqueueRepublishesQueue: an Enqueuer adds a queue to asynq's set of queues once,

@@ -1,12 +1,16 @@
 package tasks_test
 
 import (
+	"context"
+	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 
 	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
@@ -89,4 +93,44 @@ func promotional() provider.Message {
 		ButtonAction:    "https://example.com/sale",
 		SourceType:      provider.SourcePromotional,
 	}
+}
+
+// deadRedis returns a client of an address where nothing listens (Redis down: every
+// command fails to connect), that does not retry: the twin of the internal tests'
+// helper of the same name (groupcommit_internal_test.go).
+func deadRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// deadEnqueuer returns an Enqueuer whose Redis is down (deadRedis).
+func deadEnqueuer(t *testing.T) *tasks.Enqueuer {
+	t.Helper()
+	rdb := deadRedis(t)
+	client := asynq.NewClientFromRedisClient(rdb)
+	t.Cleanup(func() { _ = client.Close() })
+	return tasks.NewEnqueuer(client, tasks.NewStore(rdb, tasks.StoreOptions{}), tasks.EnqueuerConfig{})
+}
+
+// requireNothingWritten fails unless Redis holds no key but redistest's lock (which
+// a real Redis database holds, redistest.LockKey).
+func requireNothingWritten(t *testing.T, b *testBundle) {
+	t.Helper()
+	keys, err := b.rdb.Keys(context.Background(), "*").Result()
+	require.NoError(t, err)
+	keys = slices.DeleteFunc(keys, func(k string) bool {
+		for db := range 16 {
+			if k == redistest.LockKey(db) {
+				return true
+			}
+		}
+		return false
+	})
+	require.Empty(t, keys)
 }

@@ -99,8 +99,16 @@ func TestConsumerDeadLettersAfterMaxAttempts(t *testing.T) {
 	require.Len(t, msgs, 1)
 	require.Equal(t, stuck, msgs[0].Values["entry_id"])
 	require.NotContains(t, msgs[0].Values["message"], "380501110010")
-	require.Len(t, f.fail, 1)
-	require.Equal(t, 4, len(b.log.failures())+1, "three failures reported, the fourth attempt dead-letters")
+	// Attempts 1-3 are reported as transient failures of this entry, with the
+	// enqueuer's error; the fourth dead-letters it (Rejected) instead.
+	failures := b.log.failures()
+	require.Len(t, failures, 3, "three failures reported, the fourth attempt dead-letters")
+	for _, f := range failures {
+		require.True(t, strings.HasPrefix(f, stuck+": "), f)
+		require.Contains(t, f, "OOM")
+	}
+	_, ok := b.log.enqueuedResult(stuck)
+	require.False(t, ok, "never reported enqueued")
 }
 
 func TestRetryAfter(t *testing.T) {
