@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/viberq/viberq/tasks/redistest"
@@ -66,8 +67,8 @@ func TestDedupAlerterOnePerWindowAcrossPods(t *testing.T) {
 		if i%2 == 1 {
 			pod = podB
 		}
-		wg.Go(func() {
-			require.NoError(t, pod.Alert(context.Background(), Alert{Kind: AlertBalance, Summary: "empty", At: time.Now()}))
+		wg.Go(func() { // assert, not require: FailNow must run on the test's goroutine
+			assert.NoError(t, pod.Alert(context.Background(), Alert{Kind: AlertBalance, Summary: "empty", At: time.Now()}))
 		})
 	}
 	wg.Wait()
@@ -105,12 +106,17 @@ func TestWebhookAlerter(t *testing.T) {
 		got  []map[string]any
 		code = http.StatusOK
 	)
+	// The handler runs on the server's goroutine: assert, not require (FailNow must
+	// run on the test's goroutine).
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		require.Equal(t, http.MethodPost, r.Method)
-		require.Equal(t, "application/json", r.Header.Get("Content-Type"))
+		assert.Equal(t, http.MethodPost, r.Method)
+		assert.Equal(t, "application/json", r.Header.Get("Content-Type"))
 		var v map[string]any
 		body, _ := io.ReadAll(r.Body)
-		require.NoError(t, json.Unmarshal(body, &v))
+		if !assert.NoError(t, json.Unmarshal(body, &v)) {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
 		mu.Lock()
 		got = append(got, v)
 		c := code

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/viberq/viberq/tasks/redistest"
@@ -66,10 +68,10 @@ func TestLimiterSharedRate(t *testing.T) {
 		if i%2 == 1 {
 			l = b
 		}
-		wg.Go(func() {
+		wg.Go(func() { // assert, not require: FailNow must run on the test's goroutine
 			for {
 				if _, err := l.Wait(ctx); err != nil {
-					require.ErrorIs(t, err, context.DeadlineExceeded)
+					assert.ErrorIs(t, err, context.DeadlineExceeded)
 					return
 				}
 			}
@@ -114,28 +116,57 @@ func maxInWindow(ts []time.Time, w time.Duration) int {
 	return best
 }
 
+// redisMS returns Redis's clock in Unix ms, as the pause scripts read it (TIME,
+// truncated to the millisecond).
+func redisMS(t *testing.T, rdb redis.UniversalClient) int64 {
+	t.Helper()
+	tm, err := rdb.Time(context.Background()).Result()
+	require.NoError(t, err)
+	return tm.UnixMilli()
+}
+
+// TestLimiterPauseHonoured: a pause set by one process is seen by another, is never
+// shortened by a shorter one, and no Wait returns on a slot inside it. Checked on the
+// Redis clock, where the pause lives (its key holds the end in Unix ms, compared with
+// TIME), by bracketing each call between two reads of that clock: what the limiter
+// guarantees holds however long the scheduler took between the calls (a stall longer
+// than the pause only makes the bounds looser, never false).
 func TestLimiterPauseHonoured(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t)
 	l := NewLimiter(rdb, "viberq:", BucketSend, 1000, 1, nil)
 	other := NewLimiter(rdb, "viberq:", BucketSend, 1000, 1, nil) // another process
+	log := &slotLog{}
+	other.onSlot = log.hook
 	ctx := context.Background()
 
-	require.NoError(t, l.Pause(ctx, 400*time.Millisecond))
+	const pause = 400 * time.Millisecond
+	before := redisMS(t, rdb)
+	require.NoError(t, l.Pause(ctx, pause))
+	// The pause ends pause after the script read the clock: no sooner than
+	// before+pause. Paused is the time from its own read of the clock to that end.
+	ends := before + pause.Milliseconds()
+	checkLeft := func(left time.Duration, readBy int64) {
+		t.Helper()
+		require.LessOrEqual(t, left, pause)
+		require.GreaterOrEqual(t, left.Milliseconds(), ends-readBy, "the pause ends no sooner than %d", ends)
+	}
 	left, err := other.Paused(ctx)
 	require.NoError(t, err)
-	require.Greater(t, left, 300*time.Millisecond)
+	checkLeft(left, redisMS(t, rdb))
 
 	// A shorter pause never shortens a longer one.
 	require.NoError(t, other.Pause(ctx, 10*time.Millisecond))
 	left, err = l.Paused(ctx)
 	require.NoError(t, err)
-	require.Greater(t, left, 300*time.Millisecond)
+	checkLeft(left, redisMS(t, rdb))
 
-	start := time.Now()
+	// Wait returns on a slot after the pause: it reserves none while the pause key's
+	// end is ahead of Redis's clock.
 	_, err = other.Wait(ctx)
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "Wait must not return while paused")
+	require.Len(t, log.slots, 1)
+	require.GreaterOrEqual(t, log.slots[0], ends*1000, "Wait returned on a slot inside the pause")
 
 	left, err = l.Paused(ctx)
 	require.NoError(t, err)
@@ -270,6 +301,10 @@ func TestLimiterWaitersDoNotPollRedis(t *testing.T) {
 
 // TestLimiterPauseDuringSleepToSlot: a 429 that pauses the bucket while a caller
 // sleeps towards its reserved slot stops that caller too; it sends after the pause.
+// The pause is set at a known point instead of after a sleep of the test's own: the
+// limiter's clock hook sets it when the caller wakes for its slot, after the
+// reservation and before the caller re-checks the pause. Checked on the Redis clock:
+// the slot Wait returned on (onSlot) lies after the end of the pause.
 func TestLimiterPauseDuringSleepToSlot(t *testing.T) {
 	t.Parallel()
 	_, rdb := redistest.Mini(t)
@@ -277,14 +312,35 @@ func TestLimiterPauseDuringSleepToSlot(t *testing.T) {
 	ctx := context.Background()
 	_, err := l.Wait(ctx) // takes the first slot at once
 	require.NoError(t, err)
-	go func() {
-		time.Sleep(100 * time.Millisecond)
-		_ = l.Pause(ctx, 1500*time.Millisecond)
-	}()
-	start := time.Now()
-	_, err = l.Wait(ctx) // reserves the slot at +500 ms, then finds the pause
+	firstTAT, err := rdb.Get(ctx, l.tatKey).Int64()
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, time.Since(start), 1500*time.Millisecond, "sent into the pause")
+
+	const pause = time.Second
+	var (
+		calls   atomic.Int64
+		pauseAt atomic.Int64 // Redis ms read just before the pause was set
+	)
+	l.now = func() time.Time {
+		// Wait with a context without deadline reads the clock at its start (call
+		// 1), before the reservation (call 2) and when it wakes for the slot (call
+		// 3): the pause comes then, while the slot is reserved and not yet used.
+		if calls.Add(1) == 3 {
+			tat, err := rdb.Get(ctx, l.tatKey).Int64()
+			require.NoError(t, err)
+			require.Greater(t, tat, firstTAT, "the second slot is reserved before the pause")
+			pauseAt.Store(redisMS(t, rdb))
+			require.NoError(t, l.Pause(ctx, pause))
+		}
+		return time.Now()
+	}
+	log := &slotLog{}
+	l.onSlot = log.hook
+	_, err = l.Wait(ctx) // reserves the slot at +500 ms, wakes, finds the pause
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, calls.Load(), int64(3), "the pause was set")
+	require.Len(t, log.slots, 1)
+	end := pauseAt.Load() + pause.Milliseconds() // no sooner than this
+	require.GreaterOrEqual(t, log.slots[0], end*1000, "sent into the pause")
 }
 
 // TestLimiterLateWakeGivesSlotUp: a caller whose clock says it woke more than the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -167,6 +168,56 @@ func setup(t *testing.T, rdb redis.UniversalClient, simCfg func(*dtsim.Config), 
 	return &bundle{rdb: rdb, store: store, enq: tasks.NewEnqueuer(client, store, tasks.EnqueuerConfig{}), sim: sim, reg: reg, m: m}
 }
 
+// waitDrained waits until the relay has read and acknowledged every event of the
+// stream and the webhooks queue holds no task that has yet to finish (pending,
+// active, scheduled, retrying): from then on no POST is left to come (the test
+// kills no worker, the one way delivery repeats a POST).
+func (b *bundle) waitDrained(t *testing.T, within time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	var why string
+	drained := func() bool {
+		last, err := b.rdb.XRevRangeN(ctx, b.store.EventsKey(), "+", "-", 1).Result()
+		if err != nil || len(last) == 0 {
+			why = fmt.Sprintf("last event: %v", err)
+			return false
+		}
+		groups, err := b.rdb.XInfoGroups(ctx, b.store.EventsKey()).Result()
+		if err != nil {
+			why = err.Error()
+			return false
+		}
+		i := slices.IndexFunc(groups, func(g redis.XInfoGroup) bool { return g.Name == webhook.DefaultGroup })
+		if i < 0 {
+			why = "no relay group"
+			return false
+		}
+		if g := groups[i]; g.Pending > 0 || g.LastDeliveredID != last[0].ID {
+			why = fmt.Sprintf("relay at %s of %s, %d pending", g.LastDeliveredID, last[0].ID, g.Pending)
+			return false
+		}
+		// Read after the relay was found done: every task it will make exists.
+		q, err := insp.GetQueueInfo(tasks.QueueWebhooks)
+		if err != nil {
+			why = err.Error()
+			return false
+		}
+		if n := q.Pending + q.Active + q.Scheduled + q.Retry + q.Aggregating; n > 0 {
+			why = fmt.Sprintf("%d webhook tasks unfinished", n)
+			return false
+		}
+		return true
+	}
+	deadline := time.Now().Add(within)
+	for !drained() {
+		if time.Now().After(deadline) {
+			t.Fatalf("webhooks not drained after %s: %s", within, why)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func message(i int) provider.Message {
 	return provider.Message{
 		SourceAddr: "Shop", DestinationAddr: fmt.Sprintf("38050%07d", i), MessageType: provider.TypeText,
@@ -226,7 +277,7 @@ func TestE2EFinalWebhooksWhileReceiverFails(t *testing.T) {
 		acked, _, _ := rcv.snapshot()
 		return len(acked) == n
 	}, 60*time.Second, 100*time.Millisecond, "every final state acknowledged")
-	time.Sleep(2 * time.Second) // room for a duplicate to show up
+	b.waitDrained(t, 60*time.Second) // a duplicate would have come by then
 	acked, byEv, bad := rcv.snapshot()
 	require.Empty(t, bad)
 	require.Len(t, acked, n)
@@ -269,24 +320,28 @@ func TestE2EPerMessageURLAllEvents(t *testing.T) {
 	require.NoError(t, err)
 	b.waitFinal(t, []string{"own", "dflt"}, 30*time.Second)
 
-	require.Eventually(t, func() bool {
-		a, _, _ := own.snapshot()
-		d, _, _ := def.snapshot()
-		return len(a["own"]) == 4 && len(d["dflt"]) == 1
-	}, 20*time.Second, 50*time.Millisecond)
-	time.Sleep(time.Second)
-	a, _, bad := own.snapshot()
+	// Once every event is relayed and every webhook task has finished, no POST is
+	// left to come: a duplicate would have arrived by then.
+	b.waitDrained(t, 20*time.Second)
+	a, aEv, bad := own.snapshot()
 	require.Empty(t, bad)
-	got := map[tasks.State]bool{}
+	got := map[tasks.State]int{}
 	for _, body := range a["own"] {
-		got[body.To] = true
+		got[body.To]++
 	}
-	require.Equal(t, map[tasks.State]bool{tasks.StateQueued: true, tasks.StateSending: true, tasks.StateAccepted: true, tasks.StateDelivered: true}, got)
+	require.Equal(t, map[tasks.State]int{tasks.StateQueued: 1, tasks.StateSending: 1, tasks.StateAccepted: 1, tasks.StateDelivered: 1}, got,
+		"every state change POSTed once")
+	require.Len(t, aEv, 4)
+	for ev, k := range aEv {
+		require.Equal(t, 1, k, "event %s acknowledged more than once", ev)
+	}
 	require.Len(t, a, 1, "the message's own URL gets only its message")
-	d, _, _ := def.snapshot()
+	d, dEv, bad := def.snapshot()
+	require.Empty(t, bad)
 	require.Len(t, d, 1)
 	require.Len(t, d["dflt"], 1)
 	require.Equal(t, tasks.StateDelivered, d["dflt"][0].To)
+	require.Equal(t, map[string]int{d["dflt"][0].EventID: 1}, dEv)
 
 	// Every body is what the OpenAPI document's webhook promises.
 	loader := openapi3.NewLoader()
