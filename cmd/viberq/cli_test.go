@@ -714,16 +714,25 @@ func captureStderr(t *testing.T, f func()) string {
 }
 
 // TestResumeClearsLimiterPauses: a 429 with a long hint paused the global buckets;
-// `viberq resume` lifts those pauses too, not only the paused queues.
+// `viberq resume` lifts those pauses too, not only the paused queues, and says how
+// long each had left.
+//
+// The time left is measured on Redis's clock (the pause key holds the end of the
+// pause, compared with Redis TIME), which the test sets through miniredis rather
+// than letting real time pass between the two commands: 12.4 s pass, so 32.6 s are
+// left, printed rounded to the second.
 func TestResumeClearsLimiterPauses(t *testing.T) {
 	c := newCLI(t)
 	ctx := context.Background()
+	paused := time.Now()
+	c.mr.SetTime(paused)
 	send := worker.NewLimiter(c.rdb, tasks.DefaultPrefix, worker.BucketSend, 10, 1, nil)
 	if err := send.Pause(ctx, 45*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	c.mr.SetTime(paused.Add(12400 * time.Millisecond))
 	out := c.mustRun("resume")
-	if !strings.Contains(out, "limiter send: running (was paused by a 429 for 45s more)") || strings.Contains(out, "limiter status") {
+	if !strings.Contains(out, "limiter send: running (was paused by a 429 for 33s more)") || strings.Contains(out, "limiter status") {
 		t.Errorf("resume output:\n%s", out)
 	}
 	if left, err := send.Paused(ctx); err != nil || left != 0 {

@@ -3,7 +3,6 @@ package dtsim
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -197,14 +196,23 @@ func TestNoReplyWhenUndelivered(t *testing.T) {
 	require.Equal(t, PushStats{}, a.sim.Stats().Replies)
 }
 
+// TestCloseStopsDispatcher: a job scheduled after Close is never POSTed. Close
+// returns once the dispatcher's goroutines have ended (stop waits for them), so
+// nothing could POST it; the test waits as long as a running dispatcher would need
+// to deliver it (it takes a due job at once when poked, and looks at its heap at
+// least every maxDispatchWait anyway; the POST to a local receiver takes
+// milliseconds) and sees no POST. The job scheduled before Close shows that the same
+// job is POSTed by a running dispatcher, so the silence after Close is not that of
+// a bad URL.
 func TestCloseStopsDispatcher(t *testing.T) {
 	t.Parallel()
 	rc := newReceiver(t)
 	s := New(instant(t))
-	s.cb.schedule(&job{due: time.Now().Add(time.Hour), url: rc.srv.URL, body: []byte(`{}`)})
+	s.cb.schedule(&job{due: time.Now(), url: rc.srv.URL, body: []byte(`{"before":"close"}`)})
+	require.Eventually(t, func() bool { return len(rc.got()) == 1 }, waitFor, tick, "a running dispatcher POSTs a due job")
 	s.Close()
 	s.Close() // idempotent
-	s.cb.schedule(&job{due: time.Now(), url: rc.srv.URL, body: []byte(`{}`)})
-	require.Empty(t, rc.got())
-	_ = http.StatusOK
+	s.cb.schedule(&job{due: time.Now(), url: rc.srv.URL, body: []byte(`{"after":"close"}`)})
+	require.Never(t, func() bool { return len(rc.got()) > 1 }, 4*maxDispatchWait, tick, "a job scheduled after Close was POSTed")
+	require.Equal(t, []string{`{"before":"close"}`}, rc.got())
 }
