@@ -2,11 +2,28 @@ package tasks
 
 import (
 	"context"
+	"net"
 	"strconv"
 	"strings"
+	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 )
+
+// DeadRedis returns a client of an address where nothing listens (Redis down: every
+// command fails to connect), that does not retry; for the tests of both packages.
+func DeadRedis(t *testing.T) *redis.Client {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
 
 // EvalshaUsec returns the usec of "cmdstat_evalsha" in INFO commandstats (go-redis's
 // InfoMap parses the sections): Redis's own time in scripts, server-wide, for the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,22 +167,10 @@ func TestEnqueueSharesRoundTrips(t *testing.T) {
 	require.Equal(t, []string{QueueCritical}, queues)
 }
 
-// deadRedis returns a client of an address where nothing listens, that does not retry.
-func deadRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close()) // nothing listens there now
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	t.Cleanup(func() { _ = rdb.Close() })
-	return rdb
-}
-
 // TestEnqueueSharedFlightRedisDown: a batch that cannot reach Redis answers every call
 // in it with the error; nothing hangs.
 func TestEnqueueSharedFlightRedisDown(t *testing.T) {
-	rdb := deadRedis(t)
+	rdb := DeadRedis(t)
 	hook := &gateHook{release: make(chan struct{})}
 	rdb.AddHook(hook)
 	enq := NewEnqueuer(nil, NewStore(rdb, StoreOptions{}), EnqueuerConfig{})
@@ -351,7 +338,7 @@ func TestEnqueueStreamCancelled(t *testing.T) {
 // TestEnqueueStreamRedisDown: concurrent calls that cannot reach Redis through the
 // stream get an error each; nothing hangs and every flight is given back.
 func TestEnqueueStreamRedisDown(t *testing.T) {
-	rdb := deadRedis(t)
+	rdb := DeadRedis(t)
 	enq := streamed(t, rdb)
 	msg := provider.Message{SourceAddr: "Shop", DestinationAddr: "380501234567", MessageType: provider.TypeText,
 		Text: "Hello", SourceType: provider.SourceTransactional}

@@ -2,7 +2,6 @@ package tasks_test
 
 import (
 	"context"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -95,24 +94,10 @@ func promotional() provider.Message {
 	}
 }
 
-// deadRedis returns a client of an address where nothing listens (Redis down: every
-// command fails to connect), that does not retry: the twin of the internal tests'
-// helper of the same name (groupcommit_internal_test.go).
-func deadRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close()) // nothing listens there now
-	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	t.Cleanup(func() { _ = rdb.Close() })
-	return rdb
-}
-
-// deadEnqueuer returns an Enqueuer whose Redis is down (deadRedis).
+// deadEnqueuer returns an Enqueuer whose Redis is down (tasks.DeadRedis).
 func deadEnqueuer(t *testing.T) *tasks.Enqueuer {
 	t.Helper()
-	rdb := deadRedis(t)
+	rdb := tasks.DeadRedis(t)
 	client := asynq.NewClientFromRedisClient(rdb)
 	t.Cleanup(func() { _ = client.Close() })
 	return tasks.NewEnqueuer(client, tasks.NewStore(rdb, tasks.StoreOptions{}), tasks.EnqueuerConfig{})
