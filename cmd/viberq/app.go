@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -27,7 +28,35 @@ type producer struct {
 // loadConfig reads the environment; its error is the config's one line naming each
 // bad variable and each of required that is unset (config.LoadFor).
 func loadConfig(required ...string) (config.Config, error) {
-	cfg, err := config.LoadFor(os.Getenv, required...)
+	return loadConfigWith(nil, required...)
+}
+
+// settingFlag is a flag that stands for a setting: its value, when given, is read in
+// place of the variable's, by the setting's own parser and bounds (config owns them),
+// and a problem with it names the flag.
+type settingFlag struct {
+	flag  string // e.g. "--rate"
+	value string // "" when the flag was not given
+}
+
+// loadConfigWith is loadConfig with flags in place of their variables (keyed by the
+// variable's name).
+func loadConfigWith(flags map[string]settingFlag, required ...string) (config.Config, error) {
+	getenv := func(name string) string {
+		if f, ok := flags[name]; ok && f.value != "" {
+			return f.value
+		}
+		return os.Getenv(name)
+	}
+	cfg, err := config.LoadFor(getenv, required...)
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		for i, p := range ce.Problems {
+			if f, ok := flags[p.Var]; ok && f.value != "" {
+				ce.Problems[i].Var = f.flag + " (" + p.Var + ")"
+			}
+		}
+	}
 	if err != nil {
 		// A misspelt variable is often why a setting is missing: say so on the line.
 		if unk := config.UnknownWarnings(os.Environ()); len(unk) > 0 {

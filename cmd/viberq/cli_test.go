@@ -627,6 +627,33 @@ func TestBadSettingIsOneLineNamingTheVariable(t *testing.T) {
 	}
 }
 
+// The worker's flags are read by their settings' own parsers and bounds: a rate out
+// of range (which would have turned into no limit at all), an infinite or NaN rate,
+// a concurrency too high are refused naming the flag and the rule, and nothing runs.
+func TestWorkerFlagsKeepTheSettingsBounds(t *testing.T) {
+	c := newCLI(t)
+	t.Setenv("VIBERQ_DT_API_KEY", "abcdefghijklmnopqrstuvwxyz0123")
+	code, out, errOut := c.run("worker", "--rate", "1e-12", "--status-rate", "inf", "--concurrency", "200000", "--metrics-addr", "off")
+	if code == 0 {
+		t.Fatalf("exit 0 with out-of-range flags (stdout %q)", out)
+	}
+	for _, want := range []string{
+		`--rate (VIBERQ_RATE_LIMIT): must be a number between 0.01 and 10000, got "1e-12"`,
+		`--status-rate (VIBERQ_STATUS_RATE_LIMIT): must be a number between 0.01 and 10000, got "inf"`,
+		`--concurrency (VIBERQ_CONCURRENCY): must be a whole number between 1 and 10000, got "200000"`,
+	} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %q: %q", want, errOut)
+		}
+	}
+	if code, _, errOut := c.run("worker", "--rate", "NaN"); code == 0 || !strings.Contains(errOut, `--rate (VIBERQ_RATE_LIMIT)`) {
+		t.Errorf("--rate NaN: exit %d, stderr %q", code, errOut)
+	}
+	if keys := c.mr.Keys(); len(keys) != 0 {
+		t.Errorf("the worker ran with bad flags: keys %v", keys)
+	}
+}
+
 func TestRedisUnreachableIsOneLine(t *testing.T) {
 	clearViberqEnv(t)
 	mr := miniredis.RunT(t)

@@ -25,9 +25,10 @@ import (
 // VIBERQ_SHUTDOWN_TIMEOUT to finish and the rest go back to their queues.
 func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("worker", stdout, "[flags]")
-	concurrency := fs.Int("concurrency", 0, "tasks processed at once by this process (default VIBERQ_CONCURRENCY)")
-	rate := fs.Float64("rate", 0, "send-viber calls per second, all workers together (default VIBERQ_RATE_LIMIT)")
-	statusRate := fs.Float64("status-rate", 0, "receive-viber calls per second, all workers together (default VIBERQ_STATUS_RATE_LIMIT)")
+	// Each flag is read as its setting would be, by config's parser and bounds.
+	concurrency := fs.String("concurrency", "", "tasks processed at once by this process (default VIBERQ_CONCURRENCY)")
+	rate := fs.String("rate", "", "send-viber calls per second, all workers together (default VIBERQ_RATE_LIMIT)")
+	statusRate := fs.String("status-rate", "", "receive-viber calls per second, all workers together (default VIBERQ_STATUS_RATE_LIMIT)")
 	metricsAddr := fs.String("metrics-addr", "", `listen address of /metrics, /healthz and /readyz, "off" to disable (default VIBERQ_METRICS_ADDR)`)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -35,31 +36,14 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %v", fs.Args())
 	}
-	if *concurrency < 0 || *rate < 0 || *statusRate < 0 {
-		return usagef("--concurrency, --rate and --status-rate must not be negative")
-	}
-	cfg, err := loadConfig(config.RequiredWorker...)
+	cfg, err := loadConfigWith(map[string]settingFlag{
+		config.EnvConcurrency:     {"--concurrency", *concurrency},
+		config.EnvRateLimit:       {"--rate", *rate},
+		config.EnvStatusRateLimit: {"--status-rate", *statusRate},
+		config.EnvMetricsAddr:     {"--metrics-addr", *metricsAddr},
+	}, config.RequiredWorker...)
 	if err != nil {
 		return err
-	}
-	if *concurrency > 0 {
-		cfg.Worker.Concurrency = *concurrency
-	}
-	if *rate > 0 {
-		cfg.Limits.SendRate = *rate
-	}
-	if *statusRate > 0 {
-		cfg.Limits.StatusRate = *statusRate
-	}
-	switch *metricsAddr {
-	case "":
-	case "off":
-		cfg.Worker.MetricsAddr = ""
-	default:
-		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
-			return usagef("--metrics-addr: %v", err)
-		}
-		cfg.Worker.MetricsAddr = *metricsAddr
 	}
 	log := newLogger(cfg.Log).With().Str("cmd", "worker").Logger()
 	log.Info().Fields(cfg.LogFields()).Msg("config")
