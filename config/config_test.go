@@ -522,6 +522,30 @@ func TestRedis(t *testing.T) {
 			t.Errorf("RevealURL = %q", got)
 		}
 	})
+	// A password not percent-encoded ends the host early at its / ? or #, and the
+	// rest reads as a path, query or fragment: refused, and the error shows neither.
+	// Unknown query options are refused here, naming the variable, not at connect.
+	t.Run("MisparsedPasswordRefusedUnshown", func(t *testing.T) {
+		t.Parallel()
+		for _, u := range []string{
+			"redis://default:/Sup3rS3cretPw@redis:6379/0",
+			"redis://default:#Sup3rS3cretPw@redis:6379/0",
+			"redis://default:?Sup3rS3cretPw@redis:6379/0",
+			"redis://cache:6379/0?poolsize=10&x=Sup3rS3cretPw",
+		} {
+			ce := loadErr(t, map[string]string{config.EnvRedisURL: u})
+			if got := ce.Vars(); !slices.Equal(got, []string{config.EnvRedisURL}) {
+				t.Errorf("%s: Vars() = %v", u, got)
+			}
+			if msg := ce.Error(); strings.Contains(msg, "Sup3rS3cret") || !strings.Contains(msg, "must") {
+				t.Errorf("%s: error %q", u, msg)
+			}
+		}
+		ce := loadErr(t, map[string]string{config.EnvRedisSentinelAddrs: "redis://:Sup3rS3cretPw@s:26379", config.EnvRedisURL: "redis://h"})
+		if msg := ce.Error(); strings.Contains(msg, "Sup3rS3cret") || !strings.Contains(msg, config.EnvRedisSentinelAddrs) {
+			t.Errorf("sentinel URL: error %q", msg)
+		}
+	})
 	t.Run("PasswordOverride", func(t *testing.T) {
 		t.Parallel()
 		c := mustLoad(t, map[string]string{config.EnvRedisURL: "redis://:old@cache", config.EnvRedisPassword: "new"})

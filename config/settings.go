@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Setting describes one environment variable, for documentation (the README settings
@@ -556,9 +558,15 @@ func parseRedisURL(c *Config, v string) error {
 		// url.Parse's error quotes the input, which may hold a password: drop it.
 		return errors.New(rule + ", got an unparsable value")
 	}
-	got := ", got " + quote(u.Redacted())
+	// A bad URL is shown by its scheme and host alone: a password that was not
+	// percent-encoded ends the host early at its first / ? or #, and the rest of it
+	// then reads as a path, query or fragment (u.Redacted has no password to hide).
+	got := ", got " + quote(u.Scheme+"://"+u.Host+"/…")
 	if (u.Scheme != "redis" && u.Scheme != "rediss") || u.Opaque != "" || u.Hostname() == "" {
 		return errors.New(rule + got)
+	}
+	if u.Fragment != "" || strings.Contains(v, "#") || strings.Contains(u.Path+u.RawQuery, "@") {
+		return errors.New(rule + ": a password holding / ? # or @ must be percent-encoded" + got)
 	}
 	port := u.Port()
 	if port == "" {
@@ -573,6 +581,14 @@ func parseRedisURL(c *Config, v string) error {
 			return errors.New("path must be a database number like /0" + got)
 		}
 		db = n
+	}
+	if _, err := redis.ParseURL(v); err != nil {
+		// go-redis reads the URL again, query options and all (README: they are kept);
+		// its error may quote the URL, so it is not passed on.
+		if u.RawQuery != "" {
+			return errors.New("query options must be go-redis's (redis.ParseURL), such as ?dial_timeout=3s" + got)
+		}
+		return errors.New(rule + " that go-redis can read" + got)
 	}
 	r := &c.Redis
 	r.Addr = net.JoinHostPort(u.Hostname(), port)
@@ -598,6 +614,10 @@ func parseSentinelAddrs(c *Config, v string) error {
 		}
 		host, port, err := net.SplitHostPort(a)
 		if err != nil || host == "" || !validPort(port, 1) {
+			if strings.ContainsAny(a, "@/") {
+				// A URL pasted here may hold a password: not quoted.
+				return errors.New("must be a comma-separated list of host:port, got a URL (the password goes in VIBERQ_REDIS_SENTINEL_PASSWORD)")
+			}
 			return fmt.Errorf("must be a comma-separated list of host:port, got %s", quote(a))
 		}
 		addrs = append(addrs, a)

@@ -19,24 +19,9 @@ import (
 // redis:// or rediss:// (TLS), a password, or Sentinel. It pings Redis so that a wrong
 // address fails at start with a clear line rather than in the first task.
 func NewRedis(ctx context.Context, cfg config.Redis) (redis.UniversalClient, error) {
-	var tlsCfg *tls.Config
-	if cfg.TLS {
-		host, _, err := net.SplitHostPort(cfg.Addr)
-		if err != nil {
-			host = cfg.Addr
-		}
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: cfg.TLSInsecure} //nolint:gosec // opt-in, documented as tests only
-		if cfg.TLSCAFile != "" {
-			pem, err := os.ReadFile(cfg.TLSCAFile)
-			if err != nil {
-				return nil, fmt.Errorf("VIBERQ_REDIS_TLS_CA_FILE: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("VIBERQ_REDIS_TLS_CA_FILE: no PEM certificate in %s", cfg.TLSCAFile)
-			}
-			tlsCfg.RootCAs = pool
-		}
+	tlsCfg, err := redisTLS(cfg)
+	if err != nil {
+		return nil, err
 	}
 	var c redis.UniversalClient
 	if cfg.Sentinel() {
@@ -76,4 +61,34 @@ func redisWhere(cfg config.Redis) string {
 		return fmt.Sprintf("sentinel %v (master %s)", cfg.SentinelAddrs, cfg.SentinelMaster)
 	}
 	return cfg.URL
+}
+
+// redisTLS is the TLS config of cfg's connections, nil without TLS.
+func redisTLS(cfg config.Redis) (*tls.Config, error) {
+	if !cfg.TLS {
+		return nil, nil
+	}
+	host, _, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		host = cfg.Addr
+	}
+	if cfg.Sentinel() {
+		// go-redis dials every sentinel and the master they name with this one
+		// config; with no ServerName, tls.DialWithDialer checks each against the host
+		// it dials (the URL's host is not used under Sentinel).
+		host = ""
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host, InsecureSkipVerify: cfg.TLSInsecure} //nolint:gosec // opt-in, documented as tests only
+	if cfg.TLSCAFile != "" {
+		pem, err := os.ReadFile(cfg.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("VIBERQ_REDIS_TLS_CA_FILE: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("VIBERQ_REDIS_TLS_CA_FILE: no PEM certificate in %s", cfg.TLSCAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	return tlsCfg, nil
 }

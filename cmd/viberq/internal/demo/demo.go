@@ -193,7 +193,8 @@ func demoRedis(ctx context.Context, url string) (redis.UniversalClient, string, 
 	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
-		return nil, "", nil, cmdline.Usagef("--redis: %v", err)
+		// go-redis's error may quote the URL, password and all: not passed on.
+		return nil, "", nil, cmdline.Usagef("--redis: must be a redis:// or rediss:// URL that go-redis can parse (a password holding / ? # or @ percent-encoded)")
 	}
 	rdb := redis.NewClient(opt)
 	size, err := rdb.DBSize(ctx).Result()
