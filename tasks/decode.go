@@ -569,6 +569,10 @@ const ttlRule = `must be a Go duration such as "90s" or "1h", or a number of sec
 
 var secondsRe = regexp.MustCompile(`^[0-9]+(\.[0-9]+)?$`)
 
+// ParseTTL reads a TTL as every producer interface does (the HTTP API, the outbox, the
+// CLI's CSV): parseTTL. It returns the TTL, or the rule s breaks.
+func ParseTTL(s string) (time.Duration, string) { return parseTTL(s) }
+
 // parseTTL reads a Go duration ("90s", "1h30m") or a number of seconds ("90", "90.5"),
 // which must not be 0 (under a nanosecond included).
 func parseTTL(s string) (time.Duration, string) {

@@ -361,6 +361,44 @@ func TestSendCSVAllGoodExitsZero(t *testing.T) {
 	c.sendTask(tasks.QueueDefault, "ok-2")
 }
 
+// A message flag beside --csv is refused (exit 2, naming it), not dropped: the rows'
+// fields are columns; only the row defaults are taken as flags.
+func TestSendCSVRefusesMessageFlags(t *testing.T) {
+	c := newCLI(t)
+	path := writeFile(t, "flags.csv", "id,from,to,text\nf-1,Shop,380501234567,Hi\n")
+	code, _, errOut := c.run("send", "--csv", path, "--ttl", "90s", "--source", "1", "--batch", "spring")
+	if code != 2 || !strings.Contains(errOut, "--source, --ttl: with --csv") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+	if keys := c.msgKeys(); len(keys) != 0 {
+		t.Errorf("records written: %v", keys)
+	}
+	out := c.mustRun("send", "--csv", path, "--batch", "spring", "--webhook-events", "all")
+	if !strings.Contains(out, "enqueued 1") {
+		t.Errorf("row defaults refused: %q", out)
+	}
+}
+
+// A CSV ttl is read as the API reads it: 0 and a number of seconds that would
+// overflow are refused on their row, not turned into the default or wrapped around.
+func TestSendCSVTTLReadAsTheAPIReadsIt(t *testing.T) {
+	c := newCLI(t)
+	path := writeFile(t, "ttl.csv", "id,from,to,text,ttl\n"+
+		"t-0,Shop,380501234567,Hi,0\nt-huge,Shop,380501234567,Hi,36028797018967568\nt-ok,Shop,380501234567,Hi,90\n")
+	code, out, _ := c.run("send", "--csv", path)
+	if code != 1 || !strings.Contains(out, "rows 3: enqueued 1, duplicates 0, refused 2") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	for _, want := range []string{"line 2: ttl: must be between 1s and 6h0m0s, got 0s", "line 3: ttl: is too large"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
+	}
+	if _, a := c.sendTask(tasks.QueueCritical, "t-ok"); a.TTL() != 90*time.Second {
+		t.Errorf("t-ok TTL = %s", a.TTL())
+	}
+}
+
 func TestSendCSVMalformedRows(t *testing.T) {
 	c := newCLI(t)
 	// A bare quote on line 3 and, from line 5 to the end, an unterminated quoted first

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -64,6 +65,9 @@ func parseSendAt(v string) (time.Time, error) {
 	return t, nil
 }
 
+// csvFlags are the flags send --csv takes: its own, and the row defaults.
+var csvFlags = map[string]bool{"csv": true, "out": true, "json": true, "batch": true, "send-at": true, "webhook-url": true, "webhook-events": true}
+
 func runSend(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := newFlagSet("send", stdout, "--from NAME --to PHONE --text TEXT [flags] | --csv FILE")
 	var f sendFlags
@@ -99,6 +103,19 @@ func runSend(ctx context.Context, args []string, stdout io.Writer) error {
 	f.sendAt = at
 	if *outFile != "" && *csvFile == "" {
 		return usagef("--out needs --csv")
+	}
+	if *csvFile != "" {
+		// A message flag beside --csv would be silently dropped (a campaign sent as
+		// transactional, say): refused, naming it.
+		var dropped []string
+		fs.Visit(func(fl *flag.Flag) {
+			if !csvFlags[fl.Name] {
+				dropped = append(dropped, "--"+fl.Name)
+			}
+		})
+		if len(dropped) > 0 {
+			return usagef("%s: with --csv, a message's fields are columns of the file (only --batch, --send-at, --webhook-url and --webhook-events apply to rows without their own)", strings.Join(dropped, ", "))
+		}
 	}
 	cfg, err := loadConfig()
 	if err != nil {
@@ -189,13 +206,10 @@ var csvColumns = map[string]func(f *sendFlags, v string) error{
 		if v == "" {
 			return nil
 		}
-		if n, err := strconv.Atoi(v); err == nil {
-			f.ttl = time.Duration(n) * time.Second
-			return nil
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			return fmt.Errorf("ttl: must be seconds or a duration like 90s, got %q", provider.MaskPhones(v))
+		// Read as the API and the outbox read it (seconds or a Go duration, 0 refused).
+		d, rule := tasks.ParseTTL(v)
+		if rule != "" {
+			return fmt.Errorf("ttl: %s, got %q", rule, provider.MaskPhones(v))
 		}
 		f.ttl = d
 		return nil

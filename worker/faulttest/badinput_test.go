@@ -375,7 +375,7 @@ func TestBadInputCLICSV(t *testing.T) {
 		"rows 6: enqueued 1, duplicates 0, refused 5",
 		"line 3: destination_addr: must contain digits only",
 		`line 4: type: must be an integer, got "abc"`,
-		`line 5: ttl: must be seconds or a duration like 90s, got "forever"`,
+		`line 5: ttl: must be a Go duration such as "90s" or "1h", or a number of seconds, got "forever"`,
 		"line 6: column 9: no header for it",
 		"line 7: ",
 	} {
