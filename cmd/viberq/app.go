@@ -31,6 +31,20 @@ func loadConfig(required ...string) (config.Config, error) {
 	return loadConfigWith(nil, required...)
 }
 
+// clientConfig is loadConfig for the commands that run and exit (send, status,
+// queues, resume, cancel, batch): they have no logger, so a VIBERQ_* variable that is
+// not a setting (a typo) is warned about on stderr, one line each, as the worker and
+// the API log it at start.
+func clientConfig(required ...string) (config.Config, error) {
+	cfg, err := loadConfig(required...)
+	if err == nil {
+		for _, line := range config.UnknownWarnings(os.Environ()) {
+			fmt.Fprintln(os.Stderr, "viberq: warning: "+line)
+		}
+	}
+	return cfg, err
+}
+
 // settingFlag is a flag that stands for a setting: its value, when given, is read in
 // place of the variable's, by the setting's own parser and bounds (config owns them),
 // and a problem with it names the flag.
@@ -70,7 +84,7 @@ func loadConfigWith(flags map[string]settingFlag, required ...string) (config.Co
 // connect loads the config and opens Redis: the start of every command that only
 // reads records or administers queues. The caller closes the client.
 func connect(ctx context.Context) (config.Config, redis.UniversalClient, error) {
-	cfg, err := loadConfig()
+	cfg, err := clientConfig()
 	if err != nil {
 		return config.Config{}, nil, err
 	}

@@ -27,7 +27,7 @@ func runBatch(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig()
+	cfg, err := clientConfig()
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func runCancel(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig()
+	cfg, err := clientConfig()
 	if err != nil {
 		return err
 	}

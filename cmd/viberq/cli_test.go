@@ -757,6 +757,25 @@ func equalInts(a, b []int) bool {
 	return true
 }
 
+// A misspelt setting is warned about by the commands that run and exit too, on
+// stderr, naming the closest setting; the command still runs.
+func TestClientCommandsWarnOfUnknownSettings(t *testing.T) {
+	c := newCLI(t)
+	t.Setenv("VIBERQ_DEFAULT_TLL", "6h")
+	var code int
+	var out string
+	errOut := captureStderr(t, func() {
+		code, out, _ = c.run("send", "--from", "Shop", "--to", "380501234567", "--text", "hi", "--id", "typo-1")
+	})
+	if code != 0 || strings.TrimSpace(out) != "typo-1" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	want := "viberq: warning: VIBERQ_DEFAULT_TLL is not a viberq setting (did you mean VIBERQ_DEFAULT_TTL?); it is ignored\n"
+	if errOut != want {
+		t.Errorf("stderr = %q, want %q", errOut, want)
+	}
+}
+
 // captureStderr runs f with os.Stderr redirected and returns what f wrote there.
 func captureStderr(t *testing.T, f func()) string {
 	t.Helper()

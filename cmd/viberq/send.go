@@ -117,7 +117,7 @@ func runSend(ctx context.Context, args []string, stdout io.Writer) error {
 			return usagef("%s: with --csv, a message's fields are columns of the file (only --batch, --send-at, --webhook-url and --webhook-events apply to rows without their own)", strings.Join(dropped, ", "))
 		}
 	}
-	cfg, err := loadConfig()
+	cfg, err := clientConfig()
 	if err != nil {
 		return err
 	}
