@@ -181,7 +181,7 @@ type Tasks struct {
 
 // Poll is the status polling policy (package scheduler).
 type Poll struct {
-	// First is VIBERQ_POLL_FIRST (default 3s, 100ms..1h): delay of the first status poll
+	// First is VIBERQ_POLL_FIRST (default DefaultPollFirst, 100ms..1h): delay of the first status poll
 	// after the provider accepted a message.
 	First time.Duration
 	// MaxInterval is VIBERQ_POLL_MAX_INTERVAL (default 60s, 1s..24h, >= First): cap of

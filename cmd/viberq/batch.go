@@ -100,10 +100,16 @@ func runCancel(ctx context.Context, args []string, stdout io.Writer) error {
 		state = tasks.StateCancelled
 	}
 	if asJSON {
-		return json.NewEncoder(stdout).Encode(map[string]any{"id": id, "cancelled": ok, "state": state})
+		if err := json.NewEncoder(stdout).Encode(map[string]any{"id": id, "cancelled": ok, "state": state}); err != nil {
+			return err
+		}
 	}
 	if !ok {
+		// Exit 1 with --json too: the answer is on stdout, the failure in the code.
 		return fmt.Errorf("message %s not cancelled: it is %s (a message being sent or sent cannot be cancelled)", id, state)
+	}
+	if asJSON {
+		return nil
 	}
 	fmt.Fprintf(stdout, "%s cancelled\n", id)
 	return nil

@@ -79,6 +79,10 @@ func TestSendCSVOutBatchAndCancel(t *testing.T) {
 	if code, _, errOut := c.run("cancel", second); code != 1 || !strings.Contains(errOut, "it is cancelled") {
 		t.Errorf("second cancel: %d %q", code, errOut)
 	}
+	// The same with --json: the answer on stdout, the failure in the exit code.
+	if code, out, _ := c.run("cancel", second, "--json"); code != 1 || !strings.Contains(out, `"cancelled":false`) {
+		t.Errorf("second cancel --json: %d %q", code, out)
+	}
 	if code, _, errOut := c.run("batch", "status", "nope"); code != 1 || !strings.Contains(errOut, "not found") {
 		t.Errorf("unknown batch: %d %q", code, errOut)
 	}
