@@ -100,7 +100,7 @@ func TestSendSendAtAndJSONLines(t *testing.T) {
 	if rec := c.mustRecord(id); !rec.SendAt.Equal(at) || rec.BatchID != "b1" {
 		t.Errorf("record send_at %v batch %q", rec.SendAt, rec.BatchID)
 	}
-	if code, _, errOut := c.run("send", "--from", "Shop", "--to", "380501234567", "--text", "x", "--send-at", "noon"); code != 2 || !strings.Contains(errOut, "RFC 3339") {
+	if code, _, errOut := c.run("send", "--from", "Shop", "--to", "380501234567", "--text", "x", "--send-at", "noon"); code != 2 || !strings.Contains(errOut, "--send-at: must be an RFC 3339 time") {
 		t.Errorf("bad --send-at: %d %q", code, errOut)
 	}
 	out := filepath.Join(t.TempDir(), "ids.jsonl")

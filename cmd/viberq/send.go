@@ -60,7 +60,7 @@ func parseSendAt(v string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("send_at: must be an RFC 3339 time like 2026-12-24T10:00:00Z, got %q", provider.MaskPhones(v))
+		return time.Time{}, fmt.Errorf("must be an RFC 3339 time like 2026-12-24T10:00:00Z, got %q", provider.MaskPhones(v))
 	}
 	return t, nil
 }
@@ -98,7 +98,7 @@ func runSend(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	at, err := parseSendAt(*sendAt)
 	if err != nil {
-		return usagef("--%v", err)
+		return usagef("--send-at: %v", err)
 	}
 	f.sendAt = at
 	if *outFile != "" && *csvFile == "" {
@@ -193,10 +193,13 @@ var csvColumns = map[string]func(f *sendFlags, v string) error{
 	"webhook_events":   func(f *sendFlags, v string) error { f.webhookEvents = cmp.Or(v, f.webhookEvents); return nil },
 	"send_at": func(f *sendFlags, v string) error {
 		t, err := parseSendAt(v)
-		if err == nil && !t.IsZero() {
+		if err != nil {
+			return fmt.Errorf("send_at: %w", err)
+		}
+		if !t.IsZero() {
 			f.sendAt = t
 		}
-		return err
+		return nil
 	},
 	"type":         intColumn("type", func(f *sendFlags) *int { return &f.typ }),
 	"message_type": intColumn("message_type", func(f *sendFlags) *int { return &f.typ }),
