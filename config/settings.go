@@ -135,7 +135,7 @@ var settings = []spec{
 		show:  func(c *Config) any { return formatWeights(c.Worker.QueueWeights) },
 	},
 	durationVar(EnvShutdownTimeout, DefaultShutdownTimeout, time.Second, 5*time.Minute,
-		"time in-flight tasks get on SIGTERM; keep it below the pod's termination grace period",
+		"time in-flight tasks (worker) and requests (api) get on SIGTERM; keep it below the pod's termination grace period",
 		func(c *Config) *time.Duration { return &c.Worker.ShutdownTimeout }),
 	addrVar(EnvMetricsAddr, DefaultMetricsAddr, true, `listen address of the worker's /metrics and health endpoints; "off" disables`,
 		func(c *Config) *string { return &c.Worker.MetricsAddr }),

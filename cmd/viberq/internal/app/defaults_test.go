@@ -135,4 +135,8 @@ func TestEverySettingDefaultsToItsOwnersDefault(t *testing.T) {
 	for name := range owned {
 		t.Errorf("%s is checked here but is not a setting", name)
 	}
+	// VIBERQ_SHUTDOWN_TIMEOUT serves the API too (its default is the worker's).
+	if ao.ShutdownTimeout != wc.ShutdownTimeout {
+		t.Errorf("the API drains within %s, VIBERQ_SHUTDOWN_TIMEOUT is %s", ao.ShutdownTimeout, wc.ShutdownTimeout)
+	}
 }

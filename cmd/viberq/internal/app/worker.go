@@ -236,5 +236,7 @@ func APIOptions(cfg config.Config) api.Options {
 		CallbackToken:      cfg.Callback.Token.Reveal(),
 		CallbackUser:       cfg.Callback.User,
 		CallbackPassword:   cfg.Callback.Password.Reveal(),
+		// Every long-running command drains within VIBERQ_SHUTDOWN_TIMEOUT (README).
+		ShutdownTimeout: cfg.Worker.ShutdownTimeout,
 	}
 }
