@@ -546,6 +546,20 @@ func TestRedis(t *testing.T) {
 			t.Errorf("sentinel URL: error %q", msg)
 		}
 	})
+	// The URL's password is checked as VIBERQ_REDIS_PASSWORD is (a placeholder is
+	// refused, unquoted); query options that Sentinel would drop are refused.
+	t.Run("URLPasswordPlaceholderAndSentinelQuery", func(t *testing.T) {
+		t.Parallel()
+		ce := loadErr(t, map[string]string{config.EnvRedisURL: "redis://:changeme@cache:6379/0"})
+		if got := ce.Vars(); !slices.Equal(got, []string{config.EnvRedisURL}) || strings.Contains(ce.Error(), "changeme") {
+			t.Errorf("placeholder password: %v", ce)
+		}
+		ce = loadErr(t, map[string]string{config.EnvRedisURL: "redis://cache/0?db=3", config.EnvRedisSentinelAddrs: "s1:26379"})
+		if got := ce.Vars(); !slices.Equal(got, []string{config.EnvRedisURL}) || !strings.Contains(ce.Error(), "not used with VIBERQ_REDIS_SENTINEL_ADDRS") {
+			t.Errorf("sentinel with query options: %v", ce)
+		}
+		mustLoad(t, map[string]string{config.EnvRedisURL: "redis://cache/3", config.EnvRedisSentinelAddrs: "s1:26379"})
+	})
 	t.Run("PasswordOverride", func(t *testing.T) {
 		t.Parallel()
 		c := mustLoad(t, map[string]string{config.EnvRedisURL: "redis://:old@cache", config.EnvRedisPassword: "new"})

@@ -70,7 +70,7 @@ var settings = []spec{
 		}),
 	{
 		Setting: Setting{Name: EnvRedisSentinelAddrs,
-			Description: "comma-separated host:port of Redis Sentinels; when set, the master is found through them (the URL's host is ignored, its DB and password still apply)"},
+			Description: "comma-separated host:port of Redis Sentinels; when set, the master is found through them (the URL's host is ignored, its DB and password still apply, query options are refused)"},
 		parse: parseSentinelAddrs,
 		show:  func(c *Config) any { return strings.Join(c.Redis.SentinelAddrs, ",") },
 	},
@@ -303,6 +303,14 @@ var crossChecks = []crossCheck{
 	{[]string{EnvWebhookURL, EnvWebhookSecret}, func(c *Config) error {
 		if c.Webhook.URL != "" && !c.Webhook.Enabled() {
 			return fmt.Errorf("needs %s: webhooks are always signed", EnvWebhookSecret)
+		}
+		return nil
+	}},
+	{[]string{EnvRedisURL, EnvRedisSentinelAddrs}, func(c *Config) error {
+		// Under Sentinel the client is built from the settings, not from the URL: its
+		// query options would be dropped without a word.
+		if c.Redis.Sentinel() && strings.Contains(c.Redis.URL, "?") {
+			return fmt.Errorf("query options are not used with %s; remove them", EnvRedisSentinelAddrs)
 		}
 		return nil
 	}},
@@ -595,6 +603,11 @@ func parseRedisURL(c *Config, v string) error {
 	r.DB = db
 	r.Username = u.User.Username()
 	if pw, ok := u.User.Password(); ok && pw != "" {
+		// The URL's password is a secret like VIBERQ_REDIS_PASSWORD: a placeholder
+		// (redis://:changeme@...) is refused the same way.
+		if err := checkSecret(pw); err != nil {
+			return fmt.Errorf("password: %w", err)
+		}
 		r.Password = Secret(pw)
 	}
 	u.User = nil
