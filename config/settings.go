@@ -151,7 +151,7 @@ var settings = []spec{
 		func(c *Config) *time.Duration { return &c.Tasks.Timeout }),
 	durationVar(EnvDefaultTTL, DefaultTTL, minTTL, maxTTL, "TTL of a message enqueued without one and without text_sms",
 		func(c *Config) *time.Duration { return &c.Tasks.DefaultTTL }),
-	durationVar(EnvSMSTTL, DefaultSMSTTL, minTTL, maxTTL, "TTL of a message enqueued without one but with text_sms; the SMS fallback waits about this long",
+	durationVar(EnvSMSTTL, DefaultSMSTTL, minTTL, maxTTL, "TTL of a message enqueued without one but with text_sms; it goes out with validity_period 40 whatever this is (the SMS follows about 40 s after the send), so this only bounds how long viberq tries to send it",
 		func(c *Config) *time.Duration { return &c.Tasks.SMSTTL }),
 	durationVar(EnvRecordRetention, DefaultRecordRetention, time.Hour, 8760*time.Hour,
 		"how long message records are kept; at least 6h (the longest TTL) plus VIBERQ_POLL_SMS_GRACE",
