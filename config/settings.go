@@ -13,8 +13,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Setting describes one environment variable, for documentation (the README settings
-// table is generated from Describe).
+// Setting describes one environment variable, for documentation: README's settings
+// table lists every one of Describe's, with its default (TestREADMEListsEverySetting;
+// the descriptions there are written by hand).
 type Setting struct {
 	Name        string // e.g. VIBERQ_RATE_LIMIT
 	Default     string // the value used when unset, "" for none
