@@ -474,6 +474,18 @@ func (e *Error) Error() string {
 	return strings.Join(parts, "; ")
 }
 
+// NameFlag names the problems of variable v by flag, the command-line flag whose value
+// was read in its place: "--rate (VIBERQ_RATE_LIMIT): must be ...". A program that
+// reads a flag through Load (rather than parsing it with rules of its own) calls it
+// on Load's error.
+func (e *Error) NameFlag(v, flag string) {
+	for i, p := range e.Problems {
+		if p.Var == v {
+			e.Problems[i].Var = flag + " (" + v + ")"
+		}
+	}
+}
+
 // Vars returns the names of the bad variables, in order.
 func (e *Error) Vars() []string {
 	out := make([]string, len(e.Problems))

@@ -378,12 +378,12 @@ func ttlRangeRule(ttl time.Duration) string {
 func RequestFaults(req EnqueueRequest) []provider.FieldError {
 	var fields []provider.FieldError
 	if req.ID != "" {
-		if r := idRule(req.ID); r != "" {
+		if r := IDRule(req.ID); r != "" {
 			fields = append(fields, provider.FieldError{Field: "id", Rule: r})
 		}
 	}
 	if req.BatchID != "" {
-		if r := idRule(req.BatchID); r != "" {
+		if r := IDRule(req.BatchID); r != "" {
 			fields = append(fields, provider.FieldError{Field: "batch_id", Rule: r})
 		}
 	}
@@ -443,9 +443,10 @@ func (e *Enqueuer) validate(req EnqueueRequest, now time.Time) (msg provider.Mes
 
 // ValidID reports whether id is a valid message ID: 1..MaxIDLen characters of
 // [A-Za-z0-9._:-].
-func ValidID(id string) bool { return idRule(id) == "" }
+func ValidID(id string) bool { return IDRule(id) == "" }
 
-func idRule(id string) string {
+// IDRule returns "" when id is a valid message or batch ID, else the rule it breaks.
+func IDRule(id string) string {
 	if len(id) > MaxIDLen {
 		return fmt.Sprintf("must be at most %d characters, got %d", MaxIDLen, len(id))
 	}

@@ -65,9 +65,9 @@ func loadConfigWith(flags map[string]settingFlag, required ...string) (config.Co
 	cfg, err := config.LoadFor(getenv, required...)
 	var ce *config.Error
 	if errors.As(err, &ce) {
-		for i, p := range ce.Problems {
-			if f, ok := flags[p.Var]; ok && f.value != "" {
-				ce.Problems[i].Var = f.flag + " (" + p.Var + ")"
+		for v, f := range flags {
+			if f.value != "" {
+				ce.NameFlag(v, f.flag)
 			}
 		}
 	}

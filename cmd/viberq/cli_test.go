@@ -835,11 +835,11 @@ func TestMaxRetryAfterDefaultHasOneValue(t *testing.T) {
 	}
 }
 
-// A bad --rate of the demo is named as the flag, not as the setting it feeds.
+// A bad --rate of the demo is named as the flag (with the setting it feeds).
 func TestDemoNamesItsRateFlag(t *testing.T) {
 	clearViberqEnv(t)
 	code, _, errOut := run(t, "demo", "--rate", "0")
-	if code != 2 || !strings.Contains(errOut, `--rate: must be a number between 0.01 and 10000, got "0"`) || strings.Contains(errOut, "VIBERQ_RATE_LIMIT") {
+	if code != 2 || !strings.Contains(errOut, `--rate (VIBERQ_RATE_LIMIT): must be a number between 0.01 and 10000, got "0"`) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }

@@ -58,14 +58,10 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 			fe = &provider.FieldError{Field: IdempotencyHeader, Rule: rule}
 		case req.ID == "":
 			req.ID = key
-			if typeErrs != nil {
+			if r := tasks.IDRule(key); r != "" && typeErrs != nil {
 				// The decoder checked the body's id, not the header's: check it now, as
 				// Enqueue would (a bad key is an id fault, as in the body).
-				for _, f := range tasks.RequestFaults(tasks.EnqueueRequest{ID: key}) {
-					if f.Field == "id" {
-						typeErrs.Fields = append([]provider.FieldError{f}, typeErrs.Fields...)
-					}
-				}
+				typeErrs.Fields = append([]provider.FieldError{{Field: "id", Rule: r}}, typeErrs.Fields...)
 			}
 		case req.ID != key:
 			fe = &provider.FieldError{Field: "id", Rule: "differs from the " + IdempotencyHeader + " header"}

@@ -111,12 +111,7 @@ func Run(ctx context.Context, opts Options, stdout io.Writer) error {
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	var ce *config.Error
 	if errors.As(err, &ce) {
-		// The only setting the demo takes from its flags is the rate: name the flag.
-		for i, p := range ce.Problems {
-			if p.Var == config.EnvRateLimit {
-				ce.Problems[i].Var = "--rate"
-			}
-		}
+		ce.NameFlag(config.EnvRateLimit, "--rate") // the one setting the demo takes from a flag
 	}
 	if err != nil {
 		return cmdline.Usagef("%v", err)
