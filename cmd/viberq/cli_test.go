@@ -215,9 +215,17 @@ func TestSendRefusesBadMessageNamingEveryField(t *testing.T) {
 	if out != "" {
 		t.Errorf("stdout = %q, want nothing (no ID for a refused message)", out)
 	}
-	for _, field := range []string{"source_addr", "destination_addr", "message_type", "text"} {
-		if !regexp.MustCompile(`(?m)^\s+` + field + `: `).MatchString(errOut) {
-			t.Errorf("stderr does not name %s on a line of its own:\n%s", field, errOut)
+	// One line, as README says of every error: "viberq send: message refused:" then
+	// each bad field with its rule, joined by "; ".
+	if strings.Count(errOut, "\n") != 1 || !strings.HasSuffix(errOut, "\n") {
+		t.Errorf("stderr is not one line:\n%s", errOut)
+	}
+	if !strings.HasPrefix(errOut, "viberq send: message refused: source_addr: is required; ") {
+		t.Errorf("stderr = %q, want the refusal and its first field on the line", errOut)
+	}
+	for _, fe := range []string{"source_addr: is required", "destination_addr: must contain digits only", "message_type: must be one of 106, 108, 206, 208, got 1", "text: is required"} {
+		if !strings.Contains(errOut, fe) {
+			t.Errorf("stderr does not name %q:\n%s", fe, errOut)
 		}
 	}
 	if keys := c.msgKeys(); len(keys) != 0 {

@@ -157,17 +157,18 @@ func resultJSON(r tasks.EnqueueResult) enqueueResultJSON {
 	return enqueueResultJSON{ID: r.ID, Duplicate: r.Duplicate, Queue: r.Queue, State: string(r.State), ExpiresAt: r.ExpiresAt, SendAt: r.SendAt}
 }
 
-// enqueueError turns a validation error into a usage error listing every bad field,
-// one per line.
+// enqueueError turns a validation error into a usage error naming every bad field
+// with its rule on one line, "field: rule" joined by "; " as config errors and the
+// CSV reasons are: README promises one line per error, and stderr piped into a log
+// must not split one refusal over several entries.
 func enqueueError(err error) error {
 	var ve *provider.ValidationError
 	if errors.As(err, &ve) {
-		var b strings.Builder
-		b.WriteString("message refused:")
-		for _, fe := range ve.Fields {
-			fmt.Fprintf(&b, "\n  %s: %s", fe.Field, fe.Rule)
+		reasons := make([]string, len(ve.Fields))
+		for i, fe := range ve.Fields {
+			reasons[i] = fe.Error()
 		}
-		return usagef("%s", b.String())
+		return usagef("message refused: %s", strings.Join(reasons, "; "))
 	}
 	return err
 }
