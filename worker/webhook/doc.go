@@ -55,10 +55,15 @@
 // Config.AllowPrivate (VIBERQ_WEBHOOK_ALLOW_PRIVATE) is set, every connection is
 // checked after DNS resolution, at dial time, and refused when the address is
 // loopback, private (RFC 1918, fc00::/7), link-local (cloud metadata endpoints),
-// CGNAT, unspecified or multicast; redirects are not followed at all, so a public URL
-// cannot bounce the POST inward either; and no HTTP proxy from the environment is
-// used (the check must see the real destination). A refused address is archived at
-// once (it will not become public by retrying).
+// CGNAT, unspecified, multicast, or another range the IANA special-purpose
+// registries mark not globally reachable (documentation, benchmarking, the IETF
+// protocol assignments 192.0.0.0/24 and 2001::/23 with Teredo, local-use NAT64, 6to4,
+// and any IPv6 address outside global unicast 2000::/3, IPv4-compatible ::/96
+// included); IPv4-mapped and well-known NAT64 (64:ff9b::/96) addresses are judged by
+// the IPv4 address they embed (PublicAddr). Redirects are not followed at all, so a
+// public URL cannot bounce the POST inward either; and no HTTP proxy from the
+// environment is used (the check must see the real destination). A refused address
+// is archived at once (it will not become public by retrying).
 //
 // This package imports tasks and asynq; nothing imports it but cmd/viberq.
 package webhook

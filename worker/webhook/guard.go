@@ -14,32 +14,81 @@ import (
 // address while private addresses are not allowed.
 var ErrPrivateAddress = errors.New("address is not public (VIBERQ_WEBHOOK_ALLOW_PRIVATE is off)")
 
-// nonPublic lists the ranges netip's predicates leave out: "this network", CGNAT
-// (carrier-grade NAT, often internal in clouds), IETF protocol assignments,
-// benchmarking, the IPv6 discard and documentation prefixes, 6to4 and NAT64 (they
-// embed IPv4 addresses).
+// nonPublic lists the IPv4 ranges netip's predicates leave out that the IANA IPv4
+// Special-Purpose Address Registry marks not globally reachable: "this network",
+// CGNAT (carrier-grade NAT, often internal in clouds), the IETF protocol assignments
+// (192.0.0.0/24), the three documentation ranges (TEST-NET-1, -2, -3), benchmarking
+// and the reserved 240.0.0.0/4; and the IPv6 ranges inside global unicast
+// (2000::/3, see PublicAddr) that are not globally reachable: the IETF protocol
+// assignments 2001::/23 (Teredo, 2001::/32, embeds IPv4 addresses), the
+// documentation prefixes 2001:db8::/32 and 3fff::/20 (RFC 9637), and 6to4 (it embeds
+// IPv4 addresses).
 var nonPublic = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/8"),
 	netip.MustParsePrefix("100.64.0.0/10"),
 	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("192.0.2.0/24"),
 	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("198.51.100.0/24"),
+	netip.MustParsePrefix("203.0.113.0/24"),
 	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("100::/64"),
+	netip.MustParsePrefix("2001::/23"),
 	netip.MustParsePrefix("2001:db8::/32"),
 	netip.MustParsePrefix("2002::/16"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("fec0::/10"), // deprecated site-local, still routed internally by some hosts
+	netip.MustParsePrefix("3fff::/20"),
 }
+
+// globalExceptions are the more specific entries of the registries inside a
+// nonPublic range that are globally reachable: the PCP and TURN anycast addresses
+// (192.0.0.9, 192.0.0.10, 2001:1::1, 2001:1::2), DNS-SD SRP anycast (2001:1::3), AMT
+// (2001:3::/32), AS112-v6 (2001:4:112::/48), ORCHIDv2 (2001:20::/28) and the drone
+// remote ID tags (2001:30::/28).
+var globalExceptions = []netip.Prefix{
+	netip.MustParsePrefix("192.0.0.9/32"),
+	netip.MustParsePrefix("192.0.0.10/32"),
+	netip.MustParsePrefix("2001:1::1/128"),
+	netip.MustParsePrefix("2001:1::2/128"),
+	netip.MustParsePrefix("2001:1::3/128"),
+	netip.MustParsePrefix("2001:3::/32"),
+	netip.MustParsePrefix("2001:4:112::/48"),
+	netip.MustParsePrefix("2001:20::/28"),
+	netip.MustParsePrefix("2001:30::/28"),
+}
+
+// globalUnicast6 is the only IPv6 space IANA allocates for global unicast; the rest
+// is reserved, unique-local, link-local or multicast: ::/96 (IPv4-compatible,
+// deprecated, embeds IPv4 addresses), 100::/64 (discard), 64:ff9b:1::/48 (local-use
+// NAT64, RFC 8215), fec0::/10 (deprecated site-local, still routed internally by
+// some hosts), 5f00::/16 (SRv6 SIDs) and whatever the IETF assigns there next.
+var globalUnicast6 = netip.MustParsePrefix("2000::/3")
+
+// nat64 is the well-known NAT64 prefix (RFC 6052): globally reachable, it reaches
+// the IPv4 address in its last 32 bits, so it is public when that address is (an
+// IPv6-only worker behind DNS64 reaches IPv4-only receivers this way).
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 // PublicAddr reports whether a is a public unicast address: not loopback, private,
 // link-local (cloud metadata lives at 169.254.169.254), multicast, unspecified or
-// one of the other reserved ranges.
+// one of the other ranges the IANA special-purpose registries mark not globally
+// reachable; an IPv6 address must be in global unicast (2000::/3). IPv4-mapped
+// (::ffff:0:0/96) and well-known NAT64 (64:ff9b::/96) addresses are judged by the
+// IPv4 address they embed.
 func PublicAddr(a netip.Addr) bool {
-	a = a.Unmap()
+	a = a.Unmap().WithZone("") // a zone would keep a from matching any prefix
+	if a.Is6() && nat64.Contains(a) {
+		b := a.As16()
+		return PublicAddr(netip.AddrFrom4([4]byte(b[12:])))
+	}
 	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() ||
 		a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() || a.IsMulticast() ||
-		a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		a.IsUnspecified() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) ||
+		(a.Is6() && !globalUnicast6.Contains(a)) {
 		return false
+	}
+	for _, p := range globalExceptions {
+		if p.Contains(a) {
+			return true
+		}
 	}
 	for _, p := range nonPublic {
 		if p.Contains(a) {
