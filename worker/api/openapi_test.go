@@ -81,7 +81,7 @@ func (c *contract) call(t *testing.T, validRequest bool, method, path, body stri
 		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
 	ctx := context.Background()
 	if validRequest {
-		require.NoError(t, openapi3filter.ValidateRequest(ctx, in), "request %s %s", method, path)
+		require.NoError(t, openapi3filter.ValidateRequest(ctx, in), "request %s %s: %s", method, path, body)
 	}
 	err = openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: in, Status: r.status, Header: r.header,
@@ -271,6 +271,61 @@ func TestOpenAPIContract(t *testing.T) {
 	sort.Strings(seen)
 	t.Logf("exercised:\n%s", strings.Join(seen, "\n"))
 	require.Empty(t, missing, "operations of the document no test answer covers")
+}
+
+// requestErr validates a request against the document without sending it.
+func (c *contract) requestErr(t *testing.T, method, path, body string, hdr ...string) error {
+	t.Helper()
+	req, err := http.NewRequest(method, c.b.srv.URL+path, strings.NewReader(body))
+	require.NoError(t, err)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	route, params, err := c.router.FindRoute(req)
+	require.NoError(t, err, "%s %s is not in the document", method, path)
+	return openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
+		Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}})
+}
+
+// A JSON null in a request: the document and the server agree field by field. An
+// optional field of a message given null is the same as left out: the document allows
+// it and the server accepts the message. A field every message needs given null is
+// refused both ways: the document does not allow it, and the server answers 422
+// naming the field.
+func TestOpenAPINulls(t *testing.T) {
+	t.Parallel()
+	_, router := loadSpec(t)
+	b := setup(t)
+	c := &contract{b: b, router: router, covered: map[string][]int{}}
+	auth := []string{"Authorization", "Bearer " + apiToken, "Content-Type", "application/json"}
+	const base = `"source_addr":"Shop","destination_addr":"380501234567","message_type":106,"source_type":2,"text":"Your code is 1234"`
+
+	optional := []string{"id", "ttl", "text_sms", "image", "button_caption", "button_action", "callback_url",
+		"validity_period", "webhook_url", "webhook_events", "send_at", "batch_id"}
+	all := "{" + base
+	for _, f := range optional {
+		all += `,"` + f + `":null`
+		r := c.call(t, true, http.MethodPost, "/v1/messages", "{"+base+`,"`+f+`":null}`, auth...)
+		require.Equal(t, http.StatusAccepted, r.status, "%s: null: %s", f, r.body)
+	}
+	all += "}"
+	r := c.call(t, true, http.MethodPost, "/v1/messages", all, auth...)
+	require.Equal(t, http.StatusAccepted, r.status, r.body)
+	require.NotContains(t, r.body, `"send_at"`, "a null send_at is no schedule")
+	r = c.call(t, true, http.MethodPost, "/v1/batches", `{"batch_id":null,"messages":[`+all+`]}`, auth...)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	require.Contains(t, r.body, `"accepted":1`)
+
+	for _, f := range []string{"source_addr", "destination_addr", "message_type", "source_type", "text"} {
+		body := strings.Replace("{"+base+"}", `"`+f+`":`, `"`+f+`":null,"was":`, 1)
+		body = regexp.MustCompile(`,"was":("[^"]*"|[0-9]+)`).ReplaceAllString(body, "")
+		require.Contains(t, body, `"`+f+`":null`)
+		require.Error(t, c.requestErr(t, http.MethodPost, "/v1/messages", body, auth...), "the document allows %s: null", f)
+		r := c.call(t, false, http.MethodPost, "/v1/messages", body, auth...)
+		require.Equal(t, http.StatusUnprocessableEntity, r.status, "%s: null: %s", f, r.body)
+		require.Contains(t, r.body, `{"field":"`+f+`","rule":`, "%s: null", f)
+	}
 }
 
 func basic(user, pass string) string {
