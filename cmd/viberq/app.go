@@ -95,10 +95,10 @@ func connect(ctx context.Context) (config.Config, redis.UniversalClient, error) 
 	return cfg, rdb, nil
 }
 
-// newRedis is app.NewRedis for the commands, with go-redis's dial noise quieted first
-// (quietRedis).
+// newRedis is app.NewRedis for the commands, with the passwords registered first so
+// that go-redis's log lines never show them (redisLog).
 func newRedis(ctx context.Context, cfg config.Redis) (redis.UniversalClient, error) {
-	quietRedis()
+	redisLog.hide(cfg.Password.Reveal(), cfg.SentinelPassword.Reveal())
 	return app.NewRedis(ctx, cfg)
 }
 

@@ -30,6 +30,7 @@ func runBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
+	redisLog.hideURL(*redisURL)
 	opts := bench.Options{RedisURL: *redisURL, DB: *db, Quick: *quick, JSON: *asJSON, CPUProfile: *cpuProf,
 		Command: bench.RedactedCommand(fs)}
 	if *only != "" {

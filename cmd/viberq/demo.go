@@ -28,5 +28,6 @@ func runDemo(ctx context.Context, args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
+	redisLog.hideURL(opts.RedisURL)
 	return demo.Run(ctx, opts, stdout)
 }

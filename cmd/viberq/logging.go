@@ -4,9 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,10 +25,12 @@ import (
 // newLogger builds the process logger from VIBERQ_LOG_LEVEL and VIBERQ_LOG_FORMAT.
 // Logs go to stderr; stdout is for command output (IDs, tables, JSON). The console
 // format has colours only when stderr is a terminal, so a log file or a pipe gets
-// plain text. The VIBERQ_* variables of the environment that are not settings
+// plain text. go-redis's own lines go to it too (redisLog). The VIBERQ_* variables of the environment that are not settings
 // (typos) are warned about here, once, naming the closest setting.
 func newLogger(cfg config.Log) zerolog.Logger {
-	return newLoggerTo(os.Stderr, isTerminal(os.Stderr), cfg, os.Environ())
+	log := newLoggerTo(os.Stderr, isTerminal(os.Stderr), cfg, os.Environ())
+	redisLog.use(log) // go-redis's lines follow the process log's format and level
+	return log
 }
 
 func newLoggerTo(out io.Writer, terminal bool, cfg config.Log, environ []string) zerolog.Logger {
@@ -50,23 +56,89 @@ func isTerminal(f *os.File) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-var quietRedisOnce sync.Once
+// go-redis has one logger for the whole process (redis.SetLogger stores a global), and
+// by default it prints raw lines on stderr: "redis: <date> pool.go:770: redis:
+// connection pool: failed to dial after 5 attempts: dial tcp ...", one per pool
+// attempt, before the command's own line about an unreachable Redis. realMain
+// therefore sets it once, before any command runs, to redisLog, which writes each
+// line as a log line of the process (component=redis):
+//
+//   - dial failures at debug: the command's error, or the worker's and the API's own
+//     lines about Redis, say the same once, so at the default level they are dropped;
+//   - anything else go-redis reports (a Sentinel switching masters, a recovered panic
+//     in its pipeline) at warn, because an operator needs those;
+//   - with every Redis password the process knows (registered by the code that opens
+//     Redis) and the password of any URL in the line replaced by [REDACTED].
+//
+// Until a command builds its logger (newLogger), the lines go to the stderr given to
+// realMain as JSON at warn level.
+var (
+	redisLog         = &redisLogger{}
+	redisLogSetOnce  sync.Once
+	urlPasswordRegex = regexp.MustCompile(`(://[^:@/\s]*:)[^@\s]*@`)
+)
 
-// quietRedis replaces go-redis's own logger, which prints every failed dial of its
-// pool ("redis: connection pool: failed to dial after 5 attempts ...") on stderr
-// before the command's one clear line about an unreachable Redis. Dial failures are
-// dropped (the command's error says the same once); anything else go-redis reports
-// still reaches stderr.
-func quietRedis() {
-	quietRedisOnce.Do(func() { redis.SetLogger(redisLogger{os.Stderr}) })
+// routeRedisLog makes redisLog go-redis's logger (once per process) and points it at
+// stderr until a command's logger takes over.
+func routeRedisLog(stderr io.Writer) {
+	l := zerolog.New(stderr).Level(zerolog.WarnLevel).With().Timestamp().Str("component", "redis").Logger()
+	redisLog.to.Store(&l)
+	redisLogSetOnce.Do(func() { redis.SetLogger(redisLog) })
 }
 
-type redisLogger struct{ w io.Writer }
+// redisLogger is go-redis's internal.Logging on zerolog.
+type redisLogger struct {
+	to      atomic.Pointer[zerolog.Logger]
+	mu      sync.Mutex
+	secrets []string
+}
 
-func (l redisLogger) Printf(_ context.Context, format string, v ...any) {
-	msg := fmt.Sprintf(format, v...)
-	if strings.Contains(msg, "failed to dial") || strings.Contains(msg, "connect: connection refused") {
+// use sends go-redis's lines to the process logger l from now on.
+func (r *redisLogger) use(l zerolog.Logger) {
+	l = l.With().Str("component", "redis").Logger()
+	r.to.Store(&l)
+}
+
+// hide registers passwords that must never appear in a go-redis line.
+func (r *redisLogger) hide(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range secrets {
+		if s != "" && !slices.Contains(r.secrets, s) {
+			r.secrets = append(r.secrets, s)
+		}
+	}
+}
+
+// hideURL registers the password of a Redis URL given as a flag.
+func (r *redisLogger) hideURL(raw string) {
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		p, _ := u.User.Password()
+		r.hide(p)
+	}
+}
+
+// redact replaces the registered passwords and any URL's password in msg.
+func (r *redisLogger) redact(msg string) string {
+	msg = urlPasswordRegex.ReplaceAllString(msg, "${1}[REDACTED]@")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range r.secrets {
+		msg = strings.ReplaceAll(msg, s, "[REDACTED]")
+	}
+	return msg
+}
+
+// Printf is internal.Logging's one method.
+func (r *redisLogger) Printf(_ context.Context, format string, v ...any) {
+	l := r.to.Load()
+	if l == nil {
 		return
 	}
-	fmt.Fprintln(l.w, "redis: "+strings.TrimSpace(msg))
+	msg := strings.TrimSpace(fmt.Sprintf(format, v...))
+	level := zerolog.WarnLevel
+	if strings.Contains(msg, "failed to dial") || strings.Contains(msg, "dial tcp") || strings.Contains(msg, "connection refused") {
+		level = zerolog.DebugLevel
+	}
+	l.WithLevel(level).Msg(r.redact(msg))
 }

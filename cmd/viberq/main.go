@@ -56,6 +56,7 @@ func main() {
 // realMain dispatches to a subcommand and turns its error into an exit code: 0 on
 // success or --help, 2 on a usage error, 1 otherwise.
 func realMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	routeRedisLog(stderr)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		if len(args) == 0 {
