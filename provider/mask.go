@@ -14,3 +14,11 @@ var phoneLikeRe = regexp.MustCompile(`\+?[0-9](?:[ \-.()]{0,2}[0-9]){6,}`)
 func MaskPhones(s string) string {
 	return phoneLikeRe.ReplaceAllStringFunc(s, MaskPhone)
 }
+
+// MaskID is how a message ID, batch ID or task ID is shown wherever viberq shows it
+// on its own account (log fields, alerts, error texts): MaskPhones of it. Producers
+// choose IDs, idempotency keys such as "otp-380501234567", and one may hold a phone
+// number; "order-42" stays as it is. What Redis stores and what the API answers the
+// producer who gave the ID keep it as given (the Asynq UI shows task IDs, which are
+// message IDs, as they are: README asks producers to keep numbers out of IDs).
+func MaskID(id string) string { return MaskPhones(id) }

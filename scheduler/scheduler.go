@@ -8,6 +8,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
 )
 
@@ -83,7 +84,7 @@ func (s *Scheduler) schedule(ctx context.Context, args tasks.PollArgs, delay tim
 	}
 	_, err = s.client.EnqueueContext(ctx, task)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return time.Time{}, fmt.Errorf("schedule poll %d of %s: %w", args.Poll, args.ID, err)
+		return time.Time{}, fmt.Errorf("schedule poll %d of %s: %w", args.Poll, provider.MaskID(args.ID), err)
 	}
 	return at, nil
 }

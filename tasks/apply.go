@@ -192,7 +192,7 @@ func (s *Store) ApplyStatus(ctx context.Context, rec Record, st provider.StatusR
 	upd.Polled = polled
 	got, ok, err := s.Transition(ctx, rec.ID, []State{StateAccepted}, c.To, upd)
 	if err != nil {
-		return a, fmt.Errorf("apply %s status to %s: %w", src, rec.ID, err)
+		return a, fmt.Errorf("apply %s status to %s: %w", src, provider.MaskID(rec.ID), err)
 	}
 	a.Record = got
 	if !ok {
@@ -250,10 +250,10 @@ func (a CallbackApplier) ApplyCallback(ctx context.Context, rec Record, st provi
 	}
 	task, err := ConfirmTask(rec)
 	if err != nil {
-		return got, fmt.Errorf("confirm callback of %s: %w", rec.ID, err)
+		return got, fmt.Errorf("confirm callback of %s: %w", provider.MaskID(rec.ID), err)
 	}
 	if _, err := a.Client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return got, fmt.Errorf("confirm callback of %s: %w", rec.ID, err)
+		return got, fmt.Errorf("confirm callback of %s: %w", provider.MaskID(rec.ID), err)
 	}
 	return got, nil
 }

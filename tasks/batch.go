@@ -49,10 +49,10 @@ type BatchCounts struct {
 func (s *Store) BatchCounts(ctx context.Context, id string) (BatchCounts, error) {
 	h, err := s.rdb.HGetAll(ctx, s.BatchKey(id)).Result()
 	if err != nil {
-		return BatchCounts{}, fmt.Errorf("batch %s: %w", id, err)
+		return BatchCounts{}, fmt.Errorf("batch %s: %w", provider.MaskID(id), err)
 	}
 	if len(h) == 0 {
-		return BatchCounts{}, fmt.Errorf("batch %s: %w", id, ErrNotFound)
+		return BatchCounts{}, fmt.Errorf("batch %s: %w", provider.MaskID(id), ErrNotFound)
 	}
 	c := BatchCounts{BatchID: id, States: make(map[State]int, len(States)),
 		Delivered: map[string]int{ChannelViber: 0, ChannelSMS: 0}}
@@ -62,7 +62,7 @@ func (s *Store) BatchCounts(ctx context.Context, id string) (BatchCounts, error)
 	for k, v := range h {
 		n, err := strconv.Atoi(v)
 		if err != nil {
-			return BatchCounts{}, fmt.Errorf("batch %s: bad count %s=%q", id, k, v)
+			return BatchCounts{}, fmt.Errorf("batch %s: bad count %s=%q", provider.MaskID(id), k, v)
 		}
 		switch ch, isCh := strings.CutPrefix(k, "delivered:"); {
 		case k == "total":

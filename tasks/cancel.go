@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/viberq/viberq/provider"
 )
 
 // cancelLua moves a queued record to cancelled and removes its send task, in one step.
@@ -76,22 +78,22 @@ func (e *Enqueuer) cancelCall(id string) scriptCall {
 // cancelReply decodes a cancelScript reply: cancelled, or the state that prevented it.
 func cancelReply(id string, res any, err error) (cancelled bool, state State, _ error) {
 	if err != nil {
-		return false, "", fmt.Errorf("cancel %s: %w", id, err)
+		return false, "", fmt.Errorf("cancel %s: %w", provider.MaskID(id), err)
 	}
 	arr, ok := res.([]any)
 	if !ok || len(arr) == 0 {
-		return false, "", fmt.Errorf("cancel %s: unexpected script reply %T", id, res)
+		return false, "", fmt.Errorf("cancel %s: unexpected script reply %T", provider.MaskID(id), res)
 	}
 	switch code, _ := arr[0].(int64); {
 	case code == -1:
-		return false, "", fmt.Errorf("cancel %s: %w", id, ErrNotFound)
+		return false, "", fmt.Errorf("cancel %s: %w", provider.MaskID(id), ErrNotFound)
 	case code == 1:
 		return true, StateCancelled, nil
 	case len(arr) == 2:
 		st, _ := arr[1].(string)
 		return false, State(st), nil
 	}
-	return false, "", fmt.Errorf("cancel %s: unexpected script reply %v", id, arr)
+	return false, "", fmt.Errorf("cancel %s: unexpected script reply %v", provider.MaskID(id), arr)
 }
 
 // Cancel stops message id if it has not been sent: a queued record moves to cancelled
@@ -133,16 +135,16 @@ func (e *Enqueuer) CancelBatch(ctx context.Context, id string) (CancelResult, er
 	key := e.store.batchIDsKey(id)
 	n, err := e.store.rdb.LLen(ctx, key).Result()
 	if err != nil {
-		return res, fmt.Errorf("cancel batch %s: %w", id, err)
+		return res, fmt.Errorf("cancel batch %s: %w", provider.MaskID(id), err)
 	}
 	if n == 0 {
-		return res, fmt.Errorf("cancel batch %s: %w", id, ErrNotFound)
+		return res, fmt.Errorf("cancel batch %s: %w", provider.MaskID(id), ErrNotFound)
 	}
 	for end := n - 1; end >= 0; end -= BatchPipeline {
 		start := max(end-BatchPipeline+1, 0)
 		ids, err := e.store.rdb.LRange(ctx, key, start, end).Result()
 		if err != nil {
-			return res, fmt.Errorf("cancel batch %s: %w", id, err)
+			return res, fmt.Errorf("cancel batch %s: %w", provider.MaskID(id), err)
 		}
 		calls := make([]scriptCall, len(ids))
 		for k := range ids {
@@ -155,7 +157,7 @@ func (e *Enqueuer) CancelBatch(ctx context.Context, id string) (CancelResult, er
 			case errors.Is(err, ErrNotFound):
 				res.NotCancelled++
 			case err != nil:
-				return res, fmt.Errorf("cancel batch %s: %w", id, err)
+				return res, fmt.Errorf("cancel batch %s: %w", provider.MaskID(id), err)
 			case ok:
 				res.Cancelled++
 			default:

@@ -260,7 +260,7 @@ func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
 	}
 	if msgJSON == nil {
 		if msgJSON, err = json.Marshal(hashed); err != nil {
-			return prepared{}, fmt.Errorf("enqueue %s: %w", id, err)
+			return prepared{}, fmt.Errorf("enqueue %s: %w", provider.MaskID(id), err)
 		}
 	}
 	hash := requestHashJSON(msgJSON, askedTTL, req.SendAt, req.BatchID)
@@ -272,7 +272,7 @@ func (e *Enqueuer) prepare(req EnqueueRequest) (prepared, error) {
 func (e *Enqueuer) taskWrite(a SendArgs) (taskWrite, []byte, error) {
 	payload, err := json.Marshal(a)
 	if err != nil {
-		return taskWrite{}, nil, fmt.Errorf("enqueue %s: %w", a.ID, err)
+		return taskWrite{}, nil, fmt.Errorf("enqueue %s: %w", provider.MaskID(a.ID), err)
 	}
 	q := QueueFor(a.Message)
 	m := asynqMessage{Type: TypeSend, Payload: payload, ID: a.ID, Queue: q, Retry: e.cfg.MaxRetry,
@@ -305,7 +305,7 @@ func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error)
 	id := p.args.ID
 	r, err := p.call.result(reply, err)
 	if err != nil {
-		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, err)
+		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", provider.MaskID(id), err)
 	}
 	created, rec := r.created, r.rec
 	if p.publish && created && !r.taskTaken {
@@ -316,7 +316,7 @@ func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error)
 		return res, nil
 	}
 	if rec.PayloadHash != p.hash {
-		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, ErrIdempotencyConflict)
+		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", provider.MaskID(id), ErrIdempotencyConflict)
 	}
 	if !r.taskGone {
 		return res, nil
@@ -334,7 +334,7 @@ func (e *Enqueuer) finish(ctx context.Context, p prepared, reply any, err error)
 		return EnqueueResult{ID: id}, err
 	}
 	if err := e.restoreTask(ctx, id, p.hash, tw); err != nil {
-		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", id, err)
+		return EnqueueResult{ID: id}, fmt.Errorf("enqueue %s: %w", provider.MaskID(id), err)
 	}
 	return res, nil
 }

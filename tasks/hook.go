@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/viberq/viberq/provider"
 )
 
 // A Hook runs a caller's Lua around a Transition, in the same script: one round trip
@@ -70,7 +72,7 @@ func (e *HookRefusedError) Error() string {
 func (s *Store) TransitionWith(ctx context.Context, id string, from []State, to State, upd Update,
 	h *Hook, keys []string, args ...any) (rec Record, ok bool, extra []any, err error) {
 	if err := checkTransition(from, to, upd.Rerun); err != nil {
-		return Record{}, false, nil, fmt.Errorf("transition %s: %w", id, err)
+		return Record{}, false, nil, fmt.Errorf("transition %s: %w", provider.MaskID(id), err)
 	}
 	now := s.now()
 	set, chg := stamps(from, to, upd, now)
@@ -79,7 +81,7 @@ func (s *Store) TransitionWith(ctx context.Context, id string, from []State, to 
 	argv = append(argv, len(keys), len(args))
 	res, err := h.script.Run(ctx, s.rdb, append(s.transitionKeys(id), keys...), argv...).Result()
 	if err != nil {
-		return Record{}, false, nil, fmt.Errorf("transition %s: %w", id, err)
+		return Record{}, false, nil, fmt.Errorf("transition %s: %w", provider.MaskID(id), err)
 	}
 	if arr, isArr := res.([]any); isArr && len(arr) == 3 {
 		if n, _ := arr[0].(int64); n == -2 {
@@ -102,7 +104,7 @@ func refusal(id string, arr []any) (Record, bool, []any, error) {
 	}
 	h, err := hashReply(arr[2])
 	if err != nil {
-		return Record{}, false, nil, fmt.Errorf("transition %s: %w", id, err)
+		return Record{}, false, nil, fmt.Errorf("transition %s: %w", provider.MaskID(id), err)
 	}
 	var rec Record
 	if len(h) > 0 {
@@ -111,5 +113,5 @@ func refusal(id string, arr []any) (Record, bool, []any, error) {
 			return Record{}, false, nil, err
 		}
 	}
-	return rec, false, nil, fmt.Errorf("transition %s: %w", id, refused)
+	return rec, false, nil, fmt.Errorf("transition %s: %w", provider.MaskID(id), refused)
 }

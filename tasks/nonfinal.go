@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/viberq/viberq/provider"
 )
 
 // The non-final index is the sorted set "{prefix}nonfinal": one member per record that
@@ -106,7 +108,7 @@ func (s *Store) DueNonFinal(ctx context.Context, before time.Time, limit int) ([
 func (s *Store) MarkChecked(ctx context.Context, id string, at time.Time) error {
 	err := s.rdb.ZAddXX(ctx, s.NonFinalKey(), redis.Z{Score: float64(at.UnixMilli()), Member: id}).Err()
 	if err != nil {
-		return fmt.Errorf("mark %s checked: %w", id, err)
+		return fmt.Errorf("mark %s checked: %w", provider.MaskID(id), err)
 	}
 	return nil
 }
@@ -124,7 +126,7 @@ return redis.call('ZREM', KEYS[2], ARGV[1])
 func (s *Store) ForgetNonFinal(ctx context.Context, id string) (bool, error) {
 	n, err := forgetScript.Run(ctx, s.rdb, []string{s.Key(id), s.NonFinalKey()}, id).Int()
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return false, fmt.Errorf("forget %s: %w", id, err)
+		return false, fmt.Errorf("forget %s: %w", provider.MaskID(id), err)
 	}
 	return n == 1, nil
 }

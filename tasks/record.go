@@ -287,10 +287,10 @@ func recordFromHash(id string, h map[string]string) (Record, error) {
 	r.WebhookURL = h[fWebhookURL]
 	r.WebhookEvents = h[fWebhookEvents]
 	if len(errs) > 0 {
-		return r, fmt.Errorf("record %s: bad numeric fields %v", r.ID, errs)
+		return r, fmt.Errorf("record %s: bad numeric fields %v", provider.MaskID(r.ID), errs)
 	}
 	if !r.State.Valid() {
-		return r, fmt.Errorf("record %s: bad state %q", r.ID, r.State)
+		return r, fmt.Errorf("record %s: bad state %q", provider.MaskID(r.ID), r.State)
 	}
 	return r, nil
 }

@@ -84,10 +84,10 @@ func (s *Store) Retention() time.Duration { return s.retention }
 func (s *Store) Get(ctx context.Context, id string) (Record, error) {
 	h, err := s.rdb.HGetAll(ctx, s.Key(id)).Result()
 	if err != nil {
-		return Record{}, fmt.Errorf("get record %s: %w", id, err)
+		return Record{}, fmt.Errorf("get record %s: %w", provider.MaskID(id), err)
 	}
 	if len(h) == 0 {
-		return Record{}, fmt.Errorf("get record %s: %w", id, ErrNotFound)
+		return Record{}, fmt.Errorf("get record %s: %w", provider.MaskID(id), ErrNotFound)
 	}
 	return recordFromHash(id, h)
 }
@@ -289,29 +289,29 @@ type createReply struct {
 // result decodes the reply of c.
 func (c createCall) result(res any, err error) (createReply, error) {
 	if err != nil {
-		return createReply{}, fmt.Errorf("create record %s: %w", c.id, err)
+		return createReply{}, fmt.Errorf("create record %s: %w", provider.MaskID(c.id), err)
 	}
 	if n, ok := res.(int64); ok {
 		switch n {
 		case 1, 2:
 			return createReply{created: true, rec: c.written, taskTaken: n == 2}, nil
 		case 3:
-			return createReply{}, fmt.Errorf("create record %s: %w", c.id, idHeldError{state: "completed"})
+			return createReply{}, fmt.Errorf("create record %s: %w", provider.MaskID(c.id), idHeldError{state: "completed"})
 		case 4:
-			return createReply{}, fmt.Errorf("create record %s: %w", c.id, idHeldError{state: "archived"})
+			return createReply{}, fmt.Errorf("create record %s: %w", provider.MaskID(c.id), idHeldError{state: "archived"})
 		}
 	}
 	arr, ok := res.([]any)
 	if !ok || len(arr) != 2 {
-		return createReply{}, fmt.Errorf("create record %s: unexpected reply %T", c.id, res)
+		return createReply{}, fmt.Errorf("create record %s: unexpected reply %T", provider.MaskID(c.id), res)
 	}
 	task, ok := arr[1].(int64)
 	if !ok {
-		return createReply{}, fmt.Errorf("create record %s: unexpected task reply %T", c.id, arr[1])
+		return createReply{}, fmt.Errorf("create record %s: unexpected task reply %T", provider.MaskID(c.id), arr[1])
 	}
 	h, err := hashReply(arr[0])
 	if err != nil {
-		return createReply{}, fmt.Errorf("create record %s: %w", c.id, err)
+		return createReply{}, fmt.Errorf("create record %s: %w", provider.MaskID(c.id), err)
 	}
 	rec, err := recordFromHash(c.id, h)
 	return createReply{rec: rec, taskGone: task == 1}, err
@@ -496,7 +496,7 @@ var transitionScript = redis.NewScript("local partial = false\n" + transitionLua
 // Staying in the same non-final state (to in from) updates fields without an event.
 func (s *Store) Transition(ctx context.Context, id string, from []State, to State, upd Update) (rec Record, ok bool, err error) {
 	if err := checkTransition(from, to, upd.Rerun); err != nil {
-		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
+		return Record{}, false, fmt.Errorf("transition %s: %w", provider.MaskID(id), err)
 	}
 	now := s.now()
 	set, chg := stamps(from, to, upd, now)
@@ -537,7 +537,7 @@ func (s *Store) run(ctx context.Context, id string, from []State, to State, upd 
 	args := s.transitionArgs(id, from, to, upd, set, chg, now)
 	res, err := transitionScript.Run(ctx, s.rdb, s.transitionKeys(id), args...).Result()
 	if err != nil {
-		return Record{}, false, fmt.Errorf("transition %s: %w", id, err)
+		return Record{}, false, fmt.Errorf("transition %s: %w", provider.MaskID(id), err)
 	}
 	rec, applied, _, err := parseTransition(id, res)
 	return rec, applied, err
@@ -565,15 +565,15 @@ func (s *Store) transitionArgs(id string, from []State, to State, upd Update, se
 // element holds what the hook returns).
 func parseTransition(id string, res any) (Record, bool, []any, error) {
 	if n, isInt := res.(int64); isInt && n == -1 {
-		return Record{}, false, nil, fmt.Errorf("transition %s: %w", id, ErrNotFound)
+		return Record{}, false, nil, fmt.Errorf("transition %s: %w", provider.MaskID(id), ErrNotFound)
 	}
 	arr, isArr := res.([]any)
 	if !isArr || len(arr) < 2 {
-		return Record{}, false, nil, fmt.Errorf("transition %s: unexpected script reply %T", id, res)
+		return Record{}, false, nil, fmt.Errorf("transition %s: unexpected script reply %T", provider.MaskID(id), res)
 	}
 	h, err := hashReply(arr[1])
 	if err != nil {
-		return Record{}, false, nil, fmt.Errorf("transition %s: %w", id, err)
+		return Record{}, false, nil, fmt.Errorf("transition %s: %w", provider.MaskID(id), err)
 	}
 	rec, err := recordFromHash(id, h)
 	if err != nil {

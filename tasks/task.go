@@ -174,7 +174,7 @@ func NewSendTask(a SendArgs, opts ...asynq.Option) (*asynq.Task, error) {
 	}
 	payload, err := json.Marshal(a)
 	if err != nil {
-		return nil, fmt.Errorf("new send task %s: %w", a.ID, err)
+		return nil, fmt.Errorf("new send task %s: %w", provider.MaskID(a.ID), err)
 	}
 	all := append([]asynq.Option{asynq.TaskID(a.ID), asynq.Queue(QueueFor(a.Message))}, opts...)
 	return asynq.NewTask(TypeSend, payload, all...), nil
@@ -192,7 +192,7 @@ func NewPollTask(a PollArgs, opts ...asynq.Option) (*asynq.Task, error) {
 	}
 	payload, err := json.Marshal(a)
 	if err != nil {
-		return nil, fmt.Errorf("new poll task %s: %w", a.ID, err)
+		return nil, fmt.Errorf("new poll task %s: %w", provider.MaskID(a.ID), err)
 	}
 	all := append([]asynq.Option{asynq.TaskID(PollTaskID(a.ID, a.Poll)), asynq.Queue(QueueStatus)}, opts...)
 	return asynq.NewTask(TypePoll, payload, all...), nil

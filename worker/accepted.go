@@ -162,7 +162,7 @@ func (w *Worker) holdAccepted(a tasks.SendArgs, pid provider.MessageID) {
 			case <-ctx.Done():
 			}
 		}()
-		lg := w.log.With().Str("msg_id", a.ID).Int64("provider_msg_id", int64(pid)).Logger()
+		lg := w.log.With().Str("msg_id", provider.MaskID(a.ID)).Int64("provider_msg_id", int64(pid)).Logger()
 		rec, ok, err := w.writeAccepted(ctx, a, pid, time.Now().Add(w.store.Retention()))
 		switch {
 		case err != nil:
@@ -180,5 +180,5 @@ func (w *Worker) holdAccepted(a tasks.SendArgs, pid provider.MessageID) {
 // held by this process.
 func errHeld(id string, pid provider.MessageID, err error) error {
 	return &RetryAfterError{Delay: HeldRetryDelay,
-		Err: fmt.Errorf("send %s: accepted as %d; the record is not written yet (Redis unreachable), the ID is held and retried: %w", id, pid, err)}
+		Err: fmt.Errorf("send %s: accepted as %d; the record is not written yet (Redis unreachable), the ID is held and retried: %w", provider.MaskID(id), pid, err)}
 }

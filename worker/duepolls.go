@@ -78,7 +78,7 @@ func (w *Worker) transitionAccepted(ctx context.Context, a tasks.SendArgs, pid p
 func (w *Worker) ensureDue(ctx context.Context, rec tasks.Record) error {
 	due := w.firstPollDue(cmp.Or(rec.AcceptedAt, rec.UpdatedAt), rec.ExpiresAt)
 	if err := w.rdb.ZAddNX(ctx, w.dueKey(), redis.Z{Score: float64(due.UnixMilli()), Member: rec.ID}).Err(); err != nil {
-		return fmt.Errorf("make poll 0 of %s due: %w", rec.ID, err)
+		return fmt.Errorf("make poll 0 of %s due: %w", provider.MaskID(rec.ID), err)
 	}
 	return nil
 }
@@ -90,7 +90,7 @@ func (w *Worker) pollDue(ctx context.Context, id string) (bool, error) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("due poll of %s: %w", id, err)
+		return false, fmt.Errorf("due poll of %s: %w", provider.MaskID(id), err)
 	}
 	return true, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/viberq/viberq/provider"
 )
 
 // limiterFailed handles a failed Limiter.Wait bounded by deadline (a TTL): the TTL
@@ -36,19 +38,19 @@ func (w *Worker) rateLimited(ctx context.Context, lim *Limiter, d Decision, msgI
 	pctx, cancel := detached(ctx)
 	defer cancel()
 	if err := lim.Pause(pctx, delay); err != nil {
-		zlog(ctx).Warn().Err(err).Str("msg_id", msgID).Msg("cannot pause the " + lim.Bucket() + " bucket")
+		zlog(ctx).Warn().Err(err).Str("msg_id", provider.MaskID(msgID)).Msg("cannot pause the " + lim.Bucket() + " bucket")
 	}
 	if d.RetryAfter <= w.cfg.MaxRetryAfter {
 		return delay, ""
 	}
 	note = "retry-after " + d.RetryAfter.String() + " capped to " + delay.String()
 	if ok, _ := w.logLim.allow("retry-after-capped", w.now()); ok {
-		zlog(ctx).Error().Str("msg_id", msgID).Str("bucket", lim.Bucket()).Dur("retry_after_hint", d.RetryAfter).
+		zlog(ctx).Error().Str("msg_id", provider.MaskID(msgID)).Str("bucket", lim.Bucket()).Dur("retry_after_hint", d.RetryAfter).
 			Dur("max_retry_after", w.cfg.MaxRetryAfter).Msg("provider asked for a pause of " + d.RetryAfter.String() +
 			"; paused for " + delay.String() + " only (VIBERQ_MAX_RETRY_AFTER)")
 	}
 	if w.alerter != nil {
-		fields := map[string]string{"msg_id": msgID, "bucket": lim.Bucket(), "retry_after_hint": d.RetryAfter.String(),
+		fields := map[string]string{"msg_id": provider.MaskID(msgID), "bucket": lim.Bucket(), "retry_after_hint": d.RetryAfter.String(),
 			"max_retry_after": delay.String(), "reason": d.Reason}
 		if dest != "" {
 			fields["dest"] = dest

@@ -11,6 +11,8 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/hibiken/asynq"
 	"github.com/rs/zerolog"
+
+	"github.com/viberq/viberq/provider"
 )
 
 // attempt collects what one task attempt did, for its single log line. The send
@@ -144,7 +146,7 @@ func (w *Worker) middleware(next asynq.Handler) asynq.Handler {
 		taskMax, hasMax := asynq.GetMaxRetry(ctx)
 		maxRetry := w.retryBudget(ctx)
 
-		lg := w.log.With().Str("task_id", taskID).Str("task_type", t.Type()).Str("queue", queue).Logger()
+		lg := w.log.With().Str("task_id", provider.MaskID(taskID)).Str("task_type", t.Type()).Str("queue", queue).Logger()
 		ctx = lg.WithContext(ctx)
 		at := &attempt{}
 		ctx = withAttempt(ctx, at)
@@ -243,7 +245,7 @@ func (w *Worker) logAttempt(lg zerolog.Logger, at *attempt, err error, outcome s
 	ev := lg.WithLevel(level).
 		Int("retry", retried).
 		Int("max_retry", maxRetry).
-		Str("msg_id", at.msgID).
+		Str("msg_id", provider.MaskID(at.msgID)).
 		Str("action", d.Action.String()).
 		Str("reason", d.Reason).
 		Str("outcome", outcome).

@@ -26,7 +26,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 		at.decide(Decision{Action: ActionSuccess, Reason: "no record (retention passed?); polling stops", VendorCode: -1})
 		return nil
 	case err != nil:
-		return fmt.Errorf("poll %s: load record: %w", a.ID, err)
+		return fmt.Errorf("poll %s: load record: %w", provider.MaskID(a.ID), err)
 	}
 	at.state, at.dest = string(rec.State), rec.DestMasked
 	if rec.State.Final() {
@@ -69,7 +69,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	d := Classify(provider.OpStatus, stErr)
 	at.decide(d)
 	if stErr != nil {
-		stErr = fmt.Errorf("poll %s: %w", a.ID, stErr)
+		stErr = fmt.Errorf("poll %s: %w", provider.MaskID(a.ID), stErr)
 	}
 
 	switch d.Action {
@@ -89,7 +89,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 
 	if n := unlistedStatus(res.Status, res.SMSStatus); n != "" {
 		at.note = joinNote(at.note, n)
-		zlog(ctx).Warn().Str("msg_id", a.ID).Int("viber_status", int(res.Status)).Msg(n)
+		zlog(ctx).Warn().Str("msg_id", provider.MaskID(a.ID)).Int("viber_status", int(res.Status)).Msg(n)
 	}
 	src := tasks.SourcePoll
 	if a.Confirm {
@@ -99,7 +99,7 @@ func (w *Worker) handlePoll(ctx context.Context, a tasks.PollArgs) error {
 	defer cancel()
 	got, err := w.store.ApplyStatus(wctx, rec, res, src, polled(a))
 	if err != nil {
-		return fmt.Errorf("poll %s: %w", a.ID, err)
+		return fmt.Errorf("poll %s: %w", provider.MaskID(a.ID), err)
 	}
 	at.state = string(got.Record.State)
 	switch {
@@ -131,7 +131,7 @@ func (w *Worker) nextPoll(ctx context.Context, a tasks.PollArgs, upd tasks.Updat
 	defer cancel()
 	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, tasks.StateAccepted, upd)
 	if err != nil {
-		return fmt.Errorf("poll %s: record status: %w", a.ID, err)
+		return fmt.Errorf("poll %s: record status: %w", provider.MaskID(a.ID), err)
 	}
 	at.state = string(got.State)
 	if !ok {
@@ -155,7 +155,7 @@ func (w *Worker) schedulePoll(ctx context.Context, a tasks.PollArgs, sms *provid
 	next.Poll = a.Poll + 1
 	when, more, err := w.sched.ScheduleNext(ctx, next)
 	if err != nil {
-		return fmt.Errorf("poll %s: schedule poll %d: %w", a.ID, next.Poll, err)
+		return fmt.Errorf("poll %s: schedule poll %d: %w", provider.MaskID(a.ID), next.Poll, err)
 	}
 	if !more {
 		return w.expirePoll(ctx, a, "no final status before the polling deadline", sms)
@@ -191,7 +191,7 @@ func (w *Worker) expirePoll(ctx context.Context, a tasks.PollArgs, why string, s
 	defer cancel()
 	got, ok, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateAccepted}, to, tasks.Update{Error: shortErr(why), SettledBy: tasks.SettledByDeadline})
 	if err != nil {
-		return fmt.Errorf("poll %s: record %s: %w", a.ID, to, err)
+		return fmt.Errorf("poll %s: record %s: %w", provider.MaskID(a.ID), to, err)
 	}
 	at.state = string(got.State)
 	if ok {

@@ -3,6 +3,8 @@ package worker
 import (
 	"context"
 	"strings"
+
+	"github.com/viberq/viberq/provider"
 )
 
 // raise sends one alert (deduplicated across pods by the Alerter) and pauses the send
@@ -11,7 +13,7 @@ import (
 func (w *Worker) raise(ctx context.Context, kind, summary, msgID, dest string, d Decision, pause bool) (note string) {
 	actx, cancel := detached(ctx)
 	defer cancel()
-	fields := map[string]string{"msg_id": msgID, "reason": d.Reason}
+	fields := map[string]string{"msg_id": provider.MaskID(msgID), "reason": d.Reason}
 	if dest != "" {
 		fields["dest"] = dest
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/viberq/viberq/provider"
 	"github.com/viberq/viberq/tasks"
 )
 
@@ -256,7 +257,7 @@ func (r *Reconciler) Sweep(ctx context.Context) (SweepResult, error) {
 				return res, errors.Join(err, merr)
 			}
 			if ok, _ := r.w.logLim.allow("reconciler record", r.w.now()); ok {
-				r.log.Warn().Err(err).Str("msg_id", id).Msg("reconciler cannot check a record; it is checked again after a period")
+				r.log.Warn().Err(err).Str("msg_id", provider.MaskID(id)).Msg("reconciler cannot check a record; it is checked again after a period")
 			}
 			continue
 		}
@@ -275,7 +276,7 @@ func (r *Reconciler) taskState(queue, id string) (asynq.TaskState, bool, error) 
 	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
 		return 0, false, nil
 	case err != nil:
-		return 0, false, fmt.Errorf("look up task %s: %w", id, err)
+		return 0, false, fmt.Errorf("look up task %s: %w", provider.MaskID(id), err)
 	}
 	return info.State, true, nil
 }
@@ -386,7 +387,7 @@ func (r *Reconciler) ensurePoll(ctx context.Context, rec tasks.Record) (string, 
 		return "", err
 	}
 	r.w.metrics.countRepair(RepairPoll)
-	r.log.Warn().Str("msg_id", rec.ID).Int64("provider_msg_id", int64(rec.ProviderMessageID)).
+	r.log.Warn().Str("msg_id", provider.MaskID(rec.ID)).Int64("provider_msg_id", int64(rec.ProviderMessageID)).
 		Str("status", string(rec.State)).Int("poll", free).Str("repair", RepairPoll).
 		Msg("reconciler: accepted message had no poll task; poll scheduled")
 	return RepairPoll, r.w.store.MarkChecked(ctx, rec.ID, r.w.now())
@@ -398,7 +399,7 @@ func (r *Reconciler) ensurePoll(ctx context.Context, rec tasks.Record) (string, 
 func (r *Reconciler) repair(ctx context.Context, rec tasks.Record, to tasks.State, repair, why string) (string, error) {
 	got, ok, err := r.w.store.Transition(ctx, rec.ID, []tasks.State{rec.State}, to, tasks.Update{Error: shortErr(why), SettledBy: tasks.SettledByReconciler})
 	if err != nil {
-		return "", fmt.Errorf("reconcile %s: %w", rec.ID, err)
+		return "", fmt.Errorf("reconcile %s: %w", provider.MaskID(rec.ID), err)
 	}
 	if !ok {
 		return "", nil
@@ -408,7 +409,7 @@ func (r *Reconciler) repair(ctx context.Context, rec tasks.Record, to tasks.Stat
 	if to == tasks.StateUnknown {
 		r.w.metrics.countUnknown()
 	}
-	r.log.Warn().Str("msg_id", rec.ID).Str("from", string(rec.State)).Str("status", string(got.State)).
+	r.log.Warn().Str("msg_id", provider.MaskID(rec.ID)).Str("from", string(rec.State)).Str("status", string(got.State)).
 		Str("repair", repair).Str("reason", why).Str("dest", rec.DestMasked).
 		Str("age", r.w.now().Sub(rec.CreatedAt).Round(time.Second).String()).
 		Msg("reconciler repaired a record")

@@ -62,7 +62,7 @@ func (w *Worker) send(ctx context.Context, at *attempt, a tasks.SendArgs) error 
 	case stepEnsurePoll:
 		at.decide(noCall(p.reason))
 		if err := w.ensureDue(ctx, rec); err != nil {
-			return fmt.Errorf("send %s: %w", a.ID, err)
+			return fmt.Errorf("send %s: %w", provider.MaskID(a.ID), err)
 		}
 		return nil
 	case stepUnknown:
@@ -89,7 +89,7 @@ func (w *Worker) send(ctx context.Context, at *attempt, a tasks.SendArgs) error 
 		var ok bool
 		rec, ok, err = w.store.Transition(ctx, a.ID, []tasks.State{p.from}, tasks.StateSending, tasks.Update{IncAttempts: true, Rerun: p.rerun})
 		if err != nil {
-			return fmt.Errorf("send %s: mark sending: %w", a.ID, err)
+			return fmt.Errorf("send %s: mark sending: %w", provider.MaskID(a.ID), err)
 		}
 		at.state = string(rec.State)
 		if !ok {
@@ -203,7 +203,7 @@ func (w *Worker) sendNow(ctx context.Context, at *attempt, a tasks.SendArgs, rec
 	at.decide(d)
 	w.metrics.countSend(d.Action.String())
 	if sendErr != nil {
-		sendErr = fmt.Errorf("send %s: %w", a.ID, sendErr)
+		sendErr = fmt.Errorf("send %s: %w", provider.MaskID(a.ID), sendErr)
 	}
 
 	switch d.Action {
@@ -268,11 +268,11 @@ func (w *Worker) loadOrCreate(ctx context.Context, at *attempt, a tasks.SendArgs
 		return rec, nil
 	}
 	if !errors.Is(err, tasks.ErrNotFound) {
-		return rec, fmt.Errorf("send %s: load record: %w", a.ID, err)
+		return rec, fmt.Errorf("send %s: load record: %w", provider.MaskID(a.ID), err)
 	}
 	created, rec, err := w.store.Create(ctx, tasks.NewRecord(a, w.now()), tasks.Fingerprint(a))
 	if err != nil {
-		return rec, fmt.Errorf("send %s: create record: %w", a.ID, err)
+		return rec, fmt.Errorf("send %s: create record: %w", provider.MaskID(a.ID), err)
 	}
 	if created {
 		at.note = "record created by the worker"
@@ -290,7 +290,7 @@ func (w *Worker) accepted(ctx context.Context, at *attempt, a tasks.SendArgs, id
 	rec, ok, err := w.writeAccepted(ctx, a, id, acceptDeadline(ctx))
 	if err != nil {
 		if errors.Is(err, tasks.ErrNotFound) {
-			return fmt.Errorf("send %s: accepted as %d but cannot record it: %w", a.ID, id, err)
+			return fmt.Errorf("send %s: accepted as %d but cannot record it: %w", provider.MaskID(a.ID), id, err)
 		}
 		w.holdAccepted(a, id)
 		at.note = joinNote(at.note, "accepted message_id held: Redis unreachable")
@@ -310,7 +310,7 @@ func (w *Worker) requeue(ctx context.Context, at *attempt, a tasks.SendArgs, msg
 	defer cancel()
 	rec, _, err := w.store.Transition(wctx, a.ID, []tasks.State{tasks.StateSending}, tasks.StateQueued, tasks.Update{Error: shortErr(msg)})
 	if err != nil {
-		return fmt.Errorf("send %s: requeue record: %w", a.ID, err)
+		return fmt.Errorf("send %s: requeue record: %w", provider.MaskID(a.ID), err)
 	}
 	at.state = string(rec.State)
 	return nil
@@ -332,7 +332,7 @@ func (w *Worker) finishSend(ctx context.Context, at *attempt, a tasks.SendArgs, 
 		// A re-run of a dropped message: back through queued (the only legal way out
 		// of a final state), then to the new final state.
 		if _, _, err := w.store.Transition(wctx, a.ID, from, tasks.StateQueued, tasks.Update{Rerun: true}); err != nil {
-			return fmt.Errorf("send %s: rerun record: %w", a.ID, err)
+			return fmt.Errorf("send %s: rerun record: %w", provider.MaskID(a.ID), err)
 		}
 		from = []tasks.State{tasks.StateQueued}
 	}
@@ -341,7 +341,7 @@ func (w *Worker) finishSend(ctx context.Context, at *attempt, a tasks.SendArgs, 
 	}
 	got, ok, err := w.store.Transition(wctx, a.ID, from, to, upd)
 	if err != nil {
-		return fmt.Errorf("send %s: record %s: %w", a.ID, to, err)
+		return fmt.Errorf("send %s: record %s: %w", provider.MaskID(a.ID), to, err)
 	}
 	at.state = string(got.State)
 	if ok {

@@ -75,7 +75,7 @@ func (w *Worker) gate(ctx context.Context, a tasks.SendArgs) (tasks.Record, gate
 	case errors.As(err, &refused), errors.Is(err, tasks.ErrNotFound):
 		return rec, gateNoRecord, nil
 	case err != nil:
-		return rec, 0, fmt.Errorf("send %s: mark sending: %w", a.ID, err)
+		return rec, 0, fmt.Errorf("send %s: mark sending: %w", provider.MaskID(a.ID), err)
 	case !ok:
 		return rec, gateNotReady, nil
 	}

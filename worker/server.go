@@ -676,7 +676,7 @@ func (w *Worker) exhausted(ctx context.Context, t *asynq.Task, err error, retrie
 		if a.Confirm {
 			// A confirming poll (asked for by a status callback) decides nothing by
 			// failing: the scheduled polls go on and settle the message.
-			w.log.Warn().Str("task_type", t.Type()).Str("msg_id", id).Int("retry", retried).Int("max_retry", maxRetry).Err(err).
+			w.log.Warn().Str("task_type", t.Type()).Str("msg_id", provider.MaskID(id)).Int("retry", retried).Int("max_retry", maxRetry).Err(err).
 				Msg("confirming poll gave up; the scheduled polls go on")
 			return
 		}
@@ -684,7 +684,7 @@ func (w *Worker) exhausted(ctx context.Context, t *asynq.Task, err error, retrie
 	default:
 		return
 	}
-	lg := w.log.Error().Str("task_type", t.Type()).Str("msg_id", id).Int("retry", retried).Int("max_retry", maxRetry)
+	lg := w.log.Error().Str("task_type", t.Type()).Str("msg_id", provider.MaskID(id)).Int("retry", retried).Int("max_retry", maxRetry)
 	switch {
 	case e != nil:
 		lg.Err(e).Msg("retries exhausted; cannot record the final state")

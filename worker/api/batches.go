@@ -159,11 +159,11 @@ func (s *Server) postBatch(w http.ResponseWriter, r *http.Request) {
 	}
 	status := http.StatusOK
 	if err != nil && ans.Errors > 0 {
-		s.opts.Logger.Error().Err(err).Str("batch_id", br.BatchID).Int("errors", ans.Errors).Msg("batch enqueue failed in part")
+		s.opts.Logger.Error().Err(err).Str("batch_id", provider.MaskID(br.BatchID)).Int("errors", ans.Errors).Msg("batch enqueue failed in part")
 		w.Header().Set("Retry-After", "1")
 		status = http.StatusServiceUnavailable
 	}
-	s.opts.Logger.Info().Str("batch_id", br.BatchID).Int("accepted", ans.Accepted).Int("duplicates", ans.Duplicates).
+	s.opts.Logger.Info().Str("batch_id", provider.MaskID(br.BatchID)).Int("accepted", ans.Accepted).Int("duplicates", ans.Duplicates).
 		Int("refused", ans.Refused).Int("errors", ans.Errors).Msg("batch taken")
 	writeJSON(w, status, ans)
 }
@@ -278,7 +278,7 @@ func (s *Server) getBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such batch")
 		return
 	case err != nil:
-		s.opts.Logger.Error().Err(err).Str("batch_id", id).Msg("read batch failed")
+		s.opts.Logger.Error().Err(err).Str("batch_id", provider.MaskID(id)).Msg("read batch failed")
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "cannot read the batch now, retry")
 		return
@@ -308,12 +308,12 @@ func (s *Server) cancelBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such batch")
 		return
 	case err != nil:
-		s.opts.Logger.Error().Err(err).Str("batch_id", id).Int("cancelled", res.Cancelled).Msg("cancel batch failed")
+		s.opts.Logger.Error().Err(err).Str("batch_id", provider.MaskID(id)).Int("cancelled", res.Cancelled).Msg("cancel batch failed")
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "cannot cancel the batch now (part of it may be cancelled), retry")
 		return
 	}
-	s.opts.Logger.Info().Str("batch_id", id).Int("cancelled", res.Cancelled).Int("not_cancelled", res.NotCancelled).Msg("batch cancelled")
+	s.opts.Logger.Info().Str("batch_id", provider.MaskID(id)).Int("cancelled", res.Cancelled).Int("not_cancelled", res.NotCancelled).Msg("batch cancelled")
 	writeJSON(w, http.StatusOK, cancelBatchAnswer{BatchID: id, CancelResult: res})
 }
 
@@ -339,7 +339,7 @@ func (s *Server) cancelMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such message")
 		return
 	case err != nil:
-		s.opts.Logger.Error().Err(err).Str("msg_id", id).Msg("cancel failed")
+		s.opts.Logger.Error().Err(err).Str("msg_id", provider.MaskID(id)).Msg("cancel failed")
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "cannot cancel now, retry")
 		return
@@ -347,7 +347,7 @@ func (s *Server) cancelMessage(w http.ResponseWriter, r *http.Request) {
 	if ok {
 		state = tasks.StateCancelled
 	}
-	s.opts.Logger.Info().Str("msg_id", id).Bool("cancelled", ok).Str("status", string(state)).Msg("cancel")
+	s.opts.Logger.Info().Str("msg_id", provider.MaskID(id)).Bool("cancelled", ok).Str("status", string(state)).Msg("cancel")
 	w.Header().Set("Location", "/v1/messages/"+url.PathEscape(id))
 	writeJSON(w, http.StatusOK, cancelMessageAnswer{ID: id, Cancelled: ok, State: string(state)})
 }

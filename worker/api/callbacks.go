@@ -151,7 +151,7 @@ func (s *Server) status(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "unknown_message"})
 		return
 	}
-	log = log.With().Str("msg_id", id).Logger()
+	log = log.With().Str("msg_id", provider.MaskID(id)).Logger()
 
 	rec, err := s.opts.Records.Get(ctx, id)
 	switch {
@@ -299,7 +299,7 @@ func (s *Server) reply(ctx context.Context, w http.ResponseWriter, ct string, bo
 	}
 	s.metrics.callback(metric, "stored")
 	entry, _ := res.(string)
-	log.Info().Str("msg_id", msgID).Str("entry_id", entry).Msg("reply stored")
+	log.Info().Str("msg_id", provider.MaskID(msgID)).Str("entry_id", entry).Msg("reply stored")
 	writeJSON(w, http.StatusOK, callbackAnswer{OK: true, Result: "stored"})
 }
 

@@ -90,12 +90,12 @@ func (s *Server) postMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, tasks.ConflictText(err))
 		return
 	case err != nil:
-		s.opts.Logger.Error().Err(err).Str("msg_id", req.ID).Msg("enqueue failed")
+		s.opts.Logger.Error().Err(err).Str("msg_id", provider.MaskID(req.ID)).Msg("enqueue failed")
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "cannot enqueue now, retry")
 		return
 	}
-	s.opts.Logger.Info().Str("msg_id", res.ID).Bool("duplicate", res.Duplicate).Str("queue", res.Queue).
+	s.opts.Logger.Info().Str("msg_id", provider.MaskID(res.ID)).Bool("duplicate", res.Duplicate).Str("queue", res.Queue).
 		Str("dest", provider.MaskPhone(req.Message.DestinationAddr)).Msg("message accepted")
 	w.Header().Set("Location", "/v1/messages/"+url.PathEscape(res.ID))
 	ans := acceptedBody{
@@ -138,7 +138,7 @@ func (s *Server) getMessage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such message")
 		return
 	case err != nil:
-		s.opts.Logger.Error().Err(err).Str("msg_id", id).Msg("read record failed")
+		s.opts.Logger.Error().Err(err).Str("msg_id", provider.MaskID(id)).Msg("read record failed")
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "cannot read the record now, retry")
 		return

@@ -79,12 +79,12 @@ func NewOutboxConsumer(cfg config.Config, rdb redis.UniversalClient, enq *tasks.
 		MaxAttempts: int64(cfg.Outbox.MaxAttempts),
 		Hooks: outbox.Hooks{
 			Enqueued: func(entryID string, res tasks.EnqueueResult) {
-				lg.Debug().Str("entry_id", entryID).Str("msg_id", res.ID).Bool("duplicate", res.Duplicate).Msg("outbox entry enqueued")
+				lg.Debug().Str("entry_id", entryID).Str("msg_id", provider.MaskID(res.ID)).Bool("duplicate", res.Duplicate).Msg("outbox entry enqueued")
 			},
 			Rejected: func(entryID string, reasons []provider.FieldError) {
 				rs := make([]string, len(reasons))
 				for i, r := range reasons {
-					rs[i] = r.Error()
+					rs[i] = provider.MaskPhones(r.Error()) // a rule may quote the entry's id
 				}
 				lg.Warn().Str("entry_id", entryID).Strs("reasons", rs).Msg("outbox entry rejected")
 			},
