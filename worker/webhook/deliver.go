@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -42,11 +43,15 @@ type Deliverer struct {
 	log     zerolog.Logger
 	metrics *Metrics
 	now     func() time.Time
+	hosts   *hostGate
 }
 
 // ProcessTask POSTs the task's body to its URL (or the default URL), signed. A 2xx
 // answer returns nil; a refused address, a missing URL or a bad payload is archived
-// at once (asynq.SkipRetry); any other failure is returned for a retry.
+// at once (asynq.SkipRetry); a delivery whose host is held is not attempted and
+// returns an error wrapping ErrHeld (rescheduled without using a retry), or is
+// archived when its event is older than the retry window; any other failure is
+// returned for a retry.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	a, err := tasks.Decode[tasks.WebhookArgs](t)
 	if err != nil {
@@ -61,7 +66,21 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		lg.Warn().Msg("webhook has no URL (VIBERQ_WEBHOOK_URL was unset); archived")
 		return fmt.Errorf("webhook %s: no URL: %w", a.EventID, asynq.SkipRetry)
 	}
-	err = d.post(ctx, target, a)
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, ok := asynq.GetMaxRetry(ctx)
+	p, held := d.hosts.acquire(hostKey(target), ok && retried >= maxRetry)
+	if held != nil {
+		if held.open && d.pastWindow(a.EventID) {
+			lg.Debug().Dur("window", d.cfg.window()).Msg("webhook host still held at the end of the retry window; archived")
+			return fmt.Errorf("webhook %s: host still failing after the retry window (%s): %w", a.EventID, d.cfg.window(), asynq.SkipRetry)
+		}
+		d.metrics.countDelivery("held")
+		lg.Debug().Bool("circuit_open", held.open).Int("retry", retried).Msg("webhook held: not attempted, no retry used")
+		return fmt.Errorf("webhook %s: %w", a.EventID, held)
+	}
+	start := time.Now()
+	o, err := d.post(ctx, target, a)
+	p.done(o, time.Since(start))
 	if err == nil {
 		d.metrics.countDelivery("delivered")
 		lg.Debug().Msg("webhook delivered")
@@ -72,16 +91,27 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: %w", err, asynq.SkipRetry)
 	}
 	d.metrics.countDelivery("failed")
-	retried, _ := asynq.GetRetryCount(ctx)
 	lg.Info().Err(err).Int("retry", retried).Msg("webhook failed; will retry")
 	return err
 }
 
-// post sends one attempt. Errors never contain the URL (it may carry a credential).
-func (d *Deliverer) post(ctx context.Context, target string, a tasks.WebhookArgs) error {
+// pastWindow reports whether the event (dated by its stream ID, milliseconds) is
+// older than the retry window; an ID that dates nothing is.
+func (d *Deliverer) pastWindow(eventID string) bool {
+	ms, _, _ := strings.Cut(eventID, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return true
+	}
+	return d.now().Sub(time.UnixMilli(n)) > d.cfg.window()
+}
+
+// post sends one attempt and tells what it taught about the host. Errors never
+// contain the URL (it may carry a credential).
+func (d *Deliverer) post(ctx context.Context, target string, a tasks.WebhookArgs) (outcome, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(a.Body))
 	if err != nil {
-		return fmt.Errorf("webhook %s: bad URL", a.EventID)
+		return neutral, fmt.Errorf("webhook %s: bad URL", a.EventID)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", UserAgent)
@@ -90,29 +120,42 @@ func (d *Deliverer) post(ctx context.Context, target string, a tasks.WebhookArgs
 	start := time.Now()
 	resp, err := d.http.Do(req)
 	if err != nil {
-		code := "transport"
+		code, o := "transport", hostFailed
 		if errors.Is(err, ErrPrivateAddress) {
-			code = "refused"
+			code, o = "refused", neutral
+		} else if ctx.Err() != nil {
+			o = neutral // shutdown or the task's deadline: nothing learnt about the host
 		}
 		d.metrics.observe(code, time.Since(start))
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err // drop the URL
 		}
-		return fmt.Errorf("webhook %s: %w", a.EventID, err)
+		return o, fmt.Errorf("webhook %s: %w", a.EventID, err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswer))
 	_ = resp.Body.Close()
 	d.metrics.observe(strconv.Itoa(resp.StatusCode), time.Since(start))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook %s: %w", a.EventID, &StatusError{Code: resp.StatusCode})
+		o := answered
+		switch resp.StatusCode {
+		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			o = hostFailed
+		}
+		return o, fmt.Errorf("webhook %s: %w", a.EventID, &StatusError{Code: resp.StatusCode})
 	}
-	return nil
+	return answered, nil
 }
 
 // retryDelay is the delivery server's RetryDelayFunc: exponential backoff from
 // RetryInitial doubling up to RetryMax, ±50% jitter.
-func (d *Deliverer) retryDelay(n int, _ error, _ *asynq.Task) time.Duration {
+// A held delivery is due when its host may let it through, jittered, at most
+// RetryMax.
+func (d *Deliverer) retryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var held *heldError
+	if errors.As(err, &held) {
+		return held.delay(d.now(), d.cfg.RetryMax)
+	}
 	return worker.Backoff(d.cfg.RetryInitial, d.cfg.RetryMax, n)
 }
 

@@ -38,7 +38,8 @@
 // # Delivery, retries and the dead letter
 //
 // A separate asynq server (Config.Concurrency slots, the webhooks queue only) runs
-// the deliveries, so a slow or failing receiver never holds a send or poll slot. Any
+// the deliveries, so a slow or failing receiver never holds a send or poll slot (nor,
+// for long, a webhook slot: see the next section). Any
 // 2xx answer is a success. Anything else (3xx included: redirects are never followed),
 // a timeout or a refused connection is retried with exponential backoff and jitter
 // (RetryInitial doubling up to RetryMax) at most MaxRetry times; then the task is
@@ -47,6 +48,36 @@
 // worker that dies after the receiver answered 2xx but before asynq recorded it
 // sends the same event again, so receivers deduplicate on the body's event_id (the
 // header's value too, but the signature covers the body, not the headers).
+//
+// # One receiver cannot hold up the others
+//
+// Each process keeps, per receiver host (the URL's host name and port), a circuit
+// breaker and a limit, so that a receiver that hangs or is down does not hold the
+// slots every other producer's webhooks need:
+//
+//   - After HostFailures (5) consecutive host failures (a timeout, a connection
+//     error: refused, reset, DNS, TLS; or an answer 429, 502, 503 or 504) the host's
+//     breaker opens: its deliveries are held, not attempted (no dial), for
+//     HostCoolOff (15s). Then one delivery is the probe: an answer (any status but
+//     those) closes the breaker, a failure opens it again for twice as long, up to
+//     HostCoolOffMax (5m). Other answers (a 500, a 404) do not count: the host is up,
+//     and the webhook's own backoff retries them.
+//   - A host that failed or answered slowly (in half the timeout or more) within the
+//     last HostCoolOffMax has at most HostConcurrency deliveries in flight (a quarter
+//     of Concurrency, at least 1); the others are held. A healthy host may use every
+//     slot: one receiver alone still gets the whole concurrency.
+//
+// A held delivery returns an error wrapping ErrHeld, which the delivery server does
+// not count as a failure (asynq's IsFailure): it is rescheduled, jittered, for when
+// the host may let it through (never more than RetryMax later) without using one of
+// the webhook's MaxRetry retries, so an outage of a few minutes costs no webhook its
+// attempts. The retries count only real attempts; held deliveries are bounded by
+// time instead: a webhook still held by an open breaker when its event is older than
+// the retry window (the backoff schedule's length, about 6 hours, at least two
+// HostCoolOffMax) is archived as dead. A webhook's last attempt is never held (asynq
+// would archive it unattempted). The breakers live in the process: every worker
+// learns about a host on its own, after at most HostFailures attempts plus those
+// already in flight.
 //
 // # Addresses (SSRF)
 //

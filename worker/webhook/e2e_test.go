@@ -151,6 +151,7 @@ func setup(t *testing.T, rdb redis.UniversalClient, simCfg func(*dtsim.Config), 
 	cfg.Block = 200 * time.Millisecond
 	cfg.ShutdownTimeout = 2 * time.Second
 	cfg.Concurrency = 20
+	cfg.HostCoolOff = 500 * time.Millisecond // a receiver's outage opens its breaker: probe soon
 	svc, err := webhook.New(cfg, webhook.Deps{Redis: rdb, Store: store, Metrics: m, Logger: zerolog.Nop()})
 	require.NoError(t, err)
 

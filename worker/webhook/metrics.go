@@ -9,12 +9,14 @@ import (
 // Metrics holds the webhook metrics. A nil *Metrics records nothing.
 //
 //	viberq_webhook_events_total{result}                   events the relay read: queued, duplicate (already queued), skipped (no webhook wants it), error (left pending, retried)
-//	viberq_webhook_deliveries_total{outcome}              POST attempts: delivered, failed (will be retried), dead (archived: retries used up or a refused address)
+//	viberq_webhook_deliveries_total{outcome}              POST attempts: delivered, failed (will be retried), dead (archived: retries used up, a refused address, or held past the retry window); and held (not attempted: the host's breaker is open or it has its limit in flight; rescheduled, no retry used)
 //	viberq_webhook_delivery_duration_seconds{code}        POST latency by HTTP status, "transport" or "refused"
+//	viberq_webhook_open_hosts                             hosts whose circuit breaker is open in this process (their deliveries are held)
 type Metrics struct {
 	events     *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
+	openHosts  prometheus.Gauge
 }
 
 // NewMetrics creates the webhook metrics and registers them with reg (a new registry
@@ -30,15 +32,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"result"}),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "viberq_webhook_deliveries_total",
-			Help: "Webhook POST attempts by outcome (delivered, failed, dead).",
+			Help: "Webhook POST attempts by outcome (delivered, failed, dead), and deliveries held (not attempted) because their host is failing or at its limit.",
 		}, []string{"outcome"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "viberq_webhook_delivery_duration_seconds",
 			Help:    "Webhook POST latency by HTTP status code.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"code"}),
+		openHosts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "viberq_webhook_open_hosts",
+			Help: "Webhook receivers' hosts whose circuit breaker is open in this process: their deliveries are held.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.deliveries, m.latency} {
+	for _, c := range []prometheus.Collector{m.events, m.deliveries, m.latency, m.openHosts} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -61,5 +67,11 @@ func (m *Metrics) countDelivery(outcome string) {
 func (m *Metrics) observe(code string, d time.Duration) {
 	if m != nil {
 		m.latency.WithLabelValues(code).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) setOpenHosts(n int) {
+	if m != nil {
+		m.openHosts.Set(float64(n))
 	}
 }

@@ -43,7 +43,22 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 	// DefaultDelayedTaskCheckInterval is how often due retries are moved to the queue.
 	DefaultDelayedTaskCheckInterval = time.Second
+	// DefaultHostFailures is how many consecutive host failures (timeouts, connection
+	// errors, 429, 502, 503, 504) open a host's circuit breaker in one process.
+	DefaultHostFailures = 5
+	// DefaultHostCoolOff is how long an open breaker holds a host's deliveries before
+	// one probe is let through; every failed probe doubles it, up to
+	// DefaultHostCoolOffMax, which is also how long a host that failed or answered
+	// slowly (half the timeout or more) stays limited to HostConcurrency deliveries
+	// in flight.
+	DefaultHostCoolOff    = 15 * time.Second
+	DefaultHostCoolOffMax = 5 * time.Minute
 )
+
+// DefaultHostConcurrency is the deliveries one process has in flight at most to a
+// host that failed or answered slowly lately: a quarter of its concurrency, at least
+// one.
+func DefaultHostConcurrency(concurrency int) int { return max(1, concurrency/4) }
 
 // Config configures a Service. Zero fields take the defaults; Secrets is required.
 type Config struct {
@@ -80,6 +95,15 @@ type Config struct {
 	Block         time.Duration
 	// ShutdownTimeout bounds the drain of POSTs in flight (DefaultShutdownTimeout).
 	ShutdownTimeout time.Duration
+	// HostFailures, HostCoolOff, HostCoolOffMax (DefaultHostFailures,
+	// DefaultHostCoolOff, DefaultHostCoolOffMax) and HostConcurrency
+	// (DefaultHostConcurrency(Concurrency)) keep one receiver's host from holding
+	// the slots of the others: see the package doc, "One receiver cannot hold up the
+	// others".
+	HostFailures    int
+	HostCoolOff     time.Duration
+	HostCoolOffMax  time.Duration
+	HostConcurrency int
 	// TaskCheckInterval and DelayedTaskCheckInterval are asynq's (defaults 1s: webhook
 	// latency of about a second is fine, and an idle server stays cheap).
 	TaskCheckInterval        time.Duration
@@ -103,9 +127,27 @@ func (c Config) withDefaults() Config {
 	c.Batch = cmp.Or(c.Batch, DefaultBatch)
 	c.Block = cmp.Or(c.Block, DefaultBlock)
 	c.ShutdownTimeout = cmp.Or(c.ShutdownTimeout, DefaultShutdownTimeout)
+	c.HostFailures = cmp.Or(c.HostFailures, DefaultHostFailures)
+	c.HostCoolOff = cmp.Or(c.HostCoolOff, DefaultHostCoolOff)
+	c.HostCoolOffMax = cmp.Or(c.HostCoolOffMax, max(DefaultHostCoolOffMax, c.HostCoolOff))
+	c.HostConcurrency = cmp.Or(c.HostConcurrency, DefaultHostConcurrency(c.Concurrency))
 	c.TaskCheckInterval = cmp.Or(c.TaskCheckInterval, time.Second)
 	c.DelayedTaskCheckInterval = cmp.Or(c.DelayedTaskCheckInterval, DefaultDelayedTaskCheckInterval)
 	return c
+}
+
+// window is how long the retry schedule takes without its jitter (RetryInitial
+// doubling up to RetryMax, MaxRetry times; about 6 hours by default), but at least
+// two HostCoolOffMax (time for probes): a webhook whose host is still held when its
+// event is older than this is archived.
+func (c Config) window() time.Duration {
+	var w time.Duration
+	d := c.RetryInitial
+	for range c.MaxRetry {
+		w += d
+		d = min(2*d, c.RetryMax)
+	}
+	return max(w, 2*c.HostCoolOffMax)
 }
 
 func (c Config) validate() error {
@@ -132,6 +174,9 @@ func (c Config) validate() error {
 	if c.RetryMax < c.RetryInitial {
 		errs = append(errs, errors.New("retry max must be ≥ retry initial"))
 	}
+	if c.HostFailures < 1 || c.HostConcurrency < 1 || c.HostCoolOff <= 0 || c.HostCoolOffMax < c.HostCoolOff {
+		errs = append(errs, errors.New("host failures and host concurrency must be ≥ 1, host cool-off > 0 and ≤ host cool-off max"))
+	}
 	if c.TaskRetention <= c.ClaimIdle {
 		errs = append(errs, fmt.Errorf("task retention (%s) must exceed claim idle (%s)", c.TaskRetention, c.ClaimIdle))
 	}
@@ -154,7 +199,8 @@ type Deps struct {
 	Logger zerolog.Logger
 	// Metrics may be nil.
 	Metrics *Metrics
-	// Now is the clock (time.Now); it dates the signatures.
+	// Now is the clock (time.Now); it dates the signatures, times the hosts'
+	// breakers and tells a webhook's age.
 	Now func() time.Time
 }
 
@@ -187,7 +233,8 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	client := asynq.NewClientFromRedisClient(deps.Redis)
 	s := &Service{cfg: cfg, client: client, log: log}
 	s.relay = &Relay{cfg: cfg, rdb: deps.Redis, store: deps.Store, client: client, log: log, metrics: deps.Metrics}
-	s.deliver = &Deliverer{cfg: cfg, http: deps.HTTPClient, log: log, metrics: deps.Metrics, now: deps.Now}
+	s.deliver = &Deliverer{cfg: cfg, http: deps.HTTPClient, log: log, metrics: deps.Metrics, now: deps.Now,
+		hosts: newHostGate(cfg, deps.Now, log, deps.Metrics)}
 	s.srv = asynq.NewServerFromRedisClient(deps.Redis, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   map[string]int{tasks.QueueWebhooks: 1},
@@ -195,6 +242,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 		DelayedTaskCheckInterval: cfg.DelayedTaskCheckInterval,
 		ShutdownTimeout:          cfg.ShutdownTimeout,
 		RetryDelayFunc:           s.deliver.retryDelay,
+		IsFailure:                isFailure,
 		ErrorHandler:             asynq.ErrorHandlerFunc(s.deliver.handleError),
 		Logger:                   worker.NewAsynqLogger(log),
 		LogLevel:                 asynq.WarnLevel,
