@@ -118,7 +118,7 @@ func NewWebhookTask(a WebhookArgs, opts ...asynq.Option) (*asynq.Task, error) {
 	}
 	payload, err := json.Marshal(a)
 	if err != nil {
-		return nil, fmt.Errorf("new webhook task %s: %w", provider.MaskPhones(a.ID), err)
+		return nil, fmt.Errorf("new webhook task %s: %w", provider.MaskID(a.ID), err)
 	}
 	all := append([]asynq.Option{asynq.TaskID(WebhookTaskID(a.EventID)), asynq.Queue(QueueWebhooks)}, opts...)
 	return asynq.NewTask(TypeWebhook, payload, all...), nil
@@ -133,7 +133,7 @@ func (s *Store) WebhookEvents(ctx context.Context, id string) (string, error) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("read webhook_events of %s: %w", provider.MaskPhones(id), err)
+		return "", fmt.Errorf("read webhook_events of %s: %w", provider.MaskID(id), err)
 	}
 	return v, nil
 }

@@ -62,7 +62,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if target == "" {
 		target = d.cfg.DefaultURL
 	}
-	lg := d.log.With().Str("event_id", a.EventID).Str("msg_id", provider.MaskPhones(a.ID)).Str("host", hostOf(target)).Logger()
+	lg := d.log.With().Str("event_id", a.EventID).Str("msg_id", provider.MaskID(a.ID)).Str("host", hostOf(target)).Logger()
 	if target == "" {
 		lg.Warn().Msg("webhook has no URL (VIBERQ_WEBHOOK_URL was unset); archived")
 		return fmt.Errorf("webhook %s: no URL: %w", a.EventID, asynq.SkipRetry)
