@@ -1,6 +1,9 @@
 package provider
 
-import "regexp"
+import (
+	"regexp"
+	"strings"
+)
 
 // phoneLikeRe matches what may be a phone number inside free text: 7 or more digits,
 // optionally led by "+", with up to two spaces, dashes, dots or parentheses between digits
@@ -15,10 +18,40 @@ func MaskPhones(s string) string {
 	return phoneLikeRe.ReplaceAllStringFunc(s, MaskPhone)
 }
 
+// uuidWordRe matches a UUID in its canonical form (8-4-4-4-12 hex digits) standing
+// as a word of its own.
+var uuidWordRe = regexp.MustCompile(`\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b`)
+
 // MaskID is how a message ID, batch ID or task ID is shown wherever viberq shows it
-// on its own account (log fields, alerts, error texts): MaskPhones of it. Producers
-// choose IDs, idempotency keys such as "otp-380501234567", and one may hold a phone
-// number; "order-42" stays as it is. What Redis stores and what the API answers the
-// producer who gave the ID keep it as given (the Asynq UI shows task IDs, which are
-// message IDs, as they are: README asks producers to keep numbers out of IDs).
-func MaskID(id string) string { return MaskPhones(id) }
+// on its own account (log fields, alerts, error texts, a request's path): MaskPhones
+// of it, but for the UUIDs in it. Producers choose IDs, idempotency keys such as
+// "otp-380501234567", and one may hold a phone number; "order-42" stays as it is. A
+// UUID in canonical form with at least one hex letter (every ID viberq generates is a
+// UUIDv7) is shown whole: it is random, not a number anyone dialled, and MaskPhones
+// would mask one in four of them (their hex holds runs of 7 decimal digits across a
+// dash), hiding the message from an operator who searches the logs for its ID. What
+// Redis stores and what the API answers the producer who gave the ID keep it as
+// given (the Asynq UI shows task IDs, which are message IDs, as they are: README asks
+// producers to keep numbers out of IDs).
+func MaskID(id string) string {
+	if !phoneLikeRe.MatchString(id) {
+		return id
+	}
+	uuids := uuidWordRe.FindAllStringIndex(id, -1)
+	if uuids == nil {
+		return MaskPhones(id)
+	}
+	var b strings.Builder
+	b.Grow(len(id))
+	prev := 0
+	for _, u := range uuids {
+		if !strings.ContainsAny(id[u[0]:u[1]], "abcdefABCDEF") {
+			continue // all decimal: masked with the rest
+		}
+		b.WriteString(MaskPhones(id[prev:u[0]]))
+		b.WriteString(id[u[0]:u[1]])
+		prev = u[1]
+	}
+	b.WriteString(MaskPhones(id[prev:]))
+	return b.String()
+}

@@ -40,3 +40,48 @@ func FuzzMaskPhones(f *testing.F) {
 		}
 	})
 }
+
+func TestMaskID(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct{ in, want string }{
+		{"order-42", "order-42"},
+		{"otp-380501234567", "otp-380*****4567"},
+		// A generated ID: MaskPhones would take "7019-928" for a number.
+		{"01a243d9-69ff-7019-928e-92fdaf7e2594", "01a243d9-69ff-7019-928e-92fdaf7e2594"},
+		{"poll:01a243d9-69ff-7019-928e-92fdaf7e2594:3", "poll:01a243d9-69ff-7019-928e-92fdaf7e2594:3"},
+		{"/v1/messages/01A243D9-69FF-7019-928E-92FDAF7E2594", "/v1/messages/01A243D9-69FF-7019-928E-92FDAF7E2594"},
+		// The rest of the ID is masked around the UUID.
+		{"380501234567-01a243d9-69ff-7019-928e-92fdaf7e2594", "380*****4567-01a243d9-69ff-7019-928e-92fdaf7e2594"},
+		{"01a243d9-69ff-7019-928e-92fdaf7e2594:380501234567", "01a243d9-69ff-7019-928e-92fdaf7e2594:380*****4567"},
+		// UUID-shaped but all decimal, or not a word of its own: masked as any text.
+		{"38050123-4567-1234-5678-123456789012", MaskPhones("38050123-4567-1234-5678-123456789012")},
+		{"x01a243d9-69ff-7019-928e-92fdaf7e2594", MaskPhones("x01a243d9-69ff-7019-928e-92fdaf7e2594")},
+	} {
+		require.Equal(t, tt.want, MaskID(tt.in), tt.in)
+	}
+}
+
+// FuzzMaskID: outside the UUIDs it leaves whole, no run of 7 digits survives; lengths
+// are kept for valid UTF-8.
+func FuzzMaskID(f *testing.F) {
+	for _, s := range []string{"otp-380501234567", "01a243d9-69ff-7019-928e-92fdaf7e2594", "poll:01a243d9-69ff-7019-928e-92fdaf7e2594:3",
+		"38050-01a243d9-69ff-7019-928e-92fdaf7e2594-4567890", "12345678-1234-1234-1234-123456789012"} {
+		f.Add(s)
+	}
+	seven := regexp.MustCompile(`[0-9]{7}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		got := MaskID(s)
+		kept := uuidWordRe.ReplaceAllStringFunc(got, func(u string) string {
+			if strings.ContainsAny(u, "abcdefABCDEF") {
+				return "-"
+			}
+			return u
+		})
+		if seven.MatchString(kept) {
+			t.Fatalf("MaskID(%q) = %q keeps 7 digits in a row outside a UUID", s, got)
+		}
+		if strings.ToValidUTF8(s, "") == s && len([]rune(got)) != len([]rune(s)) {
+			t.Fatalf("MaskID(%q) = %q changed the length", s, got)
+		}
+	})
+}

@@ -211,7 +211,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			Int64("duration_ms", s.opts.Now().Sub(start).Milliseconds())
 		if !strings.HasPrefix(r.URL.Path, "/callbacks/") {
 			// Any path is logged, an unauthenticated one too: phone-like runs masked.
-			ev = ev.Str("path", provider.MaskPhones(r.URL.Path))
+			ev = ev.Str("path", provider.MaskID(r.URL.Path))
 		}
 		ev.Msg("http request")
 	})
