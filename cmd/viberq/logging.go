@@ -25,8 +25,9 @@ import (
 // newLogger builds the process logger from VIBERQ_LOG_LEVEL and VIBERQ_LOG_FORMAT.
 // Logs go to stderr; stdout is for command output (IDs, tables, JSON). The console
 // format has colours only when stderr is a terminal, so a log file or a pipe gets
-// plain text. go-redis's own lines go to it too (redisLog). The VIBERQ_* variables of the environment that are not settings
-// (typos) are warned about here, once, naming the closest setting.
+// plain text. go-redis's own lines go to it too (redisLog). The VIBERQ_* variables of
+// the environment that are not settings (typos) are warned about here, once, naming
+// the closest setting.
 func newLogger(cfg config.Log) zerolog.Logger {
 	log := newLoggerTo(os.Stderr, isTerminal(os.Stderr), cfg, os.Environ())
 	redisLog.use(log) // go-redis's lines follow the process log's format and level
