@@ -34,7 +34,9 @@ var uuidWordRe = regexp.MustCompile(`\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 // given (the Asynq UI shows task IDs, which are message IDs, as they are: README asks
 // producers to keep numbers out of IDs).
 func MaskID(id string) string {
-	if !phoneLikeRe.MatchString(id) {
+	// The common cases without a regexp (every attempt's log line shows its ID): a
+	// generated ID, and one with too few digits to hold a number.
+	if isUUID(id) || digits(id) < 7 || !phoneLikeRe.MatchString(id) {
 		return id
 	}
 	uuids := uuidWordRe.FindAllStringIndex(id, -1)
@@ -54,4 +56,39 @@ func MaskID(id string) string {
 	}
 	b.WriteString(MaskPhones(id[prev:]))
 	return b.String()
+}
+
+// isUUID reports whether s is a UUID in canonical form with at least one hex letter:
+// what uuidWordRe and MaskID's letter rule accept for a whole string.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	letter := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9':
+		case 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F':
+			letter = true
+		default:
+			return false
+		}
+	}
+	return letter
+}
+
+// digits counts the ASCII digits in s.
+func digits(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if '0' <= s[i] && s[i] <= '9' {
+			n++
+		}
+	}
+	return n
 }

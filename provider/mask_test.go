@@ -85,3 +85,21 @@ func FuzzMaskID(f *testing.F) {
 		}
 	})
 }
+
+// TestIsUUIDAgreesWithTheRegexp: MaskID's fast path takes a whole string for a UUID
+// exactly when uuidWordRe and the letter rule would.
+func TestIsUUIDAgreesWithTheRegexp(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"01a243d9-69ff-7019-928e-92fdaf7e2594", "01A243D9-69FF-7019-928E-92FDAF7E2594",
+		"12345678-1234-1234-1234-123456789012", "01a243d9-69ff-7019-928e-92fdaf7e259", "01a243d9-69ff-7019-928e-92fdaf7e25945",
+		"01a243d9x69ff-7019-928e-92fdaf7e2594", "01a243d9-69ff-7019-928e-92fdaf7e259g", "", "order-42"} {
+		want := uuidWordRe.FindString(s) == s && strings.ContainsAny(s, "abcdefABCDEF")
+		require.Equal(t, want, isUUID(s), s)
+	}
+}
+
+func BenchmarkMaskIDGenerated(b *testing.B) {
+	for b.Loop() {
+		_ = MaskID("01a243d9-69ff-7019-928e-92fdaf7e2594")
+	}
+}
