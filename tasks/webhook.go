@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
@@ -83,6 +84,10 @@ type WebhookArgs struct {
 	URL string `json:"webhook_url,omitempty"`
 	// Body is the JSON document POSTed, the same bytes on every attempt.
 	Body json.RawMessage `json:"body"`
+	// QueuedAt is when the relay queued the webhook: its retry window counts from it
+	// (package worker/webhook). Zero in a task queued before it was written: the
+	// window then counts from the event.
+	QueuedAt time.Time `json:"queued_at,omitzero"`
 }
 
 // Kind returns TypeWebhook.

@@ -51,8 +51,10 @@ type Deliverer struct {
 // answer returns nil; a refused address, a missing URL or a bad payload is archived
 // at once (asynq.SkipRetry); a delivery whose host is held is not attempted and
 // returns an error wrapping ErrHeld (rescheduled without using a retry), or is
-// archived when its event is older than the retry window; any other failure is
-// returned for a retry.
+// archived when its breaker is open and the webhook, attempted at least once, has
+// waited longer than the retry window; any other failure is returned for a retry.
+// A webhook is never archived unattempted: its last retry, and a first attempt past
+// the window, go through whatever the host's state.
 func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	a, err := tasks.Decode[tasks.WebhookArgs](t)
 	if err != nil {
@@ -69,19 +71,24 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, ok := asynq.GetMaxRetry(ctx)
-	p, held := d.hosts.acquire(hostKey(target), ok && retried >= maxRetry)
+	past := d.pastWindow(a)
+	p, held := d.hosts.acquire(hostKey(target), (ok && retried >= maxRetry) || (past && retried == 0))
 	if held != nil {
-		if held.open && d.pastWindow(a.EventID) {
+		if held.open && !held.probing && past {
 			lg.Debug().Dur("window", d.cfg.window()).Msg("webhook host still held at the end of the retry window; archived")
-			return fmt.Errorf("webhook %s: host still failing after the retry window (%s): %w", a.EventID, d.cfg.window(), asynq.SkipRetry)
+			return fmt.Errorf("webhook %s: host still failing after the retry window (%s): %v: %w", a.EventID, d.cfg.window(), held, asynq.SkipRetry)
 		}
 		d.metrics.countDelivery("held")
 		lg.Debug().Bool("circuit_open", held.open).Int("retry", retried).Msg("webhook held: not attempted, no retry used")
 		return fmt.Errorf("webhook %s: %w", a.EventID, held)
 	}
 	start := time.Now()
-	o, err := d.post(ctx, target, a)
-	p.done(o, time.Since(start))
+	o, cause := neutral, ""
+	defer func() { p.done(o, time.Since(start), cause) }() // a panic in the POST still frees its slot
+	o, err = d.post(ctx, target, a)
+	if o == hostFailed {
+		cause = errors.Unwrap(err).Error() // the failure without the webhook's event ID
+	}
 	if err == nil {
 		d.metrics.countDelivery("delivered")
 		lg.Debug().Msg("webhook delivered")
@@ -96,15 +103,20 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
-// pastWindow reports whether the event (dated by its stream ID, milliseconds) is
-// older than the retry window; an ID that dates nothing is.
-func (d *Deliverer) pastWindow(eventID string) bool {
-	ms, _, _ := strings.Cut(eventID, "-")
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil {
-		return true
+// pastWindow reports whether the webhook was queued longer ago than the retry
+// window: since a.QueuedAt, or for a task queued before that field was written,
+// since its event (dated by its stream ID, milliseconds); one that dates nothing is.
+func (d *Deliverer) pastWindow(a tasks.WebhookArgs) bool {
+	since := a.QueuedAt
+	if since.IsZero() {
+		ms, _, _ := strings.Cut(a.EventID, "-")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if err != nil {
+			return true
+		}
+		since = time.UnixMilli(n)
 	}
-	return d.now().Sub(time.UnixMilli(n)) > d.cfg.window()
+	return d.now().Sub(since) > d.cfg.window()
 }
 
 // post sends one attempt and tells what it taught about the host. Errors never

@@ -238,9 +238,11 @@ func TestHeldWebhookUsesNoRetry(t *testing.T) {
 	require.Empty(t, archived)
 }
 
-// A webhook still held when its event is older than the retry window is archived
-// (dead), not held forever; a younger one is held; neither is sent.
-func TestHeldPastWindowArchived(t *testing.T) {
+// A webhook is never archived unattempted: one queued longer ago than the retry
+// window, whose host's breaker is open, is still attempted once (its first
+// attempt); held again after that attempt failed, it is archived, its last error
+// naming the host's failure. A younger one is held, neither attempted nor archived.
+func TestHeldPastWindowArchivedAfterOneAttempt(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.New(t)
 	var posts atomic.Int64
@@ -249,28 +251,57 @@ func TestHeldPastWindowArchived(t *testing.T) {
 		w.WriteHeader(http.StatusBadGateway)
 	}))
 	t.Cleanup(rcv.Close)
-	clock := &fakeClock{t: time.Now()}
-	svc, err := webhook.New(webhook.Config{Secrets: []string{testSecret}, HostFailures: 1},
-		webhook.Deps{Redis: rdb, Store: tasks.NewStore(rdb, tasks.StoreOptions{}),
-			HTTPClient: &http.Client{Timeout: 5 * time.Second}, Now: clock.Now})
-	require.NoError(t, err)
-	task := func(age time.Duration) *asynq.Task {
-		ev := fmt.Sprintf("%d-0", clock.Now().Add(-age).UnixMilli())
-		tk, err := tasks.NewWebhookTask(tasks.WebhookArgs{EventID: ev, ID: "m", URL: rcv.URL, Body: []byte(`{}`)})
-		require.NoError(t, err)
-		return tk
+	clock := &fakeClock{t: time.Now()} // never moves: the breaker stays open
+	_, reg := runService(t, rdb, webhook.Config{
+		HostFailures: 1, HostCoolOff: time.Hour, HostCoolOffMax: time.Hour,
+		RetryInitial: time.Hour, RetryMax: time.Hour, MaxRetry: 2, // window: 2 h
+	}, clock, 5*time.Second)
+	client := asynq.NewClientFromRedisClient(rdb)
+	t.Cleanup(func() { _ = client.Close() })
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	t.Cleanup(func() { _ = insp.Close() })
+	waitState := func(id string, state asynq.TaskState) *asynq.TaskInfo {
+		t.Helper()
+		var ti *asynq.TaskInfo
+		require.Eventually(t, func() bool {
+			var err error
+			ti, err = insp.GetTaskInfo(tasks.QueueWebhooks, id)
+			return err == nil && ti.State == state
+		}, 10*time.Second, 10*time.Millisecond, "%s %s", id, state)
+		return ti
 	}
-	err = svc.Deliverer().ProcessTask(context.Background(), task(0))
-	require.ErrorAs(t, err, new(*webhook.StatusError))
-	require.NotErrorIs(t, err, webhook.ErrHeld)
+	enqueue := func(i int, queuedAt time.Time) string {
+		t.Helper()
+		task, err := tasks.NewWebhookTask(tasks.WebhookArgs{EventID: fmt.Sprintf("%d-%d", clock.Now().UnixMilli(), i),
+			ID: fmt.Sprintf("m%d", i), URL: rcv.URL, Body: []byte(`{}`), QueuedAt: queuedAt})
+		require.NoError(t, err)
+		info, err := client.Enqueue(task, asynq.MaxRetry(5), asynq.Retention(time.Hour))
+		require.NoError(t, err)
+		return info.ID
+	}
 
-	err = svc.Deliverer().ProcessTask(context.Background(), task(6*time.Hour))
-	require.ErrorIs(t, err, webhook.ErrHeld)
-	require.NotErrorIs(t, err, asynq.SkipRetry)
-	err = svc.Deliverer().ProcessTask(context.Background(), task(7*time.Hour))
-	require.ErrorIs(t, err, asynq.SkipRetry)
-	require.NotErrorIs(t, err, webhook.ErrHeld, "archived, not held")
+	opener := enqueue(1, clock.Now()) // its 502 opens the breaker (HostFailures 1)
+	require.Equal(t, 1, waitState(opener, asynq.TaskStateRetry).Retried)
 	require.EqualValues(t, 1, posts.Load())
+
+	young := enqueue(2, clock.Now().Add(-time.Hour))
+	require.Eventually(t, func() bool {
+		return counter(t, reg, "viberq_webhook_deliveries_total", "held") == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	require.Zero(t, waitState(young, asynq.TaskStateRetry).Retried, "held within the window")
+
+	old := enqueue(3, clock.Now().Add(-3*time.Hour))
+	ti := waitState(old, asynq.TaskStateRetry)
+	require.Equal(t, 1, ti.Retried, "past the window but never attempted: attempted once")
+	require.EqualValues(t, 2, posts.Load())
+
+	require.NoError(t, insp.RunTask(tasks.QueueWebhooks, old)) // due now: held again, past the window
+	ti = waitState(old, asynq.TaskStateArchived)
+	require.Contains(t, ti.LastErr, "after the retry window")
+	require.Contains(t, ti.LastErr, "last failure: ")
+	require.Contains(t, ti.LastErr, "502")
+	require.EqualValues(t, 2, posts.Load(), "archived without a second POST")
+	require.Equal(t, asynq.TaskStateRetry, waitState(young, asynq.TaskStateRetry).State)
 }
 
 // Only a host's failures count towards its breaker: a receiver that answers 500

@@ -19,20 +19,30 @@ var ErrHeld = errors.New("webhook host held: not attempted, no retry used")
 
 // heldError is the error of a held delivery: when it may go again.
 type heldError struct {
-	// open: the host's breaker is open (or its one probe is in flight); else the host
-	// is suspect and has its limit of deliveries in flight.
-	open bool
+	// open: the host's breaker is open, or (probing) half-open with its one probe in
+	// flight; else the host is suspect and has its limit of deliveries in flight.
+	open, probing bool
 	// until is the earliest time the delivery can be let through; spread the jitter
 	// added to it (so that the held deliveries do not all come back at once).
 	until  time.Time
 	spread time.Duration
+	// cause is the host's last failure ("" when none is known), so that the task's
+	// last error in the Asynq UI still says what is wrong with the receiver.
+	cause string
 }
 
 func (e *heldError) Error() string {
-	if e.open {
-		return ErrHeld.Error() + " (circuit open)"
+	why := "host at its limit"
+	switch {
+	case e.probing:
+		why = "circuit half-open, its probe in flight"
+	case e.open:
+		why = "circuit open"
 	}
-	return ErrHeld.Error() + " (host at its limit)"
+	if e.cause != "" {
+		why += "; last failure: " + e.cause
+	}
+	return ErrHeld.Error() + " (" + why + ")"
 }
 
 func (e *heldError) Unwrap() error { return ErrHeld }
@@ -75,11 +85,9 @@ type hostGate struct {
 	timeout    time.Duration // a POST's bound: the longest a probe or a busy slot takes
 	now        func() time.Time
 	log        zerolog.Logger
-	metrics    *Metrics
 
 	mu        sync.Mutex
 	hosts     map[string]*hostState
-	open      int // hosts whose breaker is open (or half-open)
 	nextSweep time.Time
 }
 
@@ -93,15 +101,34 @@ type hostState struct {
 	coolOff      time.Duration // the current open period
 	probing      bool          // the half-open probe is in flight
 	seen         time.Time     // last admission, hold or completion
+	waiting      int           // deliveries held at the limit since a slot last freed
+	cause        string        // the last host failure, for the held deliveries' errors
 }
 
 func newHostGate(cfg Config, now func() time.Time, log zerolog.Logger, m *Metrics) *hostGate {
-	return &hostGate{
+	g := &hostGate{
 		limit: cfg.HostConcurrency, failures: cfg.HostFailures,
 		coolOff: cfg.HostCoolOff, coolOffMax: cfg.HostCoolOffMax,
 		slow: cfg.Timeout / 2, timeout: cfg.Timeout,
-		now: now, log: log, metrics: m, hosts: map[string]*hostState{},
+		now: now, log: log, hosts: map[string]*hostState{},
 	}
+	m.openHostsFrom(g.openHosts)
+	return g
+}
+
+// openHosts counts the hosts whose breaker is open or half-open, leaving out those
+// nothing has happened to for two coolOffMax (sweep forgets them), so that the gauge
+// falls back when the traffic to a failed host stops.
+func (g *hostGate) openHosts() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now, n := g.now(), 0
+	for _, st := range g.hosts {
+		if !st.openUntil.IsZero() && (st.inflight > 0 || now.Sub(st.seen) <= 2*g.coolOffMax) {
+			n++
+		}
+	}
+	return n
 }
 
 // pass is one admitted delivery; done reports how it went.
@@ -132,22 +159,28 @@ func (g *hostGate) acquire(host string, last bool) (*pass, *heldError) {
 	switch {
 	case last:
 	case !st.openUntil.IsZero() && now.Before(st.openUntil):
-		return nil, &heldError{open: true, until: st.openUntil, spread: st.coolOff}
+		return nil, &heldError{open: true, until: st.openUntil, spread: st.coolOff, cause: st.cause}
 	case !st.openUntil.IsZero() && st.probing:
 		// The probe decides within a timeout.
-		return nil, &heldError{open: true, until: now.Add(g.timeout), spread: g.timeout}
+		return nil, &heldError{open: true, probing: true, until: now.Add(g.timeout), spread: g.timeout, cause: st.cause}
 	case !st.openUntil.IsZero():
 		st.probing, probe = true, true
 	case st.inflight >= g.limit && now.Before(st.suspectUntil):
-		// A slot frees within a timeout.
-		return nil, &heldError{until: now.Add(g.timeout / 2), spread: g.timeout}
+		// A slot frees within a timeout; the more deliveries came back to find the
+		// limit reached since one last freed, the wider they are spread, so that a
+		// backlog waiting on a slow receiver does not come back every few seconds
+		// each (limit deliveries in flight take a slot each per timeout at worst).
+		st.waiting++
+		spread := g.timeout * time.Duration(1+st.waiting/g.limit)
+		return nil, &heldError{until: now.Add(g.timeout / 2), spread: spread, cause: st.cause}
 	}
 	st.inflight++
 	return &pass{g: g, host: host, probe: probe}, nil
 }
 
-// done records the outcome of an admitted delivery that took elapsed.
-func (p *pass) done(o outcome, elapsed time.Duration) {
+// done records the outcome of an admitted delivery that took elapsed; cause is the
+// failure's text for a hostFailed outcome (never the URL).
+func (p *pass) done(o outcome, elapsed time.Duration, cause string) {
 	g := p.g
 	if g == nil {
 		return
@@ -161,6 +194,7 @@ func (p *pass) done(o outcome, elapsed time.Duration) {
 	}
 	st.inflight--
 	st.seen = now
+	st.waiting = 0
 	if p.probe {
 		st.probing = false
 	}
@@ -172,11 +206,11 @@ func (p *pass) done(o outcome, elapsed time.Duration) {
 			st.suspectUntil = now.Add(g.coolOffMax)
 		}
 		if wasOpen {
-			st.openUntil, st.coolOff = time.Time{}, 0
-			g.setOpen(-1)
+			st.openUntil, st.coolOff, st.cause = time.Time{}, 0, ""
 			g.log.Info().Str("host", p.host).Msg("webhook host answers again; its held deliveries resume")
 		}
 	case hostFailed:
+		st.cause = cause
 		st.failures++
 		st.suspectUntil = now.Add(g.coolOffMax)
 		switch {
@@ -187,7 +221,6 @@ func (p *pass) done(o outcome, elapsed time.Duration) {
 		case !wasOpen && st.failures >= g.failures:
 			st.coolOff = g.coolOff
 			st.openUntil = now.Add(st.coolOff)
-			g.setOpen(+1)
 			g.log.Warn().Str("host", p.host).Int("failures", st.failures).Dur("cool_off", st.coolOff).
 				Msg("webhook host failing (timeouts, connection errors or 429/502/503/504); its deliveries are held, not attempted, until a probe succeeds")
 		}
@@ -206,17 +239,9 @@ func (g *hostGate) sweep(now time.Time) {
 	g.nextSweep = now.Add(g.coolOffMax)
 	for h, st := range g.hosts {
 		if st.inflight == 0 && now.Sub(st.seen) > 2*g.coolOffMax {
-			if !st.openUntil.IsZero() {
-				g.setOpen(-1)
-			}
 			delete(g.hosts, h)
 		}
 	}
-}
-
-func (g *hostGate) setOpen(delta int) {
-	g.open += delta
-	g.metrics.setOpenHosts(g.open)
 }
 
 // hostKey is the host a URL's deliveries are counted under: the lower-case host

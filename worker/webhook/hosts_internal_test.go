@@ -29,7 +29,7 @@ func TestHostGateBreaker(t *testing.T) {
 		t.Helper()
 		p, held := g.acquire(h, false)
 		require.Nil(t, held)
-		p.done(o, time.Millisecond)
+		p.done(o, time.Millisecond, "HTTP 503")
 	}
 
 	fail(hostFailed)
@@ -39,7 +39,7 @@ func TestHostGateBreaker(t *testing.T) {
 	fail(hostFailed)
 	p, held := g.acquire(h, false)
 	require.Nil(t, held, "two failures in a row do not open it")
-	p.done(neutral, 0) // nothing learnt: the run goes on
+	p.done(neutral, 0, "") // nothing learnt: the run goes on
 	fail(hostFailed)
 
 	_, held = g.acquire(h, false)
@@ -47,16 +47,17 @@ func TestHostGateBreaker(t *testing.T) {
 	require.True(t, held.open)
 	require.Equal(t, now.Add(time.Minute), held.until)
 	require.ErrorIs(t, held, ErrHeld)
-	require.Equal(t, 1, g.open)
+	require.Contains(t, held.Error(), "circuit open; last failure: HTTP 503", "the held task's error says what is wrong")
+	require.Equal(t, 1, g.openHosts())
 	p, held = g.acquire(other, false)
 	require.Nil(t, held, "another host is not held")
-	p.done(answered, time.Millisecond)
+	p.done(answered, time.Millisecond, "")
 
 	// A last attempt is made all the same (asynq would archive it unattempted).
 	p, held = g.acquire(h, true)
 	require.Nil(t, held)
 	require.False(t, p.probe)
-	p.done(neutral, 0)
+	p.done(neutral, 0, "")
 
 	now = now.Add(time.Minute) // half-open: one probe
 	probe, held := g.acquire(h, false)
@@ -65,7 +66,8 @@ func TestHostGateBreaker(t *testing.T) {
 	_, held = g.acquire(h, false)
 	require.NotNil(t, held, "one probe at a time")
 	require.True(t, held.open)
-	probe.done(hostFailed, time.Millisecond)
+	require.True(t, held.probing, "held behind the probe: never archived for it (Deliverer.ProcessTask)")
+	probe.done(hostFailed, time.Millisecond, "")
 	_, held = g.acquire(h, false)
 	require.NotNil(t, held)
 	require.Equal(t, now.Add(2*time.Minute), held.until, "a failed probe doubles the cool-off")
@@ -73,16 +75,16 @@ func TestHostGateBreaker(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	probe, held = g.acquire(h, false)
 	require.Nil(t, held)
-	probe.done(hostFailed, time.Millisecond)
+	probe.done(hostFailed, time.Millisecond, "")
 	now = now.Add(4 * time.Minute) // capped at HostCoolOffMax
 	probe, held = g.acquire(h, false)
 	require.Nil(t, held)
 	require.True(t, probe.probe)
-	probe.done(answered, time.Millisecond)
-	require.Zero(t, g.open, "a probe that got an answer closes it")
+	probe.done(answered, time.Millisecond, "")
+	require.Zero(t, g.openHosts(), "a probe that got an answer closes it")
 	p, held = g.acquire(h, false)
 	require.Nil(t, held)
-	p.done(answered, time.Millisecond)
+	p.done(answered, time.Millisecond, "")
 }
 
 // A host that failed or answered slowly lately has at most HostConcurrency
@@ -103,13 +105,13 @@ func TestHostGateLimitsSuspectHosts(t *testing.T) {
 		passes = append(passes, p)
 	}
 	for _, p := range passes {
-		p.done(answered, time.Millisecond)
+		p.done(answered, time.Millisecond, "")
 	}
 	require.Empty(t, g.hosts, "a healthy host with nothing in flight is forgotten")
 
 	for name, finish := range map[string]func(*pass){
-		"slow answer":  func(p *pass) { p.done(answered, g.slow) },
-		"host failure": func(p *pass) { p.done(hostFailed, time.Millisecond) },
+		"slow answer":  func(p *pass) { p.done(answered, g.slow, "") },
+		"host failure": func(p *pass) { p.done(hostFailed, time.Millisecond, "") },
 	} {
 		p, held := g.acquire(h, false)
 		require.Nil(t, held)
@@ -124,9 +126,9 @@ func TestHostGateLimitsSuspectHosts(t *testing.T) {
 		require.ErrorIs(t, held, ErrHeld)
 		c, held := g.acquire(h, true)
 		require.Nil(t, held, "%s: a last attempt goes all the same", name)
-		a.done(answered, time.Millisecond)
-		b.done(answered, time.Millisecond)
-		c.done(answered, time.Millisecond)
+		a.done(answered, time.Millisecond, "")
+		b.done(answered, time.Millisecond, "")
+		c.done(answered, time.Millisecond, "")
 		now = now.Add(g.coolOffMax)
 		passes = passes[:0]
 		for range 8 {
@@ -135,10 +137,60 @@ func TestHostGateLimitsSuspectHosts(t *testing.T) {
 			passes = append(passes, p)
 		}
 		for _, p := range passes {
-			p.done(answered, time.Millisecond)
+			p.done(answered, time.Millisecond, "")
 		}
 		require.Empty(t, g.hosts, name)
 	}
+}
+
+// Deliveries that come back to find a suspect host at its limit are spread the
+// wider the more of them came back since a slot last freed, so that a backlog
+// waiting on a slow receiver does not return every few seconds each; a freed slot
+// starts the count again.
+func TestHostGateSpreadsHoldsAtTheLimit(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := testGate(&now)
+	const h = "slow.example:443"
+	p, held := g.acquire(h, false)
+	require.Nil(t, held)
+	p.done(answered, g.slow, "") // slow: suspect, limit 2
+	a, _ := g.acquire(h, false)
+	b, _ := g.acquire(h, false)
+	var spreads []time.Duration
+	for range 6 {
+		_, held := g.acquire(h, false)
+		require.NotNil(t, held)
+		spreads = append(spreads, held.spread)
+	}
+	// limit 2: the 1st comes back within a timeout, the 2nd and 3rd within two, ...
+	require.Equal(t, []time.Duration{g.timeout, 2 * g.timeout, 2 * g.timeout, 3 * g.timeout, 3 * g.timeout, 4 * g.timeout}, spreads)
+	a.done(answered, time.Millisecond, "")
+	a, held = g.acquire(h, false)
+	require.Nil(t, held, "the freed slot is taken")
+	_, held = g.acquire(h, false)
+	require.Equal(t, g.timeout, held.spread, "a freed slot starts the count again")
+	a.done(answered, time.Millisecond, "")
+	b.done(answered, time.Millisecond, "")
+}
+
+// The open-hosts gauge counts a host whose breaker is open while anything happens
+// to it, and lets it go two HostCoolOffMax after the last delivery or hold, though
+// no delivery comes to sweep it.
+func TestHostGateOpenHostsFallsBackWhenTrafficStops(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := testGate(&now)
+	for range 3 {
+		p, held := g.acquire("dead.example:443", false)
+		require.Nil(t, held)
+		p.done(hostFailed, time.Millisecond, "timeout")
+	}
+	require.Equal(t, 1, g.openHosts())
+	now = now.Add(2 * g.coolOffMax)
+	require.Equal(t, 1, g.openHosts(), "still within two HostCoolOffMax of the last failure")
+	now = now.Add(time.Second)
+	require.Zero(t, g.openHosts(), "nothing happened to it for two HostCoolOffMax")
 }
 
 // A held delivery is due when its host may let it through, plus jitter, at most

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,7 +17,7 @@ type Metrics struct {
 	events     *prometheus.CounterVec
 	deliveries *prometheus.CounterVec
 	latency    *prometheus.HistogramVec
-	openHosts  prometheus.Gauge
+	openHosts  atomic.Pointer[func() int] // the host gate's count; nil: 0
 }
 
 // NewMetrics creates the webhook metrics and registers them with reg (a new registry
@@ -39,12 +40,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Webhook POST latency by HTTP status code.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"code"}),
-		openHosts: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "viberq_webhook_open_hosts",
-			Help: "Webhook receivers' hosts whose circuit breaker is open in this process: their deliveries are held.",
-		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.deliveries, m.latency, m.openHosts} {
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "viberq_webhook_open_hosts",
+		Help: "Webhook receivers' hosts whose circuit breaker is open in this process: their deliveries are held.",
+	}, func() float64 {
+		if f := m.openHosts.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
+	for _, c := range []prometheus.Collector{m.events, m.deliveries, m.latency, open} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -70,8 +76,10 @@ func (m *Metrics) observe(code string, d time.Duration) {
 	}
 }
 
-func (m *Metrics) setOpenHosts(n int) {
+// openHostsFrom makes the open-hosts gauge read count when scraped (the Service's
+// host gate: counted at the scrape, it never goes stale when traffic stops).
+func (m *Metrics) openHostsFrom(count func() int) {
 	if m != nil {
-		m.openHosts.Set(float64(n))
+		m.openHosts.Store(&count)
 	}
 }

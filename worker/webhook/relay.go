@@ -46,6 +46,7 @@ type Relay struct {
 	client  *asynq.Client
 	log     zerolog.Logger
 	metrics *Metrics
+	now     func() time.Time // dates each webhook's QueuedAt
 }
 
 // EnsureGroup creates the consumer group at the end of the events stream (creating
@@ -208,7 +209,7 @@ func (r *Relay) relay(ctx context.Context, m redis.XMessage) (string, error) {
 	if err != nil {
 		return "error", fmt.Errorf("webhook: body of %s: %w", ev.StreamID, err)
 	}
-	task, err := tasks.NewWebhookTask(tasks.WebhookArgs{EventID: ev.StreamID, ID: ev.ID, URL: url, Body: body})
+	task, err := tasks.NewWebhookTask(tasks.WebhookArgs{EventID: ev.StreamID, ID: ev.ID, URL: url, Body: body, QueuedAt: r.now()})
 	if err != nil {
 		return "error", err
 	}

@@ -232,7 +232,7 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	log := deps.Logger.With().Str("component", "webhook").Logger()
 	client := asynq.NewClientFromRedisClient(deps.Redis)
 	s := &Service{cfg: cfg, client: client, log: log}
-	s.relay = &Relay{cfg: cfg, rdb: deps.Redis, store: deps.Store, client: client, log: log, metrics: deps.Metrics}
+	s.relay = &Relay{cfg: cfg, rdb: deps.Redis, store: deps.Store, client: client, log: log, metrics: deps.Metrics, now: deps.Now}
 	s.deliver = &Deliverer{cfg: cfg, http: deps.HTTPClient, log: log, metrics: deps.Metrics, now: deps.Now,
 		hosts: newHostGate(cfg, deps.Now, log, deps.Metrics)}
 	s.srv = asynq.NewServerFromRedisClient(deps.Redis, asynq.Config{
