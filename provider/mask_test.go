@@ -43,59 +43,69 @@ func FuzzMaskPhones(f *testing.F) {
 
 func TestMaskID(t *testing.T) {
 	t.Parallel()
+	const gen = "01a243d9-69ff-7019-928e-92fdaf7e2594" // a UUIDv7; MaskPhones takes "7019-928" for a number
 	for _, tt := range []struct{ in, want string }{
 		{"order-42", "order-42"},
 		{"otp-380501234567", "otp-380*****4567"},
-		// A generated ID: MaskPhones would take "7019-928" for a number.
-		{"01a243d9-69ff-7019-928e-92fdaf7e2594", "01a243d9-69ff-7019-928e-92fdaf7e2594"},
-		{"poll:01a243d9-69ff-7019-928e-92fdaf7e2594:3", "poll:01a243d9-69ff-7019-928e-92fdaf7e2594:3"},
+		{gen, gen},
+		{"poll:" + gen + ":3", "poll:" + gen + ":3"},
 		{"/v1/messages/01A243D9-69FF-7019-928E-92FDAF7E2594", "/v1/messages/01A243D9-69FF-7019-928E-92FDAF7E2594"},
+		{"webhook:1733358000000-0", "webhook:1733358000000-0"}, // a stream entry ID
 		// The rest of the ID is masked around the UUID.
-		{"380501234567-01a243d9-69ff-7019-928e-92fdaf7e2594", "380*****4567-01a243d9-69ff-7019-928e-92fdaf7e2594"},
-		{"01a243d9-69ff-7019-928e-92fdaf7e2594:380501234567", "01a243d9-69ff-7019-928e-92fdaf7e2594:380*****4567"},
-		// UUID-shaped but all decimal, or not a word of its own: masked as any text.
+		{"380501234567-" + gen, MaskPhone("380501234567-01") + gen[2:]}, // the number's run takes the UUID's "01"
+		{gen + ":380501234567", gen + ":380*****4567"},
+		// A number that reaches into the UUID is masked whole, the UUID's part too.
+		{"otp-38050-1234567a-69ff-7019-928e-92fdaf7e2594", "otp-" + MaskPhone("38050-1234567") + "a-69ff-7019-928e-92fdaf7e2594"},
+		// UUID-shaped but all decimal, of no UUID version or variant, or not a word of
+		// its own: masked as any text.
 		{"38050123-4567-1234-5678-123456789012", MaskPhones("38050123-4567-1234-5678-123456789012")},
-		{"x01a243d9-69ff-7019-928e-92fdaf7e2594", MaskPhones("x01a243d9-69ff-7019-928e-92fdaf7e2594")},
+		{"38050123-4567-aaaa-aaaa-aaaaaaaaaaaa", MaskPhones("38050123-4567-aaaa-aaaa-aaaaaaaaaaaa")},
+		{"38050123-4567-7aaa-caaa-aaaaaaaaaaaa", MaskPhones("38050123-4567-7aaa-caaa-aaaaaaaaaaaa")},
+		{"x" + gen, MaskPhones("x" + gen)},
+		// 13 digits led by something else than 1 may be a number.
+		{"webhook:3805012345678-0", MaskPhones("webhook:3805012345678-0")},
 	} {
 		require.Equal(t, tt.want, MaskID(tt.in), tt.in)
 	}
+	require.NotEqual(t, gen, MaskPhones(gen), "the case MaskID exists for")
 }
 
-// FuzzMaskID: outside the UUIDs it leaves whole, no run of 7 digits survives; lengths
-// are kept for valid UTF-8.
+// FuzzMaskID: outside the UUIDs and stream entry IDs it leaves whole, no run of 7
+// digits survives; lengths are kept for valid UTF-8.
 func FuzzMaskID(f *testing.F) {
 	for _, s := range []string{"otp-380501234567", "01a243d9-69ff-7019-928e-92fdaf7e2594", "poll:01a243d9-69ff-7019-928e-92fdaf7e2594:3",
-		"38050-01a243d9-69ff-7019-928e-92fdaf7e2594-4567890", "12345678-1234-1234-1234-123456789012"} {
+		"38050-01a243d9-69ff-7019-928e-92fdaf7e2594-4567890", "12345678-1234-1234-1234-123456789012", "webhook:1733358000000-0"} {
 		f.Add(s)
 	}
 	seven := regexp.MustCompile(`[0-9]{7}`)
 	f.Fuzz(func(t *testing.T, s string) {
 		got := MaskID(s)
-		kept := uuidWordRe.ReplaceAllStringFunc(got, func(u string) string {
-			if strings.ContainsAny(u, "abcdefABCDEF") {
-				return "-"
+		if len(got) != len(s) {
+			t.Fatalf("MaskID(%q) = %q changed the length in bytes", s, got)
+		}
+		// Blank what the input shows whole (its UUIDs and stream IDs, found in the
+		// input: a number masked into one leaves it no longer a UUID in the output).
+		kept := []byte(got)
+		blank := func(u []int) {
+			for i := u[0]; i < u[1]; i++ {
+				kept[i] = '-'
 			}
-			return u
-		})
-		if seven.MatchString(kept) {
-			t.Fatalf("MaskID(%q) = %q keeps 7 digits in a row outside a UUID", s, got)
+		}
+		for _, u := range uuidWordRe.FindAllStringIndex(s, -1) {
+			if isUUID(s[u[0]:u[1]]) {
+				blank(u)
+			}
+		}
+		for _, u := range streamIDRe.FindAllStringIndex(s, -1) {
+			blank(u)
+		}
+		if seven.Match(kept) {
+			t.Fatalf("MaskID(%q) = %q keeps 7 digits in a row outside a UUID or stream ID", s, got)
 		}
 		if strings.ToValidUTF8(s, "") == s && len([]rune(got)) != len([]rune(s)) {
 			t.Fatalf("MaskID(%q) = %q changed the length", s, got)
 		}
 	})
-}
-
-// TestIsUUIDAgreesWithTheRegexp: MaskID's fast path takes a whole string for a UUID
-// exactly when uuidWordRe and the letter rule would.
-func TestIsUUIDAgreesWithTheRegexp(t *testing.T) {
-	t.Parallel()
-	for _, s := range []string{"01a243d9-69ff-7019-928e-92fdaf7e2594", "01A243D9-69FF-7019-928E-92FDAF7E2594",
-		"12345678-1234-1234-1234-123456789012", "01a243d9-69ff-7019-928e-92fdaf7e259", "01a243d9-69ff-7019-928e-92fdaf7e25945",
-		"01a243d9x69ff-7019-928e-92fdaf7e2594", "01a243d9-69ff-7019-928e-92fdaf7e259g", "", "order-42"} {
-		want := uuidWordRe.FindString(s) == s && strings.ContainsAny(s, "abcdefABCDEF")
-		require.Equal(t, want, isUUID(s), s)
-	}
 }
 
 func BenchmarkMaskIDGenerated(b *testing.B) {
