@@ -76,7 +76,7 @@ func isTerminal(f *os.File) bool {
 var (
 	redisLog         = &redisLogger{}
 	redisLogSetOnce  sync.Once
-	urlPasswordRegex = regexp.MustCompile(`(://[^:@/\s]*:)[^@\s]*@`)
+	urlPasswordRegex = regexp.MustCompile(`(://[^:@/\s]*:)[^/\s?#]*@`) // to the last @ of the authority
 )
 
 // routeRedisLog makes redisLog go-redis's logger (once per process) and points it at
@@ -109,6 +109,8 @@ func (r *redisLogger) hide(secrets ...string) {
 			r.secrets = append(r.secrets, s)
 		}
 	}
+	// Longest first: a password that holds another is replaced whole.
+	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
 }
 
 // hideURL registers the password of a Redis URL given as a flag.
@@ -119,15 +121,15 @@ func (r *redisLogger) hideURL(raw string) {
 	}
 }
 
-// redact replaces the registered passwords and any URL's password in msg.
+// redact replaces the registered passwords (first: a URL's redaction could cut one
+// that holds an @ and leave its tail) and then any URL's password in msg.
 func (r *redisLogger) redact(msg string) string {
-	msg = urlPasswordRegex.ReplaceAllString(msg, "${1}[REDACTED]@")
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, s := range r.secrets {
 		msg = strings.ReplaceAll(msg, s, "[REDACTED]")
 	}
-	return msg
+	r.mu.Unlock()
+	return urlPasswordRegex.ReplaceAllString(msg, "${1}[REDACTED]@")
 }
 
 // Printf is internal.Logging's one method.

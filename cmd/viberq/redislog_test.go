@@ -77,6 +77,20 @@ func TestRedisLogLevelsAndRedaction(t *testing.T) {
 		t.Errorf("message = %q, want the passwords replaced by [REDACTED] and the rest kept", msg)
 	}
 
+	// A password with an @ (url.Parse splits at the last one) and a password that
+	// holds another are redacted whole.
+	buf.Reset()
+	r.hide("p@ss", "abc", "abcdef")
+	r.Printf(context.Background(), "dial redis://u:p@ss@h:6379/0 and redis://:x@y@h2:6379?db=1; auth abcdef, then abc")
+	for _, tail := range []string{"ss@h", "@y@", "def", "abc"} {
+		if strings.Contains(buf.String(), tail) {
+			t.Errorf("%q of a password is in the line: %s", tail, buf.String())
+		}
+	}
+	if !strings.Contains(buf.String(), "redis://u:[REDACTED]@h:6379/0") || !strings.Contains(buf.String(), "redis://:[REDACTED]@h2:6379?db=1") {
+		t.Errorf("want each URL's host kept after its redacted password: %s", buf.String())
+	}
+
 	buf.Reset()
 	r.use(zerolog.New(&buf).Level(zerolog.DebugLevel))
 	r.Printf(context.Background(), "redis: connection pool: failed to dial after %d attempts: %v", 5, "dial tcp 10.0.0.1:6379: i/o timeout")
