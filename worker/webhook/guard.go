@@ -39,16 +39,14 @@ var nonPublic = []netip.Prefix{
 }
 
 // globalExceptions are the more specific entries of the registries inside a
-// nonPublic range that are globally reachable: the PCP and TURN anycast addresses
-// (192.0.0.9, 192.0.0.10, 2001:1::1, 2001:1::2), DNS-SD SRP anycast (2001:1::3), AMT
-// (2001:3::/32), AS112-v6 (2001:4:112::/48), ORCHIDv2 (2001:20::/28) and the drone
-// remote ID tags (2001:30::/28).
+// nonPublic range that are globally reachable and reach a service somewhere else:
+// AMT (2001:3::/32), AS112-v6 (2001:4:112::/48), ORCHIDv2 (2001:20::/28) and the
+// drone remote ID tags (2001:30::/28). The anycast addresses the registries also mark
+// globally reachable (PCP 192.0.0.9 and 2001:1::1, TURN 192.0.0.10 and 2001:1::2,
+// DNS-SD SRP 2001:1::3) stay refused: anycast is answered by the nearest server of
+// the service, typically the site's own gateway (RFC 7723), and no receiver lives
+// there.
 var globalExceptions = []netip.Prefix{
-	netip.MustParsePrefix("192.0.0.9/32"),
-	netip.MustParsePrefix("192.0.0.10/32"),
-	netip.MustParsePrefix("2001:1::1/128"),
-	netip.MustParsePrefix("2001:1::2/128"),
-	netip.MustParsePrefix("2001:1::3/128"),
 	netip.MustParsePrefix("2001:3::/32"),
 	netip.MustParsePrefix("2001:4:112::/48"),
 	netip.MustParsePrefix("2001:20::/28"),

@@ -82,8 +82,8 @@ func TestPublicAddr(t *testing.T) {
 		// IETF protocol assignments (192.0.0.0/24) but PCP and TURN anycast.
 		{"192.0.0.8", false, "IPv4 dummy address"},
 		{"192.0.0.170", false, "NAT64 discovery"},
-		{"192.0.0.9", true, "PCP anycast (globally reachable)"},
-		{"192.0.0.10", true, "TURN anycast (globally reachable)"},
+		{"192.0.0.9", false, "PCP anycast: the nearest gateway"},
+		{"192.0.0.10", false, "TURN anycast: the nearest server"},
 		// IPv6 documentation: 2001:db8::/32 and 3fff::/20 (RFC 9637).
 		{"2001:db8::1", false, "documentation"},
 		{"3fff::1", false, "documentation (RFC 9637)"},
@@ -97,9 +97,9 @@ func TestPublicAddr(t *testing.T) {
 		{"2001:2::1", false, "benchmarking"},
 		{"2001:10::1", false, "deprecated ORCHID"},
 		{"2001:1ff:ffff::1", false, "end of 2001::/23"},
-		{"2001:1::1", true, "PCP anycast"},
-		{"2001:1::2", true, "TURN anycast"},
-		{"2001:1::3", true, "DNS-SD SRP anycast"},
+		{"2001:1::1", false, "PCP anycast: the nearest gateway"},
+		{"2001:1::2", false, "TURN anycast: the nearest server"},
+		{"2001:1::3", false, "DNS-SD SRP anycast: the nearest server"},
 		{"2001:1::4", false, "unassigned in 2001:1::/48"},
 		{"2001:3::1", true, "AMT"},
 		{"2001:4:112::1", true, "AS112-v6"},
