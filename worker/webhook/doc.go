@@ -64,20 +64,27 @@
 //     and the webhook's own backoff retries them.
 //   - A host that failed or answered slowly (in half the timeout or more) within the
 //     last HostCoolOffMax has at most HostConcurrency deliveries in flight (a quarter
-//     of Concurrency, at least 1); the others are held. A healthy host may use every
-//     slot: one receiver alone still gets the whole concurrency.
+//     of Concurrency, at least 1); the others are held, and come back spread the
+//     wider the more of them found the limit reached since a slot last freed. A
+//     healthy host may use every slot: one receiver alone still gets the whole
+//     concurrency.
 //
-// A held delivery returns an error wrapping ErrHeld, which the delivery server does
-// not count as a failure (asynq's IsFailure): it is rescheduled, jittered, for when
-// the host may let it through (never more than RetryMax later) without using one of
-// the webhook's MaxRetry retries, so an outage of a few minutes costs no webhook its
-// attempts. The retries count only real attempts; held deliveries are bounded by
-// time instead: a webhook still held by an open breaker when its event is older than
-// the retry window (the backoff schedule's length, about 6 hours, at least two
-// HostCoolOffMax) is archived as dead. A webhook's last attempt is never held (asynq
-// would archive it unattempted). The breakers live in the process: every worker
-// learns about a host on its own, after at most HostFailures attempts plus those
-// already in flight.
+// A held delivery returns an error wrapping ErrHeld (naming the host's last
+// failure, which the Asynq UI shows as the task's last error), which the delivery
+// server does not count as a failure (asynq's IsFailure): it is rescheduled,
+// jittered, for when the host may let it through (never more than RetryMax later)
+// without using one of the webhook's MaxRetry retries, so an outage of a few minutes
+// costs no webhook its attempts. The retries count only real attempts; held
+// deliveries are bounded by time instead: a webhook held by an open breaker once it
+// has waited longer than the retry window (the backoff schedule's length, about 6
+// hours, at least two HostCoolOffMax, counted from WebhookArgs.QueuedAt, when the
+// relay queued it) is archived as dead. A webhook is never archived unattempted: its
+// last attempt, and its first one when it is already past the window (a backlog the
+// relay queued late, a dead letter re-run from the Asynq UI), go through whatever
+// the host's state, and a delivery held behind a half-open breaker's probe waits
+// for the probe's answer. The breakers live in the process: every worker learns
+// about a host on its own, after at most HostFailures attempts plus those already
+// in flight.
 //
 // # Addresses (SSRF)
 //
