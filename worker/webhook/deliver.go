@@ -86,8 +86,8 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	o, cause := neutral, ""
 	defer func() { p.done(o, time.Since(start), cause) }() // a panic in the POST still frees its slot
 	o, err = d.post(ctx, target, a)
-	if o == hostFailed {
-		cause = errors.Unwrap(err).Error() // the failure without the webhook's event ID
+	if u := errors.Unwrap(err); o == hostFailed && u != nil {
+		cause = u.Error() // the failure without the webhook's event ID
 	}
 	if err == nil {
 		d.metrics.countDelivery("delivered")
