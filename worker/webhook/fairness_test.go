@@ -83,6 +83,18 @@ func runService(t *testing.T, rdb redis.UniversalClient, cfg webhook.Config, clo
 	return doer, reg
 }
 
+// waitTaskState waits for the webhook task id to be in state and returns its info.
+func waitTaskState(t *testing.T, insp *asynq.Inspector, id string, state asynq.TaskState) *asynq.TaskInfo {
+	t.Helper()
+	var ti *asynq.TaskInfo
+	require.Eventually(t, func() bool {
+		var err error
+		ti, err = insp.GetTaskInfo(tasks.QueueWebhooks, id)
+		return err == nil && ti.State == state
+	}, 10*time.Second, 10*time.Millisecond, "%s %s", id, state)
+	return ti
+}
+
 // enqueueWebhook queues the webhook of event i (dated by clock) for target.
 func enqueueWebhook(t *testing.T, client *asynq.Client, clock *fakeClock, i int, target string, maxRetry int) string {
 	t.Helper()
@@ -200,13 +212,7 @@ func TestHeldWebhookUsesNoRetry(t *testing.T) {
 	t.Cleanup(func() { _ = insp.Close() })
 	waitState := func(id string, state asynq.TaskState) *asynq.TaskInfo {
 		t.Helper()
-		var ti *asynq.TaskInfo
-		require.Eventually(t, func() bool {
-			var err error
-			ti, err = insp.GetTaskInfo(tasks.QueueWebhooks, id)
-			return err == nil && ti.State == state
-		}, 10*time.Second, 10*time.Millisecond, "%s %s", id, state)
-		return ti
+		return waitTaskState(t, insp, id, state)
 	}
 
 	// A first webhook's 503 opens the breaker (HostFailures 1).
@@ -262,13 +268,7 @@ func TestHeldPastWindowArchivedAfterOneAttempt(t *testing.T) {
 	t.Cleanup(func() { _ = insp.Close() })
 	waitState := func(id string, state asynq.TaskState) *asynq.TaskInfo {
 		t.Helper()
-		var ti *asynq.TaskInfo
-		require.Eventually(t, func() bool {
-			var err error
-			ti, err = insp.GetTaskInfo(tasks.QueueWebhooks, id)
-			return err == nil && ti.State == state
-		}, 10*time.Second, 10*time.Millisecond, "%s %s", id, state)
-		return ti
+		return waitTaskState(t, insp, id, state)
 	}
 	enqueue := func(i int, queuedAt time.Time) string {
 		t.Helper()
