@@ -138,8 +138,9 @@ func (c Config) withDefaults() Config {
 
 // window is how long the retry schedule takes without its jitter (RetryInitial
 // doubling up to RetryMax, MaxRetry times; about 6 hours by default), but at least
-// two HostCoolOffMax (time for probes): a webhook whose host is still held when its
-// event is older than this is archived.
+// two HostCoolOffMax (time for probes): a webhook held by an open breaker after
+// waiting this long since it was queued, and attempted at least once, is archived
+// (Deliverer.ProcessTask).
 func (c Config) window() time.Duration {
 	var w time.Duration
 	d := c.RetryInitial
