@@ -69,21 +69,12 @@ type contract struct {
 func (c *contract) call(t *testing.T, validRequest bool, method, path, body string, hdr ...string) response {
 	t.Helper()
 	r := c.b.do(t, method, path, body, hdr...)
-
-	req, err := http.NewRequest(method, c.b.srv.URL+path, strings.NewReader(body))
-	require.NoError(t, err)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	route, params, err := c.router.FindRoute(req)
-	require.NoError(t, err, "%s %s is not in the document", method, path)
-	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+	in := c.requestInput(t, method, path, body, hdr...)
 	ctx := context.Background()
 	if validRequest {
 		require.NoError(t, openapi3filter.ValidateRequest(ctx, in), "request %s %s: %s", method, path, body)
 	}
-	err = openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
+	err := openapi3filter.ValidateResponse(ctx, &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: in, Status: r.status, Header: r.header,
 		Body:    io.NopCloser(strings.NewReader(r.body)),
 		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
@@ -91,7 +82,7 @@ func (c *contract) call(t *testing.T, validRequest bool, method, path, body stri
 	require.NoError(t, err, "answer %d to %s %s: %s", r.status, method, path, r.body)
 
 	c.mu.Lock()
-	key := method + " " + route.Path
+	key := method + " " + in.Route.Path
 	c.covered[key] = append(c.covered[key], r.status)
 	c.mu.Unlock()
 	return r
@@ -276,6 +267,13 @@ func TestOpenAPIContract(t *testing.T) {
 // requestErr validates a request against the document without sending it.
 func (c *contract) requestErr(t *testing.T, method, path, body string, hdr ...string) error {
 	t.Helper()
+	return openapi3filter.ValidateRequest(context.Background(), c.requestInput(t, method, path, body, hdr...))
+}
+
+// requestInput is the document's view of a request: its route (which must be in the
+// document) and parameters, ready to validate the request or its answer.
+func (c *contract) requestInput(t *testing.T, method, path, body string, hdr ...string) *openapi3filter.RequestValidationInput {
+	t.Helper()
 	req, err := http.NewRequest(method, c.b.srv.URL+path, strings.NewReader(body))
 	require.NoError(t, err)
 	for i := 0; i+1 < len(hdr); i += 2 {
@@ -283,9 +281,8 @@ func (c *contract) requestErr(t *testing.T, method, path, body string, hdr ...st
 	}
 	route, params, err := c.router.FindRoute(req)
 	require.NoError(t, err, "%s %s is not in the document", method, path)
-	return openapi3filter.ValidateRequest(context.Background(), &openapi3filter.RequestValidationInput{
-		Request: req, PathParams: params, Route: route,
-		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}})
+	return &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
 }
 
 // A JSON null in a request: the document and the server agree field by field. An
