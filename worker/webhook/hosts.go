@@ -124,7 +124,7 @@ func (g *hostGate) openHosts() int {
 	defer g.mu.Unlock()
 	now, n := g.now(), 0
 	for _, st := range g.hosts {
-		if !st.openUntil.IsZero() && (st.inflight > 0 || now.Sub(st.seen) <= 2*g.coolOffMax) {
+		if !st.openUntil.IsZero() && !g.idle(st, now) {
 			n++
 		}
 	}
@@ -230,18 +230,24 @@ func (p *pass) done(o outcome, elapsed time.Duration, cause string) {
 	}
 }
 
-// sweep forgets, at most once per coolOffMax, the hosts nothing happened to for
-// two coolOffMax (longer than any hold lasts).
+// sweep forgets, at most once per coolOffMax, the idle hosts.
 func (g *hostGate) sweep(now time.Time) {
 	if now.Before(g.nextSweep) {
 		return
 	}
 	g.nextSweep = now.Add(g.coolOffMax)
 	for h, st := range g.hosts {
-		if st.inflight == 0 && now.Sub(st.seen) > 2*g.coolOffMax {
+		if g.idle(st, now) {
 			delete(g.hosts, h)
 		}
 	}
+}
+
+// idle reports whether nothing has happened to a host for two coolOffMax (longer
+// than any hold lasts) and nothing is in flight to it: sweep forgets it, and the
+// open-hosts gauge no longer counts it.
+func (g *hostGate) idle(st *hostState, now time.Time) bool {
+	return st.inflight == 0 && now.Sub(st.seen) > 2*g.coolOffMax
 }
 
 // hostKey is the host a URL's deliveries are counted under: the lower-case host
