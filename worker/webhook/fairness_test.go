@@ -95,11 +95,20 @@ func waitTaskState(t *testing.T, insp *asynq.Inspector, id string, state asynq.T
 	return ti
 }
 
-// enqueueWebhook queues the webhook of event i (dated by clock) for target.
-func enqueueWebhook(t *testing.T, client *asynq.Client, clock *fakeClock, i int, target string, maxRetry int) string {
+// requireNoneArchived fails t if any webhook task was archived.
+func requireNoneArchived(t *testing.T, insp *asynq.Inspector) {
+	t.Helper()
+	archived, err := insp.ListArchivedTasks(tasks.QueueWebhooks)
+	require.NoError(t, err)
+	require.Empty(t, archived)
+}
+
+// enqueueWebhook queues the webhook of event i (dated by clock) for target, queued at
+// queuedAt (zero: none written, the window counts from the event).
+func enqueueWebhook(t *testing.T, client *asynq.Client, clock *fakeClock, i int, target string, maxRetry int, queuedAt time.Time) string {
 	t.Helper()
 	ev := fmt.Sprintf("%d-%d", clock.Now().UnixMilli(), i)
-	task, err := tasks.NewWebhookTask(tasks.WebhookArgs{EventID: ev, ID: fmt.Sprintf("m%d", i), URL: target, Body: []byte(`{}`)})
+	task, err := tasks.NewWebhookTask(tasks.WebhookArgs{EventID: ev, ID: fmt.Sprintf("m%d", i), URL: target, Body: []byte(`{}`), QueuedAt: queuedAt})
 	require.NoError(t, err)
 	info, err := client.Enqueue(task, asynq.MaxRetry(maxRetry), asynq.Retention(time.Hour))
 	require.NoError(t, err)
@@ -145,8 +154,8 @@ func TestHangingReceiverDoesNotHoldUpOthers(t *testing.T) {
 	t.Cleanup(func() { _ = client.Close() })
 	deadIDs := map[string]bool{}
 	for i := range n {
-		deadIDs[enqueueWebhook(t, client, clock, 2*i, dead.URL+"/hooks", webhook.DefaultMaxRetry)] = true
-		enqueueWebhook(t, client, clock, 2*i+1, healthy.URL+"/hooks", webhook.DefaultMaxRetry)
+		deadIDs[enqueueWebhook(t, client, clock, 2*i, dead.URL+"/hooks", webhook.DefaultMaxRetry, time.Time{})] = true
+		enqueueWebhook(t, client, clock, 2*i+1, healthy.URL+"/hooks", webhook.DefaultMaxRetry, time.Time{})
 	}
 
 	insp := asynq.NewInspectorFromRedisClient(rdb)
@@ -176,9 +185,7 @@ func TestHangingReceiverDoesNotHoldUpOthers(t *testing.T) {
 	require.EqualValues(t, n-dialled, counter(t, reg, "viberq_webhook_deliveries_total", "held"))
 	require.EqualValues(t, dialled, counter(t, reg, "viberq_webhook_deliveries_total", "failed"))
 	require.Equal(t, 1.0, gauge(t, reg, "viberq_webhook_open_hosts"))
-	archived, err := insp.ListArchivedTasks(tasks.QueueWebhooks)
-	require.NoError(t, err)
-	require.Empty(t, archived)
+	requireNoneArchived(t, insp)
 }
 
 // A held webhook does not use its retries: with MaxRetry 2, held five times in a
@@ -216,11 +223,11 @@ func TestHeldWebhookUsesNoRetry(t *testing.T) {
 	}
 
 	// A first webhook's 503 opens the breaker (HostFailures 1).
-	first := enqueueWebhook(t, client, clock, 1, rcv.URL, maxRetry)
+	first := enqueueWebhook(t, client, clock, 1, rcv.URL, maxRetry, time.Time{})
 	require.Equal(t, 1, waitState(first, asynq.TaskStateRetry).Retried)
 	require.EqualValues(t, 1, posts.Load())
 
-	id := enqueueWebhook(t, client, clock, 2, rcv.URL, maxRetry)
+	id := enqueueWebhook(t, client, clock, 2, rcv.URL, maxRetry, time.Time{})
 	for i := 1; i <= maxRetry+3; i++ {
 		require.Eventually(t, func() bool {
 			return counter(t, reg, "viberq_webhook_deliveries_total", "held") == float64(i)
@@ -239,9 +246,7 @@ func TestHeldWebhookUsesNoRetry(t *testing.T) {
 	waitState(id, asynq.TaskStateCompleted)
 	require.EqualValues(t, 2, posts.Load())
 	require.Equal(t, 0.0, gauge(t, reg, "viberq_webhook_open_hosts"), "the probe's answer closed the breaker")
-	archived, err := insp.ListArchivedTasks(tasks.QueueWebhooks)
-	require.NoError(t, err)
-	require.Empty(t, archived)
+	requireNoneArchived(t, insp)
 }
 
 // A webhook is never archived unattempted: one queued longer ago than the retry
@@ -272,12 +277,7 @@ func TestHeldPastWindowArchivedAfterOneAttempt(t *testing.T) {
 	}
 	enqueue := func(i int, queuedAt time.Time) string {
 		t.Helper()
-		task, err := tasks.NewWebhookTask(tasks.WebhookArgs{EventID: fmt.Sprintf("%d-%d", clock.Now().UnixMilli(), i),
-			ID: fmt.Sprintf("m%d", i), URL: rcv.URL, Body: []byte(`{}`), QueuedAt: queuedAt})
-		require.NoError(t, err)
-		info, err := client.Enqueue(task, asynq.MaxRetry(5), asynq.Retention(time.Hour))
-		require.NoError(t, err)
-		return info.ID
+		return enqueueWebhook(t, client, clock, i, rcv.URL, 5, queuedAt)
 	}
 
 	opener := enqueue(1, clock.Now()) // its 502 opens the breaker (HostFailures 1)
