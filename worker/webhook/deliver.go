@@ -64,7 +64,10 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if target == "" {
 		target = d.cfg.DefaultURL
 	}
-	lg := d.log.With().Str("event_id", a.EventID).Str("msg_id", provider.MaskID(a.ID)).Str("host", hostOf(target)).Logger()
+	// The host as the breakers count it (name:port, never the userinfo, path or
+	// query): the delivery's lines and its breaker's name it alike.
+	host := hostKey(target)
+	lg := d.log.With().Str("event_id", a.EventID).Str("msg_id", provider.MaskID(a.ID)).Str("host", host).Logger()
 	if target == "" {
 		lg.Warn().Msg("webhook has no URL (VIBERQ_WEBHOOK_URL was unset); archived")
 		return fmt.Errorf("webhook %s: no URL: %w", a.EventID, asynq.SkipRetry)
@@ -72,7 +75,7 @@ func (d *Deliverer) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	retried, _ := asynq.GetRetryCount(ctx)
 	maxRetry, ok := asynq.GetMaxRetry(ctx)
 	past := d.pastWindow(a)
-	p, held := d.hosts.acquire(hostKey(target), (ok && retried >= maxRetry) || (past && retried == 0))
+	p, held := d.hosts.acquire(host, (ok && retried >= maxRetry) || (past && retried == 0))
 	if held != nil {
 		if held.open && !held.probing && past {
 			lg.Debug().Dur("window", d.cfg.window()).Msg("webhook host still held at the end of the retry window; archived")
@@ -184,13 +187,4 @@ func (d *Deliverer) handleError(ctx context.Context, t *asynq.Task, err error) {
 	id, _ := asynq.GetTaskID(ctx)
 	d.log.Error().Err(err).Str("task_id", id).Str("task_type", t.Type()).Int("retry", retried).
 		Msg("webhook archived (dead letter): re-run it from the Asynq UI, queue webhooks")
-}
-
-// hostOf returns the host of a URL for logs (never the userinfo, path or query).
-func hostOf(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return ""
-	}
-	return p.Host
 }
